@@ -1,0 +1,52 @@
+# mftt — one-command set-up. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU build by default; on a GPU box: make TORCH=torch
+TORCH ?= torch==2.13.0
+unexport PYTHONDONTWRITEBYTECODE
+export RAY_USAGE_STATS_ENABLED=0
+export RAY_AUTH_MODE=disabled
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+export OMP_NUM_THREADS ?= 1
+
+FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
+EXTRA_INDEX := $(shell pip config get global.extra-index-url 2>/dev/null)
+UV_FLAGS := --index-strategy unsafe-best-match $(foreach f,$(FIND_LINKS),--find-links $(f)) $(foreach u,$(EXTRA_INDEX),--extra-index-url $(u))
+
+.PHONY: install demo test lint test-fast test-slow e2e bench app clean
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) "$(TORCH)" -e ".[dev,e2e]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python examples/lq_mean_field_control.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -n 2 -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m "slow"
+
+e2e: install
+	$(BIN)/python -m pytest -q -m "e2e" tests/e2e
+
+bench: install
+	OMP_NUM_THREADS= $(BIN)/python benchmarks/run.py
+
+app: install
+	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

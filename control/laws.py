@@ -1,0 +1,227 @@
+"""Weight laws θ = law(t, x, μ): the weights of a model as controls (spec §A.7, §A.13, §B.1).
+
+Four kinds, chosen by name from ``WEIGHT_LAWS``:
+
+* ``constant``  θ = θ₀
+* ``time``      θ(t) = θ₀ + Σ_k c_k P_k(s)                       (open loop; Legendre basis, s = 2t/T − 1)
+* ``feedback``  θ(t, x_i) = θ(t) + U(t) V φ(x_i)                  (low-rank state feedback)
+* ``meanfield`` θ(t, x_i, μ) = θ(t) + U(t) V φ(x_i) + U_μ(t) V_μ ψ(μ),  ψ(μ) = (E x, Var x)
+
+Shape contract: ``x`` is ``[*batch, N, d_state]``; the law returns ``[*batch, N, *shape]`` (per particle) or
+``[*batch, 1, *shape]`` (shared by all particles). Parameters may carry a leading ``batch`` shape so that many
+agents' heterogeneous weights are one tensor. Every law starts equal to the constant law (its extra
+coefficients start at zero), so comparisons start from the same point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import meanfield as mf
+from .errors import ValidationError, choice, number
+
+FEATURES = {"linear": lambda x: x, "tanh": torch.tanh}
+
+
+def legendre(s: Tensor, order: int) -> Tensor:
+    """Legendre polynomials P_1..P_order at s ∈ [-1, 1]: ``[...] -> [..., order]`` (P_0 is θ₀ itself)."""
+    ps = [torch.ones_like(s), s]
+    for k in range(1, order):
+        ps.append(((2 * k + 1) * s * ps[k] - k * ps[k - 1]) / (k + 1))
+    return torch.stack(ps[1 : order + 1], -1)
+
+
+def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
+        raise ValidationError("shape", "a tuple of positive integers", shape)
+    return shape
+
+
+def _as_time(t: Tensor | float, ref: Tensor) -> Tensor:
+    return torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+
+
+class WeightLaw(nn.Module):
+    """Base class: θ = law(t, x, μ). Subclasses implement ``forward``."""
+
+    kind: str = "?"
+    per_particle: bool = False
+
+    def __init__(
+        self,
+        shape: int | Sequence[int],
+        d_state: int = 1,
+        *,
+        batch: Sequence[int] = (),
+        init: Tensor | None = None,
+        init_scale: float | None = None,
+        T: float = 1.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        self.shape = _shape(shape)
+        self.d_state = int(number("d_state", d_state, low=1, integer=True))
+        self.batch = tuple(int(b) for b in batch)
+        self.T = float(number("T", T, low=0.0, strict_low=True))
+        self.size = math.prod(self.shape)
+        full = self.batch + self.shape
+        if init is not None:
+            init = torch.as_tensor(init, dtype=dtype, device=device)
+            try:
+                theta0 = init.expand(full).clone()
+            except RuntimeError:
+                raise ValidationError(
+                    "init", f"a tensor broadcastable to {full}", tuple(init.shape)
+                ) from None
+        else:
+            fan_in = self.shape[0] if len(self.shape) > 1 else 1
+            scale = (1.0 / math.sqrt(fan_in)) if init_scale is None else init_scale
+            theta0 = torch.randn(full, device=device, dtype=dtype) * scale
+        self.theta0 = nn.Parameter(theta0)
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() < 2 or x.shape[-1] != self.d_state:
+            raise ValidationError("x", f"a tensor [..., N, {self.d_state}]", tuple(x.shape))
+
+    def _shared(self, theta: Tensor) -> Tensor:
+        """``[*batch, *shape] -> [*batch, 1, *shape]``: one θ for every particle (broadcasts over x's lead)."""
+        return theta.unsqueeze(len(self.batch))
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, shape={self.shape}, batch={self.batch}, n_params={self.n_params}"
+
+
+class ConstantLaw(WeightLaw):
+    """θ = θ₀: the standard transformer's constant weights."""
+
+    kind = "constant"
+
+    def forward(self, t: Tensor | float, x: Tensor, mu: mf.MeanField | None = None) -> Tensor:
+        self._check(x)
+        return self._shared(self.theta0)
+
+
+class TimeLaw(WeightLaw):
+    """θ(t) = θ₀ + Σ_{k=1}^{order} c_k P_k(2t/T − 1): open loop in depth time (per-layer weights)."""
+
+    kind = "time"
+
+    def __init__(self, shape, d_state: int = 1, *, order: int = 3, **kw):
+        super().__init__(shape, d_state, **kw)
+        self.order = int(number("order", order, low=1, integer=True))
+        self.coef = nn.Parameter(self.theta0.new_zeros(self.batch + (self.order,) + self.shape))
+
+    def theta_t(self, t: Tensor | float) -> Tensor:
+        """θ(t) as ``[*batch, *shape]``."""
+        s = 2 * _as_time(t, self.theta0) / self.T - 1
+        basis = legendre(s, self.order)  # [order]
+        c = self.coef.flatten(len(self.batch) + 1)  # [*batch, order, size]
+        return self.theta0 + (basis @ c).reshape(self.batch + self.shape)
+
+    def forward(self, t, x, mu=None):
+        self._check(x)
+        return self._shared(self.theta_t(t))
+
+
+class FeedbackLaw(TimeLaw):
+    """θ(t, x_i) = θ(t) + U(t)·V·φ(x_i): low-rank state feedback on each particle's own state."""
+
+    kind = "feedback"
+    per_particle = True
+
+    def __init__(self, shape, d_state: int = 1, *, rank: int = 2, features: str = "linear", **kw):
+        super().__init__(shape, d_state, **kw)
+        self.rank = int(number("rank", rank, low=1, integer=True))
+        self.features = choice("features", features, FEATURES)
+        p = self.theta0
+        k = self.order + 1
+        self.U = nn.Parameter(p.new_zeros(self.batch + (k, self.size, self.rank)))
+        self.V = nn.Parameter(
+            torch.randn(self.batch + (self.rank, self.d_state), dtype=p.dtype, device=p.device)
+            / math.sqrt(self.d_state)
+        )
+
+    def _basis0(self, t) -> Tensor:
+        s = 2 * _as_time(t, self.theta0) / self.T - 1
+        return torch.cat(
+            [torch.ones_like(s).unsqueeze(-1), legendre(s, self.order)], -1
+        )  # [order+1]
+
+    def _lowrank(self, U: Tensor, V: Tensor, f: Tensor, basis: Tensor) -> Tensor:
+        """Σ_k basis_k U_k V f for features ``f = [*lead, *batch, M, d_f]`` → ``[*lead, *batch, M, size]``."""
+        Ut = torch.einsum("k,...kpr->...pr", basis, U)  # [*batch, size, rank]
+        return (f @ V.transpose(-1, -2)) @ Ut.transpose(-1, -2)
+
+    def forward(self, t, x, mu=None):
+        self._check(x)
+        delta = self._lowrank(self.U, self.V, FEATURES[self.features](x), self._basis0(t))
+        base = self._shared(self.theta_t(t)).flatten(-len(self.shape))
+        return (base + delta).reshape(x.shape[:-1] + self.shape)
+
+
+class MeanFieldLaw(FeedbackLaw):
+    """θ(t, x_i, μ) = θ(t) + U(t)Vφ(x_i) + U_μ(t)V_μ ψ(μ), ψ(μ) = (E x, Var x) of the particle law."""
+
+    kind = "meanfield"
+
+    def __init__(self, shape, d_state: int = 1, *, rank: int = 2, mu_rank: int | None = None, **kw):
+        super().__init__(shape, d_state, rank=rank, **kw)
+        self.mu_rank = int(
+            number("mu_rank", rank if mu_rank is None else mu_rank, low=1, integer=True)
+        )
+        p = self.theta0
+        k = self.order + 1
+        self.Umu = nn.Parameter(p.new_zeros(self.batch + (k, self.size, self.mu_rank)))
+        self.Vmu = nn.Parameter(
+            torch.randn(
+                self.batch + (self.mu_rank, 2 * self.d_state), dtype=p.dtype, device=p.device
+            )
+            / math.sqrt(2 * self.d_state)
+        )
+
+    def forward(self, t, x, mu: mf.MeanField | None = None):
+        theta = super().forward(t, x)
+        if mu is None:
+            mu = mf.MeanField.of(x)
+        psi = torch.cat([mu.mean, mu.var], -1).unsqueeze(-2)  # [*lead, *batch, 1, 2d]
+        delta = self._lowrank(self.Umu, self.Vmu, psi, self._basis0(t))  # [*lead, *batch, 1, size]
+        return theta + delta.reshape(delta.shape[:-1] + self.shape)
+
+
+WEIGHT_LAWS: dict[str, type[WeightLaw]] = {
+    "constant": ConstantLaw,
+    "time": TimeLaw,
+    "feedback": FeedbackLaw,
+    "meanfield": MeanFieldLaw,
+}
+
+_OPTIONS = {
+    "constant": set(),
+    "time": {"order"},
+    "feedback": {"order", "rank", "features"},
+    "meanfield": {"order", "rank", "features", "mu_rank"},
+}
+_COMMON = {"batch", "init", "init_scale", "T", "device", "dtype"}
+
+
+def make_law(name: str, shape: int | Sequence[int], d_state: int = 1, **kw) -> WeightLaw:
+    """Build ``WEIGHT_LAWS[name](shape, d_state, **kw)``, refusing unknown names and options by name."""
+    choice("law", name, WEIGHT_LAWS)
+    for k in kw:
+        if k not in _OPTIONS[name] | _COMMON:
+            allowed = ", ".join(sorted(_OPTIONS[name] | _COMMON))
+            raise ValidationError(
+                f"law.{k}", f"an option of the {name!r} law ({allowed})", "unknown option"
+            )
+    return WEIGHT_LAWS[name](shape, d_state, **kw)

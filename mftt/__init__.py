@@ -1,0 +1,1 @@
+"""mftt package."""
