@@ -1,0 +1,69 @@
+"""The scenario abstraction: a named game family with declared defaults, Λ meanings and a closed form if known."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from control.errors import ValidationError, choice
+
+SCENARIOS: dict[str, type[Scenario]] = {}
+
+
+def register(cls: type[Scenario]) -> type[Scenario]:
+    """Class decorator: add a scenario to ``SCENARIOS`` under ``cls.name``."""
+    SCENARIOS[cls.name] = cls
+    return cls
+
+
+def get_scenario(name: str) -> type[Scenario]:
+    """The scenario class called ``name``; the error lists the known ones."""
+    return SCENARIOS[choice("scenario", name, sorted(SCENARIOS))]
+
+
+class Scenario:
+    """A game family. Subclasses declare the class attributes once and implement ``game``/``reference``."""
+
+    name: ClassVar[str] = "?"
+    description: ClassVar[str] = ""
+    n_agents: ClassVar[int] = 2
+    defaults: ClassVar[dict[str, Any]] = {}
+    lambda_meaning: ClassVar[dict[str, str]] = {}
+    default_concept: ClassVar[str] = "nash"
+    default_policy: ClassVar[str] = "linear"
+    policies: ClassVar[tuple[str, ...]] = ("linear",)
+    default_steps: ClassVar[int] = 200
+    default_lr: ClassVar[float] = 0.05
+
+    def __init__(self, n_agents: int | None = None, **params: Any):
+        n = self.n_agents if n_agents is None else n_agents
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValidationError(f"{self.name}.n_agents", "a positive integer", n_agents)
+        self.n = int(n)
+        for k in params:
+            if k not in self.defaults:
+                allowed = ", ".join(sorted(self.defaults)) or "none"
+                raise ValidationError(
+                    f"{self.name}.{k}",
+                    f"a parameter of {self.name} ({allowed})",
+                    "unknown parameter",
+                )
+        self.params = {**self.defaults, **params}
+
+    def game(
+        self,
+        *,
+        Lambda: np.ndarray,
+        law: str,
+        policy: str,
+        mftt: dict | None,
+        seed: int,
+        device: str,
+    ):
+        """Build the game (an ``agents.game.Game``) for this cell."""
+        raise NotImplementedError
+
+    def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
+        """Closed-form material costs at the equilibrium for this Λ, or None where none is known."""
+        return None
