@@ -31,6 +31,8 @@ class Game:
       λ_jj L_j + … is ill posed when λ_jj ≤ 0 (spec §A.1 remark 3); concepts then refuse such Λ.
     * ``supports_substitution``: ``costs()`` reads the variables through ``variables_of(j)``, so
       ``substitute(profile)`` may evaluate the costs at non-leaf tensors (unrolled Stackelberg).
+    * ``solve_defaults``: concept options this game prefers (e.g. ``{"method": "extragradient"}`` for
+      matching pennies); explicit options passed to ``agents.solve`` win.
     """
 
     n_agents: int = 0
@@ -38,6 +40,7 @@ class Game:
     device: torch.device = torch.device("cpu")
     convex_own_cost: bool = False
     supports_substitution: bool = False
+    solve_defaults: dict = {}
     _override: Profile | None = None
 
     # ---- the protocol -------------------------------------------------------------------------
@@ -120,14 +123,18 @@ def _names(names: Sequence[str] | None, n: int, field: str) -> list[str]:
     return names
 
 
-def _bound(field: str, value: float | Sequence[float] | None, n: int, d: int, fill: float) -> Tensor:
+def _bound(
+    field: str, value: float | Sequence[float] | None, n: int, d: int, fill: float
+) -> Tensor:
     if value is None:
         return torch.full((n, d), fill, dtype=torch.float64)
     t = torch.as_tensor(value, dtype=torch.float64)
     try:
-        t = t.expand(n, d) if t.ndim < 2 else t.reshape(n, d)
+        t = t.reshape(n, d) if t.numel() == n * d else t.expand(n, d)
     except RuntimeError:
-        raise ValidationError(field, f"a number or an array broadcastable to [{n}, {d}]", value) from None
+        raise ValidationError(
+            field, f"a number or an array broadcastable to [{n}, {d}]", value
+        ) from None
     if torch.isnan(t).any():
         raise ValidationError(field, "numbers (±inf allowed)", value)
     return t.clone()
@@ -178,8 +185,8 @@ class StaticGame(Game):
         """Set the action profile [n, d] (broadcast); values outside the bounds are refused."""
         a = torch.as_tensor(actions, dtype=self.dtype).to(self.device)
         try:
-            a = a.expand(self.n_agents, self.action_dim) if a.ndim < 2 else a
-            a = a.reshape(self.n_agents, self.action_dim)
+            n, d = self.n_agents, self.action_dim
+            a = a.reshape(n, d) if a.numel() == n * d else a.expand(n, d)
         except RuntimeError:
             raise ValidationError(
                 "actions", f"an array broadcastable to [{self.n_agents}, {self.action_dim}]",
@@ -216,7 +223,9 @@ class StaticGame(Game):
         """Clip each action into its box."""
         with torch.no_grad():
             for j in range(self.n_agents):
-                self._u[j].copy_(torch.maximum(torch.minimum(self._u[j], self.high[j]), self.low[j]))
+                self._u[j].copy_(
+                    torch.maximum(torch.minimum(self._u[j], self.high[j]), self.low[j])
+                )
 
     def actions(self) -> np.ndarray:
         """Current actions [n, d]."""
@@ -258,7 +267,9 @@ class MatrixGame(Game):
         P = torch.as_tensor(np.asarray(payoffs, dtype=float), dtype=dtype)
         if P.ndim < 2 or P.shape[0] != P.ndim - 1:
             raise ValidationError(
-                "payoffs", "a tensor [n, m_1, ..., m_n] (one payoff table per player)", tuple(P.shape)
+                "payoffs",
+                "a tensor [n, m_1, ..., m_n] (one payoff table per player)",
+                tuple(P.shape),
             )
         if not torch.isfinite(P).all():
             raise ValidationError("payoffs", "finite numbers", "non-finite entries")

@@ -38,7 +38,11 @@ def _mat(name: str, v, rows: int | None, cols: int | None) -> np.ndarray:
             raise ValidationError(name, f"a {rows}x{cols} matrix", float(a))
     elif a.ndim == 1 and rows is not None and cols == 1 and a.shape[0] == rows:
         a = a[:, None]
-    if a.ndim != 2 or (rows is not None and a.shape[0] != rows) or (cols is not None and a.shape[1] != cols):
+    if (
+        a.ndim != 2
+        or (rows is not None and a.shape[0] != rows)
+        or (cols is not None and a.shape[1] != cols)
+    ):
         raise ValidationError(name, f"a {rows or 'n'}x{cols or 'm'} matrix", tuple(a.shape))
     if not np.all(np.isfinite(a)):
         raise ValidationError(name, "finite entries", a.tolist())
@@ -54,7 +58,11 @@ def _spd(name: str, a: np.ndarray) -> None:
         raise ValidationError(name, "a symmetric matrix", a.tolist())
     ev = np.linalg.eigvalsh(a)
     if ev.min() <= 0:
-        raise ValidationError(name, "a positive definite matrix (> 0)", a.tolist() if a.size > 1 else float(a))
+        raise ValidationError(
+            name,
+            "a positive definite matrix (> 0)",
+            a.tolist() if a.size > 1 else float(a.ravel()[0]),
+        )
 
 
 def _sym(name: str, a: np.ndarray) -> np.ndarray:
@@ -310,9 +318,10 @@ class LQProblem:
             Fh = self.Ahat - self.Bhat @ kb
             dS = F @ S + S @ F.T + SS
             dm = Fh @ mu
-            run = np.sum((self.Q + k.T @ self.R @ k) * S) + mu @ (
-                self.Qhat + kb.T @ self.Rhat @ kb
-            ) @ mu
+            run = (
+                np.sum((self.Q + k.T @ self.R @ k) * S)
+                + mu @ (self.Qhat + kb.T @ self.Rhat @ kb) @ mu
+            )
             return np.concatenate([dS.ravel(), dm, [run]])
 
         y0 = np.concatenate([cov0.ravel(), m0, [0.0]])
@@ -366,7 +375,7 @@ class GameSolution:
         """Fluctuation gains [n]."""
         return self.game._gains(self.P(t), self.concept, self.weights)
 
-    def l(self, t):
+    def l(self, t):  # noqa: E743 (spec symbol l_j)
         """Mean gains [n]."""
         return self.game._gains(self.Pi(t), self.concept, self.weights)
 
@@ -425,7 +434,9 @@ class LQGame:
         if L.ndim != 2 or L.shape[0] != L.shape[1]:
             raise ValidationError("Lambda", "a square n x n matrix", tuple(L.shape))
         if L.shape[0] != n:
-            raise ValidationError("Lambda", f"a {n}x{n} matrix (one row per player)", tuple(L.shape))
+            raise ValidationError(
+                "Lambda", f"a {n}x{n} matrix (one row per player)", tuple(L.shape)
+            )
         if not np.all(np.isfinite(L)):
             raise ValidationError("Lambda", "finite entries", L.tolist())
         diag = np.diag(L)

@@ -1,0 +1,261 @@
+"""Distributed strategic learning (seed slide 18): one Ray actor per agent, parameters exchanged via the object store.
+
+Each actor builds the cell's game from the same seed, holds its own decision variables and optimiser, and
+every round (i) reads the current profile from the object store, (ii) differentiates its own empathetic
+cost (Λ L)_j with respect to its own variables only, (iii) takes its optimiser step and projects, and
+(iv) returns its new variables. This is exactly the simultaneous gradient play of
+``agents.concepts._play.gradient_play`` (method "gradient", plain steps θ_j ← P(θ_j − η ∂_j(ΛL)_j)),
+so for the same seed it reaches the same equilibrium bit for bit (spec §A.1–A.2). A restarted actor
+rebuilds its game and continues from the profile it is sent, so worker deaths cost one retried call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from control.errors import ValidationError
+
+from .results import failed_dataset, outcome_dataset
+
+
+def _build(kwargs: dict[str, Any]):
+    """(scenario instance, Λ, game, resolved inputs) exactly as ``agents.play`` builds them."""
+    from .empathy import as_Lambda
+    from .play import _check_inputs
+
+    cls, policy, concept, steps, lr, seed = _check_inputs(
+        kwargs["scenario"], kwargs.get("n_agents"), kwargs.get("Lambda_alpha", 0.5),
+        kwargs.get("law", "feedback"), kwargs.get("policy"), kwargs.get("concept"), kwargs.get("steps"),
+        kwargs.get("lr"), kwargs.get("seed", 0), kwargs.get("params"),
+    )  # fmt: skip
+    sc = cls(kwargs.get("n_agents"), **(kwargs.get("params") or {}))
+    L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n, kwargs.get("Lambda_alpha", 0.5))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    game = sc.game(
+        Lambda=L, law=kwargs.get("law", "feedback"), policy=policy, mftt=kwargs.get("mftt"), seed=seed,
+        device=kwargs.get("device", "cpu"),
+    )  # fmt: skip
+    return (
+        sc,
+        L,
+        game,
+        {"policy": policy, "concept": concept, "steps": steps, "lr": lr, "seed": seed},
+    )
+
+
+def _load(game, profile: list[list[np.ndarray]]) -> None:
+    with torch.no_grad():
+        for j, arrs in enumerate(profile):
+            for p, a in zip(game.parameters_of(j), arrs, strict=True):
+                p.copy_(torch.as_tensor(np.array(a), dtype=p.dtype, device=p.device))
+
+
+def _own(game, j: int) -> list[np.ndarray]:
+    return [p.detach().cpu().numpy().copy() for p in game.parameters_of(j)]
+
+
+class GradientStep:
+    """Agent j's optimiser: the plain projected gradient step θ_j ← θ_j − η g_j (as ``gradient_play``)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float):
+        self.params, self.lr = params, lr
+
+    def step(self, grads: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, g in zip(self.params, grads, strict=True):
+                p.sub_(self.lr * g)
+
+
+class AdamStep:
+    """Agent j's own Adam (``torch.optim.Adam`` is elementwise, so per-agent Adams equal one joint Adam)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float):
+        self.params, self.opt = params, torch.optim.Adam(params, lr=lr)
+
+    def step(self, grads: list[torch.Tensor]) -> None:
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g.detach()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+OPTIMISERS = {"sgd": GradientStep, "adam": AdamStep}
+
+
+class AgentWorker:
+    """One agent: its copy of the game, its own variables and optimiser (wrapped by ``ray.remote``)."""
+
+    def __init__(self, kwargs: dict[str, Any], j: int, optimizer: str = "sgd"):
+        torch.set_num_threads(1)
+        self.j, self.optimizer = j, optimizer
+        _, self.Lambda, self.game, r = _build(kwargs)
+        self.opt = OPTIMISERS[optimizer](self.game.parameters_of(j), r["lr"])
+
+    def params(self) -> list[np.ndarray]:
+        """This agent's current variables."""
+        return _own(self.game, self.j)
+
+    def step(self, profile: list[list[np.ndarray]]) -> tuple[list[np.ndarray], np.ndarray, float]:
+        """One round: load the profile, descend own Λ-cost, project; returns (new own vars, Λ-costs, ‖Δθ_j‖²)."""
+        from .concepts._play import lambda_costs
+
+        _load(self.game, profile)
+        _, E = lambda_costs(self.game, self.Lambda)
+        e = E.detach().cpu().numpy()
+        if not np.isfinite(e).all():
+            return self.params(), e, float("nan")
+        ps = self.game.parameters_of(self.j)
+        gs = torch.autograd.grad(E[self.j], ps, allow_unused=True)
+        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
+        before = [p.detach().clone() for p in ps]
+        self.opt.step(gs)
+        self.game.project()
+        if self.optimizer == "adam":  # gradient_play's residual for Adam is the gradient norm
+            sq = sum(float((g.detach() ** 2).sum()) for g in gs)
+        else:
+            sq = sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(ps, before, strict=True))
+        return self.params(), e, sq
+
+
+def _finite(profile: list[list[np.ndarray]]) -> bool:
+    from .concepts._play import BLOWUP
+
+    return all(
+        np.isfinite(a).all() and float(np.abs(a).max(initial=0.0)) < BLOWUP
+        for pl in profile
+        for a in pl
+    )
+
+
+def run_cell_actors(
+    kwargs: dict[str, Any],
+    *,
+    key: str = "",
+    index: int = -1,
+    num_cpus: float = 0.0,
+    num_gpus: float = 0.0,
+    max_retries: int = 3,
+) -> xr.Dataset:
+    """Play one cell with one Ray actor per agent (Nash by simultaneous gradient play); never raises."""
+    try:
+        out = play_actors(kwargs, num_gpus=num_gpus, max_restarts=max_retries)
+    except ValidationError as e:
+        return failed_dataset(str(e), key=key, index=index)
+    except Exception as e:  # a cell must not kill the sweep
+        return failed_dataset(
+            f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", key=key, index=index
+        )
+    return outcome_dataset(out, key=key, index=index)
+
+
+_PATCH = threading.Lock()
+
+
+def play_actors(kwargs: dict[str, Any], *, num_gpus: float = 0.0, max_restarts: int = 3):
+    """``agents.play`` with the learning distributed over per-agent actors; returns an ``agents.play.Outcome``.
+
+    ``agents.play`` itself builds the game and measures the result (costs, exploitability, rollout,
+    reference), so both backends share that code; only its call to ``agents.concepts.solve`` is routed to
+    ``solve_distributed`` for the duration of the call. Only Nash with plain gradient play (sgd or adam) is
+    distributed; other concepts are refused with a ``ValidationError``.
+    """
+    from . import concepts
+    from .play import play
+
+    def routed(game, concept, Lambda, *, steps, lr, progress=False, **_):
+        return solve_distributed(
+            kwargs,
+            game,
+            concept,
+            Lambda,
+            steps=steps,
+            lr=lr,
+            num_gpus=num_gpus,
+            max_restarts=max_restarts,
+        )
+
+    with _PATCH:
+        original = concepts.solve
+        concepts.solve = routed
+        try:
+            return play(**kwargs, progress=False)
+        finally:
+            concepts.solve = original
+
+
+def solve_distributed(
+    kwargs: dict[str, Any],
+    game,
+    concept: str,
+    Lambda: np.ndarray,
+    *,
+    steps: int,
+    lr: float,
+    num_gpus: float = 0.0,
+    max_restarts: int = 3,
+    tol: float = 1e-8,
+):
+    """Nash of the Λ-game by simultaneous gradient play, one Ray actor per agent; loads the result into ``game``.
+
+    Returns the ``Equilibrium`` that ``agents.concepts.solve_nash`` would return for the same seed.
+    """
+    import ray
+
+    from .concepts._play import finish
+
+    opts = dict(getattr(game, "solve_defaults", {}) or {})
+    method, optimizer = opts.get("method", "gradient"), opts.get("optimizer", "sgd")
+    if concept != "nash" or method != "gradient" or optimizer not in OPTIMISERS:
+        raise ValidationError(
+            "backend", "a nash cell with plain gradient play (sgd or adam) for backend 'actors'",
+            f"{concept} ({method}, {optimizer})",
+        )  # fmt: skip
+    L = np.asarray(Lambda, dtype=float)
+    if game.convex_own_cost:
+        from .empathy import require_self_regard
+
+        require_self_regard(
+            L, range(game.n_agents), "nash needs lambda_jj > 0 in this game (spec A.1)"
+        )
+    n = game.n_agents
+    # num_cpus=0: the agents of a cell take turns within one round, and n actors must fit on any machine
+    Remote = ray.remote(AgentWorker).options(
+        num_cpus=0,
+        num_gpus=num_gpus / max(n, 1),
+        max_restarts=max_restarts,
+        max_task_retries=max_restarts,
+    )
+    actors = [Remote.remote(kwargs, j, optimizer) for j in range(n)]
+    try:
+        profile = ray.get([a.params.remote() for a in actors])
+        hist, status, res, it = [], "max_steps", float("inf"), 0
+        for it in range(1, steps + 1):
+            ref = ray.put(profile)
+            replies = ray.get([a.step.remote(ref) for a in actors])
+            e = replies[0][1]
+            hist.append(e)
+            if not np.isfinite(e).all() or not _finite(profile):
+                status = "diverged"
+                break
+            profile = [rep[0] for rep in replies]
+            res = math.sqrt(sum(rep[2] for rep in replies)) / (lr if optimizer == "sgd" else 1.0)
+            if not math.isfinite(res):
+                status = "diverged"
+                break
+            if res < tol:
+                status = "converged"
+                break
+        if status != "diverged" and not _finite(profile):
+            status = "diverged"
+    finally:
+        for a in actors:
+            ray.kill(a)
+    _load(game, profile)
+    return finish(game, L, "nash", status, it, res, np.array(hist).reshape(len(hist), n))

@@ -1,0 +1,514 @@
+"""The ``mftt`` command: run configs, compare weight laws, sweep, list scenarios, show and report results.
+
+Config errors print one line (field path, expected, got) and exit with code 2, never a traceback (issue 8).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from control.errors import ValidationError
+
+app = typer.Typer(
+    name="mftt",
+    help="Mean-field-type transformers playing empathetic games: run experiments, compare weight laws, "
+    "open results.\n\nExample: mftt compare examples/configs/demo.toml",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+_SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a dotted field, e.g. --set training.steps=5 (repeatable)."
+    ),
+]
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Turn validation errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as e:
+            _fail(str(e), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted (finished cells are kept: rerun with --resume)", 130)
+
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
+
+
+def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
+    from .config import Experiment, parse_value
+
+    exp = (
+        Experiment.from_toml(Path(config))
+        if config.endswith(".toml")
+        else Experiment.from_toml(config)
+    )
+    values: dict[str, Any] = {}
+    grid: dict[str, list] = {}
+    for s in sets or []:
+        if "=" not in s:
+            raise ValidationError("--set", "FIELD=VALUE (e.g. agents.n=2,4,8)", s)
+        k, v = s.split("=", 1)
+        k = k.strip()
+        if sweep:
+            grid[k] = [parse_value(x.strip()) for x in v.split(",") if x.strip()]
+        else:
+            values[k] = parse_value(v.strip())
+    if values:
+        exp = exp.with_values(values)
+    if grid:
+        exp = exp.with_values({"sweep": {**{k: list(v) for k, v in exp.sweep.items()}, **grid}})
+    return exp
+
+
+def _out_for(exp, out: str | None) -> Path:
+    return Path(out) if out else Path(exp.output or f"results/{exp.name}.nc")
+
+
+def _run(exp, out: Path, address, resume, backend, keep_parts, quiet):
+    from .runner import run_experiment
+
+    return run_experiment(
+        exp, address=address, backend=backend, progress=not quiet, resume=resume, out=out,
+        keep_parts=keep_parts,
+    )  # fmt: skip
+
+
+_Config = Annotated[str, typer.Argument(help="Experiment TOML file.")]
+_Out = Annotated[
+    str | None,
+    typer.Option(help="Output NetCDF (default: the config's output or results/<name>.nc)."),
+]
+_Address = Annotated[
+    str | None, typer.Option(help="Ray cluster: 'auto' or host:port (default: embedded local Ray).")
+]
+_Resume = Annotated[
+    bool, typer.Option("--resume/--no-resume", help="Reuse finished cells of a killed run.")
+]
+_Backend = Annotated[
+    str | None, typer.Option(help="ray | local | actors (default: the config's backend).")
+]
+_Keep = Annotated[
+    bool, typer.Option("--keep-parts", help="Keep the per-cell partial files after writing.")
+]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@app.command()
+@guarded
+def run(
+    config: _Config,
+    out: _Out = None,
+    address: _Address = None,
+    resume: _Resume = True,
+    backend: _Backend = None,
+    set_: _SetOpt = None,
+    keep_parts: _Keep = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Run an experiment config and write its results NetCDF.
+
+    Example: mftt run examples/configs/cournot.toml --out results/cournot.nc --set training.steps=50
+    """
+    exp = _load(config, set_)
+    path = _out_for(exp, out)
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    _print_table(ds)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@guarded
+def compare(
+    config: _Config,
+    out: _Out = None,
+    address: _Address = None,
+    resume: _Resume = True,
+    backend: _Backend = None,
+    set_: _SetOpt = None,
+    keep_parts: _Keep = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Constant vs feedback (vs meanfield) weights across scenarios: table, NetCDF, PNG and HTML.
+
+    Example: mftt compare examples/configs/demo.toml
+    """
+    exp = _load(config, set_)
+    path = _out_for(exp, out)
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    _print_table(ds)
+    png, html = _report(ds, path.with_suffix(".png"), path.with_suffix(".html"))
+    typer.echo(f"wrote {path}, {png}, {html}")
+
+
+@app.command()
+@guarded
+def sweep(
+    config: _Config,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Sweep a dotted field over comma-separated values (repeatable)."
+        ),
+    ] = None,
+    out: _Out = None,
+    address: _Address = None,
+    resume: _Resume = True,
+    backend: _Backend = None,
+    keep_parts: _Keep = False,
+    quiet: _Quiet = False,
+) -> None:
+    """Run a config over a grid of extra values (added to its [sweep]).
+
+    Example: mftt sweep examples/configs/cournot.toml --set agents.n=2,4,8
+    """
+    exp = _load(config, set_, sweep=True)
+    path = _out_for(exp, out)
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    _print_table(ds)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@guarded
+def scenarios() -> None:
+    """List the built-in scenarios with their defaults and what Λ means in each.
+
+    Example: mftt scenarios
+    """
+    from rich.table import Table
+
+    from .scenarios import SCENARIOS
+
+    t = Table(title="scenarios", show_lines=True)
+    for col in ("name", "agents", "concept", "description", "Λ meaning"):
+        t.add_column(col, overflow="fold")
+    for name in sorted(SCENARIOS):
+        s = SCENARIOS[name]
+        meaning = "; ".join(f"{k}: {v}" for k, v in dict(s.lambda_meaning).items())
+        t.add_row(name, str(s.n_agents), s.default_concept, s.description, meaning)
+    _console().print(t)
+
+
+@app.command()
+@guarded
+def show(results: Annotated[str, typer.Argument(help="Results NetCDF file.")]) -> None:
+    """Print a results file: its manifest header and the per-cell table (means over seeds).
+
+    Example: mftt show results/demo.nc
+    """
+    from .results import open_results
+
+    ds = open_results(results)
+    a = ds.attrs
+    typer.echo(
+        f"{a.get('name', '?')}: created {a.get('created', '?')}, commit {a.get('git_commit') or '-'}, "
+        f"device {a.get('device', '?')}, seeds {list(map(int, _list(a.get('seeds', []))))}"
+    )
+    _print_table(ds)
+
+
+@app.command()
+@guarded
+def report(
+    results: Annotated[str, typer.Argument(help="Results NetCDF file.")],
+    out_dir: Annotated[
+        str | None, typer.Option(help="Folder for the figures (default: beside the file).")
+    ] = None,
+) -> None:
+    """Write the PNG (matplotlib) and HTML (plotly) figures of a results file.
+
+    Example: mftt report results/demo.nc --out-dir results
+    """
+    from .results import open_results
+
+    ds = open_results(results)
+    base = Path(out_dir) / Path(results).stem if out_dir else Path(results).with_suffix("")
+    png, html = _report(ds, base.with_suffix(".png"), base.with_suffix(".html"))
+    typer.echo(f"wrote {png}, {html}")
+
+
+@app.command("app")
+@guarded
+def app_(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the command instead of running it.")
+    ] = False,
+) -> None:
+    """Launch the web app (Streamlit) on http://127.0.0.1:PORT.
+
+    Example: mftt app --port 8501
+    """
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+        "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    if dry_run:
+        typer.echo(" ".join(cmd))
+        return
+    raise typer.Exit(subprocess.call(cmd))
+
+
+# ---- tables and figures ----------------------------------------------------------------------
+def _list(v: Any) -> list:
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    return v if isinstance(v, list) else [v]
+
+
+def _fmt(x: float, pct: bool = False) -> str:
+    if x != x:
+        return "-"
+    return f"{100 * x:+.2f}%" if pct else f"{x:.4g}"
+
+
+def _print_table(ds) -> None:
+    from rich.table import Table
+
+    from .results import summary_table
+
+    rows = summary_table(ds)
+    grid = [d for d in ds["status"].dims if d != "seed"]
+    t = Table(title=f"{ds.attrs.get('name', 'results')} (means over {ds.sizes['seed']} seeds)")
+    for d in grid:
+        t.add_column(d)
+    for col in ("params", "cost", "exploitability", "gap", "ok"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(
+            *[str(r[d]) for d in grid],
+            _fmt(r["n_params"]) if r["n_params"] == r["n_params"] else "-",
+            _fmt(r["cost"]),
+            _fmt(r["exploitability"]),
+            _fmt(r["gap"], pct=True),
+            f"{int(r['n_ok'])}/{r['n_seeds']}",
+        )
+    _console().print(t)
+    bad = (
+        ds["status"].where(ds["status"] != "ok", drop=True)
+        if (ds["status"] != "ok").any()
+        else None
+    )
+    if bad is not None:
+        msgs = ds["message"].where(ds["status"] != "ok").values.ravel()
+        first = next((m for m in msgs if isinstance(m, str) and m), "")
+        n_bad = int((ds["status"] != "ok").sum())
+        typer.echo(f"{n_bad} cell(s) not ok; first message: {first}", err=True)
+
+
+def _panels(ds):
+    """Per scenario: (Λ labels, laws, mean total cost [Λ, law], spread, reference [Λ], exploitability)."""
+    import numpy as np
+
+    other = [d for d in ds["status"].dims if d not in ("scenario", "Lambda", "law", "seed")]
+    ok = ds["status"] == "ok"
+    total = ds["cost"].sum("agent", min_count=1).where(ok)
+    ref = ds["reference_cost"].sum("agent", min_count=1)
+    expl = ds["exploitability"].where(ok)
+    if other:  # extra swept fields: average them out for the overview figure
+        total, ref, expl = (v.mean(other) for v in (total, ref, expl))
+    out = []
+    for s in ds["scenario"].values:
+        tc = total.sel(scenario=s)
+        out.append({
+            "scenario": str(s),
+            "Lambda": [str(x) for x in ds["Lambda"].values],
+            "law": [str(x) for x in ds["law"].values],
+            "cost": tc.mean("seed").transpose("Lambda", "law").values,
+            "spread": tc.std("seed").transpose("Lambda", "law").values,
+            "ref": np.nanmean(ref.sel(scenario=s).transpose("Lambda", "law", "seed").values.reshape(len(ds["Lambda"]), -1), axis=1)
+            if np.isfinite(ref.sel(scenario=s).values).any() else np.full(len(ds["Lambda"]), np.nan),
+            "expl": expl.sel(scenario=s).mean("seed").transpose("Lambda", "law").values,
+        })  # fmt: skip
+    return out
+
+
+_COLORS = {"constant": "#4C72B0", "time": "#8172B2", "feedback": "#DD8452", "meanfield": "#55A868"}
+
+
+def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .results import atomic_write_bytes
+
+    panels = _panels(ds)
+    n = len(panels)
+    fig, axes = plt.subplots(
+        2, n, figsize=(max(4.2 * n, 6), 7.2), squeeze=False, constrained_layout=True
+    )
+    for k, p in enumerate(panels):
+        ax, bx = axes[0, k], axes[1, k]
+        nl, nw = len(p["Lambda"]), len(p["law"])
+        x = np.arange(nl)
+        w = 0.8 / nw
+        for j, law in enumerate(p["law"]):
+            c = _COLORS.get(law, None)
+            off = x - 0.4 + w * (j + 0.5)
+            ax.bar(
+                off,
+                p["cost"][:, j],
+                w,
+                yerr=np.nan_to_num(p["spread"][:, j]),
+                color=c,
+                label=law,
+                capsize=2,
+                edgecolor="white",
+                linewidth=0.5,
+            )
+            bx.bar(
+                off,
+                np.maximum(p["expl"][:, j], 1e-12),
+                w,
+                color=c,
+                label=law,
+                edgecolor="white",
+                linewidth=0.5,
+            )
+        if np.isfinite(p["ref"]).any():
+            ax.hlines(
+                p["ref"], x - 0.42, x + 0.42, colors="black", linewidth=2, label="closed form"
+            )
+        ax.set_title(p["scenario"], fontsize=13, fontweight="bold")
+        for a in (ax, bx):
+            a.set_xticks(x, p["Lambda"], fontsize=10)
+            a.grid(axis="y", alpha=0.3)
+            a.set_axisbelow(True)
+        bx.set_yscale("log")
+        bx.set_xlabel("Λ preset", fontsize=10)
+        if k == 0:
+            ax.set_ylabel("total material cost Σᵢ Lᵢ\n(mean ± sd over seeds)", fontsize=10)
+            bx.set_ylabel("exploitability (NashConv, log)", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for k in range(1, n):  # gather "closed form" from any panel
+        for h, lab in zip(*axes[0, k].get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(
+        handles, labels, loc="outside upper center", ncol=len(labels), fontsize=11, frameon=False
+    )
+    fig.suptitle(
+        f"{ds.attrs.get('name', 'results')}: weight laws across scenarios and empathy Λ",
+        fontsize=14,
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, png)
+    atomic_write_bytes(html, _html(ds, panels).encode())
+    return png, html
+
+
+def _html(ds, panels) -> str:
+    import numpy as np
+    from plotly.subplots import make_subplots
+
+    n = len(panels)
+    fig = make_subplots(
+        rows=2,
+        cols=n,
+        subplot_titles=[p["scenario"] for p in panels] + [""] * n,
+        vertical_spacing=0.12,
+    )
+    shown = set()
+    for k, p in enumerate(panels, start=1):
+        for j, law in enumerate(p["law"]):
+            c = _COLORS.get(law)
+            first = law not in shown
+            shown.add(law)
+            fig.add_bar(
+                x=p["Lambda"],
+                y=p["cost"][:, j],
+                name=law,
+                marker_color=c,
+                legendgroup=law,
+                showlegend=first,
+                error_y={"type": "data", "array": np.nan_to_num(p["spread"][:, j])},
+                row=1,
+                col=k,
+            )
+            fig.add_bar(
+                x=p["Lambda"],
+                y=p["expl"][:, j],
+                name=law,
+                marker_color=c,
+                legendgroup=law,
+                showlegend=False,
+                row=2,
+                col=k,
+            )
+        if np.isfinite(p["ref"]).any():
+            fig.add_scatter(
+                x=p["Lambda"],
+                y=p["ref"],
+                mode="markers",
+                name="closed form",
+                marker={
+                    "symbol": "line-ew-open",
+                    "size": 30,
+                    "color": "black",
+                    "line": {"width": 3},
+                },
+                legendgroup="ref",
+                showlegend="ref" not in shown,
+                row=1,
+                col=k,
+            )
+            shown.add("ref")
+        fig.update_yaxes(type="log", row=2, col=k)
+    fig.update_yaxes(title_text="total material cost", row=1, col=1)
+    fig.update_yaxes(title_text="exploitability (log)", row=2, col=1)
+    fig.update_layout(
+        barmode="group",
+        title=f"{ds.attrs.get('name', 'results')}: weight laws × Λ",
+        height=720,
+        width=max(360 * n, 700),
+        template="plotly_white",
+    )
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def main() -> None:  # pragma: no cover - console entry alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

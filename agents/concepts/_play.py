@@ -1,0 +1,202 @@
+"""Shared machinery of the concepts: own-gradients of the Λ-costs and simultaneous gradient play (spec §A.1, §A.10)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from control.errors import ValidationError, choice, number
+
+from ..empathy import empathetic_costs
+from ..equilibrium import Equilibrium
+from ..game import Game
+
+METHODS = ("gradient", "extragradient", "optimistic")
+OPTIMIZERS = ("sgd", "adam")
+BLOWUP = 1e12
+
+
+def own_grads(
+    game: Game, E: Tensor, agents: Sequence[int], *, create_graph: bool = False
+) -> list[list[Tensor]]:
+    """∂E_j/∂θ_j for each listed agent j: the diagonal blocks of the Λ-cost Jacobian (one backward per agent)."""
+    out = []
+    for j in agents:
+        ps = game.parameters_of(j)
+        gs = torch.autograd.grad(
+            E[j], ps, retain_graph=True, create_graph=create_graph, allow_unused=True
+        )
+        out.append([torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)])
+    return out
+
+
+def lambda_costs(game: Game, Lambda: np.ndarray) -> tuple[Tensor, Tensor]:
+    """(material costs L [n], empathetic costs Λ L [n]) at the current variables."""
+    L = game.costs()
+    return L, empathetic_costs(Lambda, L)
+
+
+def _norm(gs: list[list[Tensor]]) -> float:
+    return math.sqrt(sum(float((g.detach() ** 2).sum()) for gl in gs for g in gl))
+
+
+def _params(game: Game, agents: Sequence[int]) -> list[list[Tensor]]:
+    return [game.parameters_of(j) for j in agents]
+
+
+def _apply(ps: list[list[Tensor]], gs: list[list[Tensor]], lr: float) -> None:
+    with torch.no_grad():
+        for pl, gl in zip(ps, gs, strict=True):
+            for p, g in zip(pl, gl, strict=True):
+                p.sub_(lr * g)
+
+
+def _finite(ps: list[list[Tensor]]) -> bool:
+    return all(
+        bool(torch.isfinite(p).all()) and float(p.detach().abs().max()) < BLOWUP
+        for pl in ps
+        for p in pl
+    )
+
+
+class Adam:
+    """Minimal Adam (Kingma & Ba) on given tensors; avoids ``torch.optim``'s slow first import (~10 s)."""
+
+    def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, (self.b1, self.b2), self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, grads: list[Tensor]) -> None:
+        """One update θ ← θ − lr m̂/(√v̂ + ε) with the given gradients."""
+        self.t += 1
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
+
+
+def check_options(steps: int, lr: float, method: str, tol: float, optimizer: str) -> None:
+    """Validate the common learning options (one-line errors naming the option)."""
+    number("steps", steps, low=1, integer=True)
+    number("lr", lr, low=0.0, strict_low=True)
+    number("tol", tol, low=0.0)
+    choice("method", method, METHODS)
+    choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "adam" and method != "gradient":
+        raise ValidationError(
+            "optimizer", "sgd with extragradient/optimistic", optimizer,
+            reason="adam is available for method='gradient' only",
+        )  # fmt: skip
+
+
+def gradient_play(
+    game: Game,
+    Lambda: np.ndarray,
+    agents: Sequence[int] | None = None,
+    *,
+    steps: int = 500,
+    lr: float = 0.05,
+    method: str = "gradient",
+    tol: float = 1e-8,
+    optimizer: str = "sgd",
+    progress: bool = False,
+) -> tuple[str, int, float, np.ndarray]:
+    """Simultaneous gradient play of the listed agents on their Λ-costs (the others stay frozen).
+
+    gradient: θ ← P(θ − η g(θ)); extragradient: θ ← P(θ − η g(P(θ − η g(θ)))); optimistic:
+    θ ← P(θ − η(2g_t − g_{t−1})). Stops when the step length / η (the projected-gradient residual) is
+    below ``tol``. Returns (status, iterations, residual, history [iterations, n] of Λ-costs).
+    """
+    agents = list(range(game.n_agents)) if agents is None else list(agents)
+    ps = _params(game, agents)
+    flat = [p for pl in ps for p in pl]
+    opt = Adam(flat, lr) if optimizer == "adam" else None
+    hist, prev, status, res, it = [], None, "max_steps", float("inf"), 0
+    for it in range(1, steps + 1):
+        _, E = lambda_costs(game, Lambda)
+        e = E.detach().cpu().numpy()
+        hist.append(e)
+        if not np.isfinite(e).all() or not _finite(ps):
+            status = "diverged"
+            break
+        g = own_grads(game, E, agents)
+        before = [p.detach().clone() for p in flat]
+        if method == "extragradient":
+            _apply(ps, g, lr)
+            game.project()
+            _, Eh = lambda_costs(game, Lambda)
+            gh = own_grads(game, Eh, agents)
+            with torch.no_grad():
+                for p, b in zip(flat, before, strict=True):
+                    p.copy_(b)
+            _apply(ps, gh, lr)
+        elif method == "optimistic":
+            d = g if prev is None else [[2 * a - b for a, b in zip(al, bl, strict=True)] for al, bl in zip(g, prev, strict=True)]  # fmt: skip
+            _apply(ps, d, lr)
+            prev = g
+        elif opt is not None:
+            opt.step([x.detach() for gl in g for x in gl])
+        else:
+            _apply(ps, g, lr)
+        game.project()
+        step = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(flat, before, strict=True)))  # fmt: skip
+        res = step / lr if opt is None else _norm(g)
+        if progress and (it % max(1, steps // 10) == 0 or it == 1):
+            print(f"  iter {it:5d}  Λ-costs {np.array2string(e, precision=5)}  residual {res:.3e}")
+        if not math.isfinite(res):
+            status = "diverged"
+            break
+        if res < tol:
+            status = "converged"
+            break
+    if status != "diverged" and not _finite(ps):
+        status = "diverged"
+    return status, it, res, np.array(hist).reshape(len(hist), game.n_agents)
+
+
+def finish(
+    game: Game,
+    Lambda: np.ndarray,
+    concept: str,
+    status: str,
+    iterations: int,
+    residual: float,
+    history: np.ndarray,
+    *,
+    measure_exploitability: bool = False,
+    message: str = "",
+    info: dict | None = None,
+    **br_opts,
+) -> Equilibrium:
+    """Package the game's current profile as an ``Equilibrium`` (optionally measuring exploitability)."""
+    with torch.no_grad():
+        L, E = lambda_costs(game, Lambda)
+    gain, nc = None, None
+    if measure_exploitability and status != "diverged":
+        from ..exploitability import exploitability
+
+        ex = exploitability(game, Lambda, **br_opts)
+        gain, nc = ex.gains, ex.nash_conv
+    return Equilibrium(
+        concept=concept,
+        Lambda=np.asarray(Lambda, dtype=float),
+        actions=game.actions(),
+        policies=game.state_dict(),
+        costs=L.detach().cpu().numpy().astype(float),
+        empathetic_costs=E.detach().cpu().numpy().astype(float),
+        history=history,
+        status=status,
+        iterations=iterations,
+        residual=float(residual),
+        exploitability=nc,
+        per_agent_gain=gain,
+        message=message,
+        info=info or {},
+    )

@@ -1,0 +1,160 @@
+"""One grid cell: build a scenario's game, solve it with a concept, measure it (the runner's entry point).
+
+``play(scenario, Lambda=..., law=..., ...) -> Outcome`` never raises on a numerical failure (status
+"diverged"/"failed" with the message); bad input raises a one-line ``ValidationError`` (spec §A.1–A.3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from control.errors import DivergenceError, ValidationError, choice, number
+
+from .agent import LAWS
+from .empathy import as_Lambda
+from .scenarios import get_scenario
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The measured result of one cell (scenario, Λ, law, policy, concept, seed)."""
+
+    scenario: str
+    Lambda: np.ndarray
+    law: str
+    policy: str
+    concept: str
+    seed: int
+    agent_names: list[str]
+    costs: np.ndarray
+    empathetic_costs: np.ndarray
+    exploitability: float
+    reference_costs: np.ndarray | None
+    history: np.ndarray
+    times: np.ndarray
+    trajectory: np.ndarray
+    n_params: np.ndarray
+    status: str
+    message: str = ""
+    wall_time: float = 0.0
+
+
+def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params):
+    cls = get_scenario(scenario)
+    choice("law", law, LAWS)
+    policy = cls.default_policy if policy is None else policy
+    choice("policy", policy, cls.policies)
+    from .concepts import SOLUTION_CONCEPTS
+
+    concept = cls.default_concept if concept is None else concept
+    choice("concept", concept, sorted(SOLUTION_CONCEPTS))
+    steps = cls.default_steps if steps is None else steps
+    steps = int(number("steps", steps, low=1, integer=True))
+    lr = float(number("lr", cls.default_lr if lr is None else lr, low=0.0, strict_low=True))
+    seed = int(number("seed", seed, low=0, integer=True))
+    number("Lambda_alpha", Lambda_alpha)
+    if params is not None and not isinstance(params, dict):
+        raise ValidationError("params", "a dict of scenario parameters", type(params).__name__)
+    return cls, policy, concept, steps, lr, seed
+
+
+def play(
+    scenario: str,
+    *,
+    n_agents: int | None = None,
+    Lambda: str | np.ndarray = "selfish",
+    Lambda_alpha: float = 0.5,
+    law: str = "feedback",
+    policy: str | None = None,
+    concept: str | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    params: dict | None = None,
+    mftt: dict | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Outcome:
+    """Play one cell: ``scenario`` with empathy ``Lambda`` solved by ``concept`` with ``policy``/``law`` agents.
+
+    None means the scenario's declared default. The learned profile is measured: material and empathetic
+    costs, exploitability (NashConv of best responses with ``steps`` iterations each), the closed-form
+    reference where the scenario has one, the learning history and the rollout.
+    """
+    from .concepts import solve
+    from .exploitability import exploitability
+
+    t0 = time.perf_counter()
+    cls, policy, concept, steps, lr, seed = _check_inputs(
+        scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params
+    )
+    if mftt is not None and not isinstance(mftt, dict):
+        raise ValidationError("mftt", "a dict of MFTTConfig options", type(mftt).__name__)
+    sc = cls(n_agents, **(params or {}))
+    L = as_Lambda(Lambda, sc.n, Lambda_alpha)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    game = sc.game(Lambda=L, law=law, policy=policy, mftt=mftt, seed=seed, device=device)
+    names, n = list(game.agent_names), game.n_agents
+    nan = np.full(n, np.nan)
+    base = dict(
+        scenario=cls.name, Lambda=L, law=law, policy=policy, concept=concept, seed=seed,
+        agent_names=names, n_params=np.asarray(game.n_params(), dtype=int),
+    )  # fmt: skip
+
+    def failed(status: str, msg: str, hist=None) -> Outcome:
+        h = np.zeros((0, n)) if hist is None else hist
+        return Outcome(
+            **base, costs=nan, empathetic_costs=nan, exploitability=float("nan"),
+            reference_costs=_reference(sc, L), history=h, times=np.zeros(1),
+            trajectory=np.full((1, 1), np.nan), status=status, message=msg.splitlines()[0][:300],
+            wall_time=time.perf_counter() - t0,
+        )  # fmt: skip
+
+    try:
+        eq = solve(game, concept, L, steps=steps, lr=lr, progress=progress)
+    except ValidationError:
+        raise
+    except (DivergenceError, FloatingPointError, OverflowError) as err:
+        return failed("diverged", str(err))
+    except (RuntimeError, ArithmeticError, ValueError) as err:
+        return failed("failed", f"{type(err).__name__}: {err}")
+    if eq.status == "diverged" or not np.isfinite(eq.costs).all():
+        return failed("diverged", eq.message or "the learning dynamics diverged", eq.history)
+    try:
+        opt = getattr(game, "solve_defaults", {}).get("optimizer", "sgd")
+        ex = exploitability(game, L, steps=max(10, steps // 4), lr=lr, optimizer=opt)
+        nash_conv = float(ex.nash_conv)
+        times, traj = game.rollout()
+    except (DivergenceError, FloatingPointError, OverflowError) as err:
+        return failed("diverged", str(err), eq.history)
+    except (RuntimeError, ArithmeticError) as err:
+        return failed("failed", f"{type(err).__name__}: {err}", eq.history)
+    if not math.isfinite(nash_conv):
+        nash_conv = float("inf")
+    return Outcome(
+        **base,
+        costs=np.asarray(eq.costs, dtype=float),
+        empathetic_costs=np.asarray(L @ np.asarray(eq.costs, dtype=float), dtype=float),
+        exploitability=nash_conv,
+        reference_costs=_reference(sc, L),
+        history=np.asarray(eq.history, dtype=float).reshape(-1, n),
+        times=np.asarray(times, dtype=float),
+        trajectory=np.asarray(traj, dtype=float).reshape(len(times), -1),
+        status="ok",
+        message=eq.status,
+        wall_time=time.perf_counter() - t0,
+    )
+
+
+def _reference(sc, L: np.ndarray) -> np.ndarray | None:
+    try:
+        ref = sc.reference(L)
+    except (ValidationError, RuntimeError, ArithmeticError, ValueError):
+        return None
+    return None if ref is None else np.asarray(ref, dtype=float)

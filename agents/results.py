@@ -1,0 +1,376 @@
+"""Experiment results as one ``xarray.Dataset``, written atomically to NetCDF (h5netcdf), with a run manifest.
+
+Schema (the contract between the runner, the CLI and the app):
+
+* dims — the grid fields ``scenario``, ``Lambda``, ``law``, ``seed``, then one per swept field
+  (e.g. ``n_agents``), then ``agent``, ``agent_j``, ``iteration``, ``time``, ``state``.
+* data vars (``grid…`` = the grid dims):
+
+  - ``cost`` (grid…, agent): material costs L_i at the learned profile;
+  - ``empathetic_cost`` (grid…, agent): Λ @ cost;
+  - ``reference_cost`` (grid…, agent): closed-form material costs, NaN where none is known;
+  - ``gap`` (grid…): signed relative gap of the total cost to the reference, (Σ cost − Σ ref)/|Σ ref|, NaN where none;
+  - ``exploitability`` (grid…): NashConv, the sum of best-response gains (≥ 0 up to optimiser tolerance);
+  - ``history`` (grid…, iteration, agent): empathetic costs over learning;
+  - ``trajectory`` (grid…, time, state): mean state along the rollout; ``times`` (grid…, time) its time grid;
+  - ``n_params`` (grid…, agent): trainable parameters per agent;
+  - ``Lambda_matrix`` (grid…, agent, agent_j): the Λ actually used; ``agent_name`` (grid…, agent);
+  - ``status`` (grid…): ``ok`` | ``diverged`` | ``failed`` | ``missing`` (not run); ``message`` (grid…);
+  - ``policy``, ``concept`` (grid…): what the cell resolved to; ``wall_time`` (grid…) seconds.
+
+  Numbers are float64 and padded with NaN where a cell has fewer agents, iterations, times or states;
+  strings are padded with "".
+* attrs — ``manifest`` (the config as TOML text), ``name``, ``seeds`` (list of int), ``versions`` (JSON),
+  ``git_commit``, ``device``, ``created`` (UTC ISO time), ``schema`` (``mftt-results/1``).
+
+Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>.npz`` (atomically) so a
+killed run resumes without recomputing it (issue 8).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from control.errors import ValidationError
+
+SCHEMA = "mftt-results/1"
+ENGINE = "h5netcdf"
+PAD_DIMS = ("agent", "agent_j", "iteration", "time", "state")
+_NUM = {  # per-cell numeric variables and their padded dims
+    "cost": ("agent",),
+    "empathetic_cost": ("agent",),
+    "reference_cost": ("agent",),
+    "exploitability": (),
+    "history": ("iteration", "agent"),
+    "trajectory": ("time", "state"),
+    "times": ("time",),
+    "n_params": ("agent",),
+    "Lambda_matrix": ("agent", "agent_j"),
+    "wall_time": (),
+}
+_STR = {"status": (), "message": (), "policy": (), "concept": (), "agent_name": ("agent",)}
+
+
+# ---- atomic files --------------------------------------------------------------------------
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a results Dataset to NetCDF atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=ENGINE, invalid_netcdf=False)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def open_results(path: str | Path) -> xr.Dataset:
+    """Read a results file fully into memory; a missing, truncated or foreign file gives one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError("results", "an existing NetCDF file", str(path))
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            ds = ds.load()
+    except Exception as e:  # h5py/h5netcdf raise many kinds on corrupt files
+        raise ValidationError(
+            "results",
+            "a readable NetCDF file",
+            str(path),
+            reason=f"{type(e).__name__}: corrupt or truncated",
+        ) from None
+    if "status" not in ds or "manifest" not in ds.attrs:
+        raise ValidationError(
+            "results", "an mftt results file (status variable, manifest)", str(path)
+        )
+    return ds
+
+
+# ---- one cell ------------------------------------------------------------------------------
+def _arr(x: Any, ndim: int) -> np.ndarray:
+    a = np.asarray(x if x is not None else np.full((0,) * ndim, np.nan), dtype=np.float64)
+    if a.ndim != ndim:
+        a = a.reshape((-1,) + (1,) * (ndim - 1)) if a.size else np.full((0,) * ndim, np.nan)
+    return a
+
+
+def outcome_dataset(outcome: Any, *, key: str = "", index: int = -1) -> xr.Dataset:
+    """One ``agents.Outcome`` as a small Dataset over (agent, agent_j, iteration, time, state)."""
+    g = lambda name, default=None: getattr(outcome, name, default)  # noqa: E731
+    ref = g("reference_costs")
+    cost = _arr(g("costs"), 1)
+    n = cost.shape[0]
+    data = {
+        "cost": (("agent",), cost),
+        "empathetic_cost": (("agent",), _arr(g("empathetic_costs"), 1)),
+        "reference_cost": (("agent",), _arr(ref, 1) if ref is not None else np.full(n, np.nan)),
+        "exploitability": (
+            (),
+            float(g("exploitability", np.nan) if g("exploitability") is not None else np.nan),
+        ),
+        "history": (("iteration", "agent"), _arr(g("history"), 2)),
+        "trajectory": (("time", "state"), _arr(g("trajectory"), 2)),
+        "times": (("time",), _arr(g("times"), 1)),
+        "n_params": (("agent",), _arr(g("n_params"), 1)),
+        "Lambda_matrix": (("agent", "agent_j"), _arr(g("Lambda"), 2)),
+        "wall_time": ((), float(g("wall_time", 0.0) or 0.0)),
+        "status": ((), str(g("status", "failed"))),
+        "message": ((), " ".join(str(g("message", "") or "").split())),
+        "policy": ((), str(g("policy", "") or "")),
+        "concept": ((), str(g("concept", "") or "")),
+        "agent_name": (
+            ("agent",),
+            np.array([str(a) for a in (g("agent_names") or [])] or [""] * n, dtype=object),
+        ),
+    }
+    return xr.Dataset(data, attrs={"cell_key": key, "cell_index": index})
+
+
+def failed_dataset(
+    message: str, status: str = "failed", *, key: str = "", index: int = -1
+) -> xr.Dataset:
+    """A cell that produced no outcome (the cell raised): status and message only."""
+
+    class _O:
+        pass
+
+    o = _O()
+    o.status, o.message = status, message
+    return outcome_dataset(o, key=key, index=index)
+
+
+def part_path(parts_dir: str | Path, index: int, key: str) -> Path:
+    """``<parts_dir>/cell-<index>-<key>.npz``: the key (hash of the cell's arguments) guards against stale parts."""
+    return Path(parts_dir) / f"cell-{index:06d}-{key}.npz"
+
+
+def write_part(parts_dir: str | Path, index: int, key: str, ds: xr.Dataset) -> Path:
+    """Write one finished cell atomically as ``.npz`` (numbers) + JSON (strings): ~1 ms, no pickle."""
+    arrays = {k: np.asarray(ds[k].values, dtype=np.float64) for k in _NUM}
+    strings = {k: np.asarray(ds[k].values).tolist() for k in _STR}
+    meta = {"strings": strings, "dims": {k: list(ds[k].dims) for k in (*_NUM, *_STR)}, "key": key}
+    arrays["_meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path = part_path(parts_dir, index, key)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_part(path: str | Path) -> xr.Dataset:
+    """Read a partial file written by ``write_part`` (``allow_pickle=False``: data only)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["_meta"].tobytes().decode())
+        data = {k: (meta["dims"][k], z[k]) for k in _NUM}
+    for k in _STR:
+        v = meta["strings"][k]
+        data[k] = (meta["dims"][k], np.array(v, dtype=object) if isinstance(v, list) else v)
+    return xr.Dataset(data, attrs={"cell_key": meta["key"]})
+
+
+def read_parts(parts_dir: str | Path, cells: list) -> dict[int, xr.Dataset]:
+    """Finished cells found in ``parts_dir`` whose key matches the current config (others are ignored)."""
+    out: dict[int, xr.Dataset] = {}
+    parts_dir = Path(parts_dir)
+    if not parts_dir.is_dir():
+        return out
+    for c in cells:
+        p = part_path(parts_dir, c.index, c.key)
+        if p.is_file():
+            try:
+                out[c.index] = read_part(p)
+            except Exception:  # a torn part (should not happen: writes are atomic) is recomputed
+                p.unlink(missing_ok=True)
+    return out
+
+
+# ---- the whole grid ------------------------------------------------------------------------
+def assemble(
+    experiment: Any, parts: Mapping[int, xr.Dataset], *, device: str | None = None
+) -> xr.Dataset:
+    """Stack per-cell Datasets into the grid Dataset (schema above); cells without a part are ``missing``."""
+    cells = experiment.cells()
+    coords = experiment.coords
+    dims = list(experiment.dims)
+    shape = tuple(len(coords[d]) for d in dims)
+    sizes = dict.fromkeys(PAD_DIMS, 0)
+    for ds in parts.values():
+        for d in PAD_DIMS:
+            sizes[d] = max(sizes[d], ds.sizes.get(d, 0))
+    num = {k: np.full(shape + tuple(sizes[d] for d in v), np.nan) for k, v in _NUM.items()}
+    strs = {
+        k: np.full(shape + tuple(sizes[d] for d in v), "", dtype=object) for k, v in _STR.items()
+    }
+    strs["status"][...] = "missing"
+    grid_index = np.unravel_index(np.arange(len(cells)), shape) if cells else ()
+    for c in cells:
+        ds = parts.get(c.index)
+        if ds is None:
+            continue
+        at = tuple(int(ix[c.index]) for ix in grid_index)
+        for k in _NUM:
+            a = np.asarray(ds[k].values, dtype=np.float64)
+            num[k][at + tuple(slice(0, s) for s in a.shape)] = a
+        for k in _STR:
+            raw = np.asarray(ds[k].values)
+            a = np.array([str(x) for x in raw.ravel()], dtype=object).reshape(raw.shape)
+            if a.ndim == 0:
+                strs[k][at] = a.item()
+            else:
+                strs[k][at + tuple(slice(0, s) for s in a.shape)] = a
+    data = {k: (dims + list(_NUM[k]), v) for k, v in num.items()}
+    data.update({k: (dims + list(_STR[k]), v) for k, v in strs.items()})
+    total, ref = num["cost"].sum(-1), num["reference_cost"]
+    has_ref = np.isfinite(ref).any(-1) & np.isfinite(num["cost"]).any(-1)
+    ref_total = np.where(has_ref, np.nansum(ref, -1), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(has_ref, (total - ref_total) / np.abs(ref_total), np.nan)
+    data["gap"] = (dims, gap)
+    ds_coords: dict[str, Any] = {d: _coord(coords[d]) for d in dims}
+    for d in PAD_DIMS:
+        ds_coords[d] = np.arange(sizes[d])
+    out = xr.Dataset(data, coords=ds_coords, attrs=manifest(experiment, device=device))
+    out["cost"].attrs["long_name"] = "material cost"
+    out["gap"].attrs["long_name"] = "relative gap of total cost to the closed form"
+    return out
+
+
+def _coord(values: list) -> np.ndarray:
+    if all(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    if all(isinstance(v, bool | int) for v in values):
+        return np.array(values, dtype=np.int64)
+    if all(isinstance(v, int | float) for v in values):
+        return np.array(values, dtype=np.float64)
+    return np.array([json.dumps(v) if not isinstance(v, str) else v for v in values], dtype=object)
+
+
+# ---- manifest ------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("mftt", "numpy", "torch", "ray", "xarray", "h5netcdf", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str:
+    """The project's git commit when it is a checkout ("" otherwise)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def device_description(device: str | None = None) -> str:
+    """Where the run happened, without host names or paths: e.g. ``cpu (x86_64, 2 cores)``."""
+    desc = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    if device and device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                desc = f"{device} ({torch.cuda.get_device_name(0)})"
+        except ImportError:
+            pass
+    return desc
+
+
+def _scrub(text: str) -> str:
+    home = str(Path.home())
+    return text.replace(home, "~") if home and home != "/" else text
+
+
+def manifest(experiment: Any, *, device: str | None = None) -> dict[str, Any]:
+    """Dataset attrs: the config as TOML, seeds, versions, git commit, device, time (no home paths)."""
+    return {
+        "schema": SCHEMA,
+        "name": experiment.name,
+        "manifest": _scrub(experiment.to_toml()),
+        "seeds": [int(s) for s in experiment.seeds],
+        "versions": json.dumps(_versions(), sort_keys=True),
+        "git_commit": git_commit(),
+        "device": device_description(device or experiment.device),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def experiment_of(ds: xr.Dataset):
+    """The ``Experiment`` recorded in a results file's manifest."""
+    from .config import Experiment
+
+    return Experiment.from_toml(ds.attrs["manifest"])
+
+
+def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
+    """One row per grid cell, averaged over seeds: scenario, Λ, law, params, cost, exploitability, gap, status."""
+    grid = [d for d in ds["status"].dims]
+    keep = [d for d in grid if d != "seed"]
+    rows = []
+    total = ds["cost"].sum("agent", min_count=1)
+    ok = ds["status"] == "ok"
+    stacked = {
+        "cost": total.where(ok).mean("seed"),
+        "exploitability": ds["exploitability"].where(ok).mean("seed"),
+        "gap": ds["gap"].where(ok).mean("seed"),
+        "n_params": ds["n_params"].sum("agent", min_count=1).max("seed"),
+        "n_ok": ok.sum("seed"),
+    }
+    idx = np.ndindex(*[ds.sizes[d] for d in keep])
+    for ix in idx:
+        sel = dict(zip(keep, ix, strict=True))
+        row = {
+            d: ds[d].values[i].item() if hasattr(ds[d].values[i], "item") else ds[d].values[i]
+            for d, i in sel.items()
+        }
+        for k, v in stacked.items():
+            row[k] = float(v.isel(sel).values)
+        row["n_seeds"] = ds.sizes["seed"]
+        rows.append(row)
+    return rows

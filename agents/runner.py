@@ -1,0 +1,374 @@
+"""Run an experiment's grid: one Ray task per cell (or in-process, or one Ray actor per agent), into one Dataset.
+
+Ray lives only here (spec: architecture.md, rule 5). By default an embedded local Ray bound to 127.0.0.1,
+quiet, without dashboard; ``address="auto"`` or ``"host:port"`` joins an existing cluster. Every finished
+cell is written to ``<out>.parts/`` at once, so a killed run resumes without recomputing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from control.errors import ValidationError, choice
+
+from .config import BACKENDS, Cell, Experiment
+from .results import (
+    assemble,
+    failed_dataset,
+    outcome_dataset,
+    read_parts,
+    write_part,
+    write_results,
+)
+
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+
+
+class RunCancelled(RuntimeError):
+    """The run was cancelled; finished cells stay in the partial files (resume later)."""
+
+
+@dataclass
+class RunState:
+    """Live counters of a run (read by progress bars and ``RunHandle.progress``)."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    resumed: int = 0
+    computed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def eta(self) -> float | None:
+        """Seconds left, from the mean time of the cells computed so far (None before the first)."""
+        if self.computed == 0:
+            return None
+        left = self.total - self.done
+        return (time.monotonic() - self.started) / self.computed * left
+
+
+# ---- one cell ------------------------------------------------------------------------------
+def run_cell(
+    kwargs: dict[str, Any], key: str = "", index: int = -1, threads: int | None = None
+) -> xr.Dataset:
+    """Play one cell with ``agents.play`` and return its Dataset; never raises (status failed + message)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    from .play import play
+
+    try:
+        out = play(**kwargs, progress=False)
+    except ValidationError as e:
+        return failed_dataset(str(e), key=key, index=index)
+    except Exception as e:  # a cell must not kill the sweep (issue 8)
+        return failed_dataset(f"{type(e).__name__}: {e}", key=key, index=index)
+    return outcome_dataset(out, key=key, index=index)
+
+
+# ---- Ray -----------------------------------------------------------------------------------
+def ray_env() -> None:
+    """Quiet, loopback-only, no token auth (setup notes); existing settings win."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Start (or join) Ray unless it is up; returns True when this call started it.
+
+    ``address`` None/"local": an embedded Ray on 127.0.0.1 with this machine's CPUs and no dashboard;
+    ``"auto"`` or ``"host:port"``: an existing cluster.
+    """
+    ray_env()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address in (None, "", "local"):
+        # workers of the embedded Ray inherit this environment: make sure they import this checkout
+        root = str(Path(__file__).resolve().parents[1])
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if root not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            **common,
+        )
+    else:
+        ray.init(address=address, **common)
+    return True
+
+
+def _check_backend(backend: str) -> str:
+    return choice("backend", backend, BACKENDS)
+
+
+def _progress_bar(state: RunState, title: str):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed [red]{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        transient=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        console=_stderr_console(),
+    )
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _execute(
+    cells: list[Cell],
+    backend: str,
+    exp: Experiment,
+    address: str | None,
+    on_result: Callable[[Cell, xr.Dataset], None],
+    state: RunState,
+) -> None:
+    """Run the cells, calling ``on_result`` as each finishes (Ray: submit all, then ``ray.wait``)."""
+    if not cells:
+        return
+    if backend == "local":
+        for c in cells:
+            if state.cancel.is_set():
+                raise RunCancelled("run cancelled")
+            on_result(c, run_cell(c.kwargs, c.key, c.index))
+        return
+    init_ray(address or exp.ray.address)
+    import ray
+
+    if backend == "actors":
+        from .actors import run_cell_actors
+
+        for c in cells:
+            if state.cancel.is_set():
+                raise RunCancelled("run cancelled")
+            on_result(
+                c,
+                run_cell_actors(
+                    c.kwargs,
+                    key=c.key,
+                    index=c.index,
+                    num_cpus=exp.ray.num_cpus,
+                    num_gpus=exp.ray.num_gpus,
+                    max_retries=exp.ray.max_retries,
+                ),
+            )
+        return
+    task = ray.remote(run_cell).options(
+        num_cpus=exp.ray.num_cpus,
+        num_gpus=exp.ray.num_gpus,
+        max_retries=exp.ray.max_retries,
+        retry_exceptions=False,
+    )
+    threads = max(1, int(exp.ray.num_cpus))
+    pending = {task.remote(c.kwargs, c.key, c.index, threads): c for c in cells}
+    try:
+        while pending:
+            if state.cancel.is_set():
+                raise RunCancelled("run cancelled")
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in ready:
+                c = pending.pop(ref)
+                try:
+                    ds = ray.get(ref)
+                except Exception as e:  # worker died beyond max_retries, or Ray itself failed
+                    msg = " ".join(str(e).split())[:300]
+                    ds = failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index)
+                on_result(c, ds)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+# ---- the public API ------------------------------------------------------------------------
+def parts_dir_for(out: str | Path) -> Path:
+    """Where the partial files of the run writing ``out`` live: ``<out>.parts/``."""
+    return Path(str(out) + ".parts")
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    address: str | None = None,
+    backend: str | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    out: str | Path | None = None,
+    keep_parts: bool = False,
+    state: RunState | None = None,
+) -> xr.Dataset:
+    """Run every cell of ``experiment`` and return the results Dataset (schema: ``agents.results``).
+
+    Args:
+        experiment: the validated experiment.
+        address: Ray cluster (None: ``experiment.ray.address``, else an embedded local Ray).
+        backend: ``"ray"`` (one task per cell), ``"local"`` (in-process), ``"actors"`` (one actor per agent);
+            None: ``experiment.backend``.
+        progress: show a live progress bar (done, failed, ETA) on stderr.
+        resume: reuse finished cells found in ``<out>.parts/`` (only those whose arguments are unchanged).
+        out: NetCDF path (None: ``experiment.output``; both None: nothing is written, no resume).
+        keep_parts: keep the partial files after the final file is written.
+        state: a ``RunState`` to update (for ``submit_experiment``).
+
+    Returns:
+        The Dataset; also written atomically to ``out`` when there is one.
+
+    Raises:
+        ValidationError: bad backend. RunCancelled: ``state.cancel`` was set.
+    """
+    if not isinstance(experiment, Experiment):
+        raise ValidationError(
+            "experiment", "an agents.config.Experiment", type(experiment).__name__
+        )
+    backend = _check_backend(backend or experiment.backend)
+    out = out if out is not None else experiment.output
+    state = state or RunState()
+    cells = experiment.cells()
+    parts_dir = parts_dir_for(out) if out is not None else None
+    parts: dict[int, xr.Dataset] = {}
+    if parts_dir is not None:
+        if resume:
+            parts = read_parts(parts_dir, cells)
+        elif parts_dir.exists():
+            shutil.rmtree(parts_dir)
+    todo = [c for c in cells if c.index not in parts]
+    state.total, state.resumed = len(cells), len(parts)
+    state.done = len(parts)
+    state.failed = sum(str(p["status"].values) != "ok" for p in parts.values())
+    state.started = time.monotonic()
+    bar = _progress_bar(state, experiment.name) if progress else None
+    task_id = None
+    if bar is not None:
+        bar.start()
+        task_id = bar.add_task(
+            experiment.name, total=len(cells), completed=len(parts), failed=state.failed
+        )
+        if parts:
+            bar.console.print(f"resumed {len(parts)} finished cells from {parts_dir}")
+
+    def on_result(c: Cell, ds: xr.Dataset) -> None:
+        parts[c.index] = ds
+        if parts_dir is not None:
+            write_part(parts_dir, c.index, c.key, ds)
+        state.done += 1
+        state.computed += 1
+        if str(ds["status"].values) != "ok":
+            state.failed += 1
+        if bar is not None:
+            bar.update(task_id, completed=state.done, failed=state.failed)
+
+    try:
+        _execute(todo, backend, experiment, address, on_result, state)
+    finally:
+        if bar is not None:
+            bar.stop()
+    ds = assemble(experiment, parts)
+    if out is not None:
+        write_results(ds, out)
+        if not keep_parts and parts_dir is not None and parts_dir.exists():
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    return ds
+
+
+class RunHandle:
+    """A run going on in a background thread (for the web app): poll it, never block on it."""
+
+    def __init__(self, experiment: Experiment, **kwargs: Any):
+        self.experiment = experiment
+        self.state = RunState(total=experiment.n_cells)
+        self._result: xr.Dataset | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, kwargs=kwargs, daemon=True, name="mftt-run"
+        )
+        self._thread.start()
+
+    def _run(self, **kwargs: Any) -> None:
+        try:
+            self._result = run_experiment(
+                self.experiment, progress=False, state=self.state, **kwargs
+            )
+        except BaseException as e:  # handed to result()
+            self._error = e
+
+    def progress(self) -> dict[str, Any]:
+        """``dict(done, failed, total, eta)``: cells finished (incl. resumed), failed, all, seconds left."""
+        s = self.state
+        return {"done": s.done, "failed": s.failed, "total": s.total, "eta": s.eta()}
+
+    def done(self) -> bool:
+        """True once the run has finished, failed or been cancelled."""
+        return not self._thread.is_alive()
+
+    def result(self, timeout: float | None = None) -> xr.Dataset:
+        """The Dataset (waits up to ``timeout``); raises the run's error, or TimeoutError."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("run still in progress")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        """Ask the run to stop: pending Ray tasks are cancelled, finished cells stay in the partial files."""
+        self.state.cancel.set()
+
+
+def submit_experiment(
+    experiment: Experiment,
+    *,
+    backend: str | None = None,
+    address: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = True,
+) -> RunHandle:
+    """Start ``run_experiment`` in a background thread and return its handle at once."""
+    if not isinstance(experiment, Experiment):
+        raise ValidationError(
+            "experiment", "an agents.config.Experiment", type(experiment).__name__
+        )
+    _check_backend(backend or experiment.backend)
+    return RunHandle(experiment, backend=backend, address=address, out=out, resume=resume)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr)

@@ -1,0 +1,61 @@
+"""Helpers shared by the differential-game scenarios: particles with exact moments, agents from a policy kind."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..agent import Agent, make_policy
+
+DTYPE = torch.float64
+
+
+def particles(m0: float, v0: float, P: int, device: str | torch.device = "cpu") -> Tensor:
+    """P deterministic particles ``[P, 1]`` with sample mean m0 and (population) variance v0 exactly."""
+    z = torch.linspace(-1.0, 1.0, P, dtype=DTYPE, device=device) if P > 1 else torch.zeros(1)
+    z = z.to(DTYPE)
+    std = z.std(unbiased=False)
+    z = z / std if float(std) > 0 else z
+    return (m0 + math.sqrt(v0) * z).unsqueeze(-1)
+
+
+def make_agents(
+    names: list[str],
+    roles: list[str],
+    *,
+    policy: str,
+    law: str,
+    d_obs: int,
+    d_act: int,
+    T: float,
+    seed: int,
+    mftt: dict | None,
+    law_options: dict,
+    init=0.0,
+    device: str | torch.device = "cpu",
+) -> list[Agent]:
+    """One agent per name with a freshly seeded policy of kind ``policy`` and weight law ``law``."""
+    agents = []
+    for j, (name, role) in enumerate(zip(names, roles, strict=True)):
+        torch.manual_seed(seed * 1009 + j)
+        if policy == "linear":
+            opts = dict(T=T, init=init, dtype=DTYPE, device=device)
+            opts.update({k: v for k, v in law_options.items() if _law_accepts(law, k)})
+        elif policy == "mftt":
+            opts = dict(config=mftt, dtype=DTYPE, device=device)
+        else:
+            opts = dict(init=init, dtype=DTYPE, device=device)
+        agents.append(Agent(name, role, make_policy(policy, d_obs, d_act, law, **opts)))
+    return agents
+
+
+def _law_accepts(law: str, key: str) -> bool:
+    accepted = {
+        "constant": set(),
+        "time": {"order"},
+        "feedback": {"order", "rank"},
+        "meanfield": {"order", "rank", "mu_rank"},
+    }
+    return key in accepted[law]

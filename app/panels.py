@@ -1,0 +1,274 @@
+"""Reusable page sections: the Λ editor, the transformer options form and the results panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app import figures, state
+from control.errors import ValidationError
+
+
+def _set_lambda(prefix: str, name: str, n: int) -> None:
+    """Preset button callback: replace the Λ grid by ``agents.empathy.preset(name, n, alpha)``."""
+    from agents import empathy
+
+    alpha = float(st.session_state.get(f"{prefix}_alpha", 0.5))
+    try:
+        st.session_state[f"{prefix}_Lambda"] = empathy.preset(name, n, alpha)
+        st.session_state[f"{prefix}_Lambda_label"] = name
+        st.session_state.pop(f"{prefix}_preset_error", None)
+    except ValidationError as exc:
+        st.session_state[f"{prefix}_preset_error"] = str(exc)
+    st.session_state[f"{prefix}_Lambda_ver"] = st.session_state.get(f"{prefix}_Lambda_ver", 0) + 1
+    st.session_state[f"{prefix}_Lambda_text"] = ""
+
+
+def lambda_editor(prefix: str, n: int) -> tuple[np.ndarray | None, str | None]:
+    """Λ as an editable n×n grid with preset buttons, a text alternative and each agent's label.
+
+    Returns (Λ, None) when valid, (None, one-line message) otherwise; the message is also shown inline.
+    """
+    from agents import empathy
+
+    key = f"{prefix}_Lambda"
+    if key not in st.session_state or np.shape(st.session_state[key]) != (n, n):
+        st.session_state[key] = np.eye(n)
+        st.session_state[f"{key}_label"] = "selfish"
+        st.session_state[f"{key}_ver"] = st.session_state.get(f"{key}_ver", 0) + 1
+    st.slider(
+        "Preset strength α",
+        -1.0,
+        1.0,
+        0.5,
+        0.05,
+        key=f"{prefix}_alpha",
+        help="How strongly the presets weigh the others' costs (altruism, spite, co-opetition).",
+    )
+    presets = list(empathy.PRESETS)
+    per_row = 5
+    for start in range(0, len(presets), per_row):
+        cols = st.columns(per_row)
+        for col, name in zip(cols, presets[start : start + per_row], strict=False):
+            col.button(
+                name.replace("_", " "),
+                key=f"{prefix}_preset_{name}",
+                on_click=_set_lambda,
+                args=(prefix, name, n),
+                width="stretch",
+            )
+    if st.session_state.get(f"{prefix}_preset_error"):
+        st.error(st.session_state[f"{prefix}_preset_error"])
+    names = state.agent_names(n)
+    edited = st.data_editor(
+        state.lambda_frame(st.session_state[key], names),
+        key=f"{key}_editor_{st.session_state.get(f'{key}_ver', 0)}",
+        num_rows="fixed",
+        width="stretch",
+    )
+    text = st.text_input(
+        "…or type Λ (rows separated by ';', entries by ',')",
+        key=f"{prefix}_Lambda_text",
+        placeholder="1, 0.5; 0.5, 1",
+    )
+    try:
+        if text.strip():
+            Lambda = state.parse_lambda_text(text, n)
+        else:
+            Lambda = state.lambda_from_frame(edited, n)
+        Lambda = empathy.validate_Lambda(Lambda, n)
+    except ValidationError as exc:
+        st.error(str(exc))
+        return None, str(exc)
+    try:
+        labels = empathy.classify(Lambda)
+    except ValidationError as exc:
+        st.error(str(exc))
+        return None, str(exc)
+    st.dataframe(
+        {"agent": names, "attitude": labels},
+        hide_index=True,
+        width="stretch",
+        key=f"{prefix}_labels",
+    )
+    return Lambda, None
+
+
+def mftt_options_form(prefix: str) -> tuple[dict[str, Any], str | None]:
+    """Transformer options for the agents' MFTT policies (fields of ``mftt.MFTTConfig``), checked inline.
+
+    Returns (options, None) or (options, one-line message) when ``MFTTConfig`` refuses them.
+    """
+    mftt = state.api("mftt")
+    kernels = list(getattr(mftt, "ATTENTION", {"boltzmann": None}))
+    norms = list(getattr(mftt, "NORMS", {"soft": None}))
+    c1, c2, c3 = st.columns(3)
+    opts: dict[str, Any] = {
+        "d_model": int(c1.selectbox("d_model", [4, 8, 16, 32], index=1, key=f"{prefix}_dmodel")),
+        "heads": int(c2.selectbox("heads", [1, 2, 3, 4], index=1, key=f"{prefix}_heads")),
+        "depth": int(c3.number_input("depth", 1, 8, 1, key=f"{prefix}_depth")),
+        "attention": c1.selectbox(
+            "attention kernel",
+            kernels,
+            index=kernels.index("boltzmann") if "boltzmann" in kernels else 0,
+            key=f"{prefix}_kernel",
+        ),
+        "norm": c2.selectbox(
+            "norm", norms, index=norms.index("soft") if "soft" in norms else 0, key=f"{prefix}_norm"
+        ),
+    }
+    c3.caption("The layers' weight law is the *Weight law* above.")
+    if mftt is not None:
+        try:
+            mftt.MFTTConfig(**opts)
+        except ValidationError as exc:
+            st.error(str(exc))
+            return opts, str(exc)
+    return opts, None
+
+
+# ---------------------------------------------------------------- results
+
+
+def _names(cell) -> list[str]:
+    """Agent names recorded by the run (first seed), without the padding."""
+    if "agent_name" not in cell:
+        return []
+    v = np.asarray(cell["agent_name"].values).astype(str)
+    if v.size == 0:
+        return []
+    v = v.reshape(-1, v.shape[-1])[0]
+    return [s for s in v if s]
+
+
+def _squeeze(ds, keep: tuple[str, ...] = ("seed",)):
+    """Take the first label of every grid dimension not in ``keep`` (the page ran one scenario/Λ/law)."""
+    return ds.isel({d: 0 for d in state.grid_dims(ds) if d not in keep})
+
+
+def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> None:
+    """The results of an Explore run: metrics, trajectories, learning curves, costs and attention maps."""
+    ran = ran or {}
+    cell = _squeeze(ds)
+    status = np.asarray(cell["status"].values).astype(str).ravel()
+    bad = [s for s in status if s != "ok"]
+    if bad:
+        msgs = {str(m) for m in np.asarray(cell["message"].values).ravel() if str(m)}
+        st.warning(
+            f"{len(bad)} of {status.size} cells did not finish cleanly: " + "; ".join(sorted(msgs))
+        )
+    if not (status == "ok").any() or cell.sizes.get("agent", 0) == 0:
+        st.error(
+            "No cell of this run finished: change the settings (e.g. the learning rate or Λ) and run again."
+        )
+        return
+    seeds = [int(s) for s in cell["seed"].values] if "seed" in cell.dims else [0]
+    names = _names(cell) or state.agent_names(int(cell.sizes.get("agent", 1)))
+    n = len(names)
+    cost = np.asarray(cell["cost"].values, float).reshape(len(seeds), -1)[:, :n]
+    emp = np.asarray(cell["empathetic_cost"].values, float).reshape(len(seeds), -1)[:, :n]
+    expl = np.asarray(cell["exploitability"].values, float).ravel()
+    m1, m2, m3, m4 = st.columns(4)
+    with np.errstate(all="ignore"):
+        m1.metric("Total material cost", f"{np.nanmean(cost.sum(1)):.4g}")
+        m2.metric("Exploitability (NashConv)", f"{np.nanmean(expl):.3g}")
+        gap = np.asarray(cell["gap"].values, float) if "gap" in cell else np.array([np.nan])
+        m3.metric("Gap to closed form", "n/a" if np.isnan(gap).all() else f"{np.nanmean(gap):.2%}")
+        m4.metric("Wall time", f"{np.nansum(np.asarray(cell['wall_time'].values, float)):.1f} s")
+    seed = seeds[0]
+    if len(seeds) > 1:
+        seed = st.selectbox("Seed shown in the trajectory", seeds, key=f"{key}_seed")
+    tabs = st.tabs(["Trajectories", "Learning", "Costs per agent", "Attention"])
+    one = cell.sel(seed=seed) if "seed" in cell.dims else cell
+    with tabs[0]:
+        st.plotly_chart(
+            figures.trajectory(one["times"].values, one["trajectory"].values),
+            width="stretch",
+            key=f"{key}_traj",
+        )
+    with tabs[1]:
+        hist = np.asarray(cell["history"].values, float)  # [seed, iteration, agent]
+        hist = hist.reshape(len(seeds), hist.shape[-2], hist.shape[-1])
+        curves = {names[k]: hist[:, :, k] for k in range(min(n, hist.shape[-1]))}
+        st.plotly_chart(
+            figures.learning_curves(curves, title="Empathetic cost over learning (band: seeds)"),
+            width="stretch",
+            key=f"{key}_learn",
+        )
+        st.plotly_chart(
+            figures.bars(
+                [f"seed {s}" for s in seeds],
+                expl,
+                title="Exploitability at the learned profile",
+                yaxis="NashConv",
+            ),
+            width="stretch",
+            key=f"{key}_expl",
+        )
+    with tabs[2]:
+        ref = None
+        if "reference_cost" in cell:
+            ref = np.asarray(cell["reference_cost"].values, float).reshape(len(seeds), -1)[0, :n]
+        with np.errstate(all="ignore"):
+            st.plotly_chart(
+                figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
+                width="stretch",
+                key=f"{key}_costs",
+            )
+    with tabs[3]:
+        attention_panel(one, ran, names, key=key)
+
+
+def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> None:
+    """Attention maps of an agent's MFTT reading the rollout's mean states as tokens (spec §A.8)."""
+    if ran.get("policy") != "mftt":
+        st.info("Attention maps need the **mftt** policy: choose it under *Policy* and run again.")
+        return
+    traj = np.asarray(one["trajectory"].values, float)
+    times = np.asarray(one["times"].values, float)
+    ok = np.isfinite(traj).all(-1) & np.isfinite(times)
+    traj, times = traj[ok], times[ok]
+    if traj.shape[0] < 2:
+        st.info(
+            "This scenario has no time axis (a static game): there is no token sequence to attend over."
+        )
+        return
+    agent = st.selectbox(
+        "Agent", list(range(len(names))), format_func=lambda i: names[i], key=f"{key}_agent"
+    )
+    seed = int(np.asarray(one["seed"].values).item()) if "seed" in one.coords else 0
+    maps = _attention_maps(
+        tuple(sorted(ran.get("mftt", {}).items())), traj, seed * 1000 + int(agent)
+    )
+    st.plotly_chart(
+        figures.heatmaps(
+            maps,
+            [f"layer {i + 1}" for i in range(len(maps))],
+            title=f"Attention of {names[agent]}'s MFTT over the rollout's time steps",
+        ),
+        width="stretch",
+        key=f"{key}_attn",
+    )
+    st.caption(
+        "Tokens are the rollout's mean states with their time (one per time step), read by this agent's MFTT "
+        "policy as built by the game for this seed and law (initial weights: the trained ones stay in the worker)."
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _attention_maps(opts: tuple, law: str, traj: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Head-averaged attention [D, D] per layer of the agent's MFTT policy (``agents.agent.MFTTPolicy``).
+
+    Tokens are the rollout's mean states with their time appended, as the policy reads its observations.
+    """
+    import torch
+
+    from agents.agent import MFTTPolicy
+
+    torch.manual_seed(seed)
+    policy = MFTTPolicy(traj.shape[-1] - 1, 1, law, config=dict(opts), dtype=torch.float64)
+    with torch.no_grad():
+        _, info = policy.model(torch.as_tensor(traj, dtype=torch.float64), return_info=True)
+    return [np.asarray(w.mean(-3).cpu().numpy()) for w in info["attention"]]

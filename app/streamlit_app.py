@@ -1,0 +1,30 @@
+"""The mftt web app: explore scenarios, compare weight laws, the transformer lab and the results browser.
+
+Serve it with ``make app`` (or ``streamlit run app/streamlit_app.py``); pages live in ``app/views/``.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+# `streamlit run` puts app/ (not the repo root) on sys.path; an editable install made before the packages had
+# __init__.py files resolves them as empty namespaces. The repo root first makes imports the real packages.
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="mftt", page_icon=":material/hub:", layout="wide")
+
+PAGES = [
+    st.Page(
+        HERE / "views" / "explore.py", title="Explore", icon=":material/explore:", default=True
+    ),
+    st.Page(
+        HERE / "views" / "compare.py", title="Compare weight laws", icon=":material/compare_arrows:"
+    ),
+    st.Page(HERE / "views" / "lab.py", title="Transformer lab", icon=":material/science:"),
+    st.Page(HERE / "views" / "runs.py", title="Runs", icon=":material/folder_open:"),
+]
+
+st.navigation(PAGES).run()

@@ -1,0 +1,125 @@
+"""Transformer lab: tokens moving over depth (spec §C.3), an MFTT's own token flow, consistency residuals, norm maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import figures, lab, state
+from control.errors import ValidationError
+
+st.title("Transformer lab")
+st.caption(
+    "Small, instant experiments with the transformer itself: depth is time, tokens are particles. "
+    "Change a control and the figure updates."
+)
+
+if not state.need("mftt", "mftt.dynamics"):
+    st.stop()
+
+import mftt  # noqa: E402
+
+tab_sphere, tab_mftt, tab_loop, tab_norm = st.tabs(
+    ["Tokens on the sphere", "MFTT over depth", "Consistency loop", "Norm maps"]
+)
+
+with tab_sphere:
+    st.markdown(
+        "Self-attention dynamics on the sphere (spec §C.3): "
+        "ẋᵢ = P⊥ₓᵢ(Σⱼ wᵢⱼ xⱼ) with wᵢⱼ ∝ e^{β⟨xᵢ,xⱼ⟩} (SA) or e^{β⟨xᵢ,xⱼ⟩}/n (USA). "
+        "For d ≥ 3 almost every start collapses to one cluster; the energy E_β never decreases."
+    )
+    c = st.columns(5)
+    d = int(c[0].radio("dimension d", [2, 3], index=1, key="lab_d", horizontal=True))
+    n_tok = int(c[1].number_input("tokens n", 2, 64, 16, key="lab_n"))
+    beta = float(c[2].number_input("β", 0.0, 20.0, 1.0, 0.5, key="lab_beta"))
+    variant = c[3].selectbox("variant", ["SA", "USA"], key="lab_variant")
+    T = float(c[4].number_input("depth T", 0.5, 40.0, 10.0, 0.5, key="lab_T"))
+    seed = int(st.number_input("seed", 0, 10_000, 0, key="lab_seed"))
+    try:
+        traj, energy, spread = lab.sphere_flow(d, n_tok, beta, variant, T, seed)
+        st.plotly_chart(
+            figures.tokens(
+                traj, title=f"{n_tok} tokens on S^{d - 1} over depth ({variant}, β={beta:g})"
+            ),
+            width="stretch",
+            key="lab_sphere_fig",
+        )
+        times = np.linspace(0, T, traj.shape[0])
+        left, right = st.columns(2)
+        left.plotly_chart(
+            figures.trajectory(
+                times, energy[:, None], ["E_β"], title="Energy E_β (non-decreasing)"
+            ),
+            width="stretch",
+            key="lab_energy",
+        )
+        right.plotly_chart(
+            figures.trajectory(
+                times,
+                spread[:, None],
+                ["min ⟨xᵢ,xⱼ⟩"],
+                title="Smallest pairwise inner product (→ 1: one cluster)",
+            ),
+            width="stretch",
+            key="lab_spread",
+        )
+    except ValidationError as exc:
+        st.error(str(exc))
+
+with tab_mftt:
+    st.markdown(
+        "A mean-field-type transformer with d_model = 2 or 3 and one head, so its tokens can be drawn: "
+        "each layer moves every token by the attention and feed-forward increments of its weight law."
+    )
+    c = st.columns(4)
+    kernels = list(mftt.ATTENTION)
+    kernel = c[0].selectbox("attention kernel", kernels, key="lab_kernel")
+    norm = c[1].selectbox(
+        "norm", list(mftt.NORMS), index=list(mftt.NORMS).index("soft"), key="lab_norm"
+    )
+    law = c[2].selectbox("weight law", list(state.LAWS), key="lab_law")
+    depth = int(c[3].number_input("depth (layers)", 1, 64, 12, key="lab_depth"))
+    c = st.columns(4)
+    dm = int(c[0].radio("d_model", [2, 3], index=0, key="lab_dm", horizontal=True))
+    D = int(c[1].number_input("tokens D", 2, 64, 12, key="lab_D"))
+    T_m = float(c[2].number_input("depth T", 0.5, 40.0, 6.0, 0.5, key="lab_Tm"))
+    continuous = c[3].toggle("continuous depth (ODE)", key="lab_cont")
+    try:
+        opts = dict(
+            d_model=dm, heads=1, d_ff=8, depth=depth, attention=kernel, norm=norm,
+            weights=law, continuous=continuous, T=T_m,
+        )  # fmt: skip
+        traj, n_params = lab.mftt_tokens(tuple(sorted(opts.items())), D, seed)
+        st.plotly_chart(
+            figures.tokens(
+                traj,
+                title=f"{D} tokens through the MFTT ({kernel}, {norm}, {law} weights)",
+                sphere=False,
+            ),
+            width="stretch",
+            key="lab_mftt_fig",
+        )
+        st.caption(f"{n_params} trainable parameters (seeded initial weights).")
+    except ValidationError as exc:
+        st.error(str(exc))
+
+with tab_loop:
+    lab.consistency_section(seed)
+
+with tab_norm:
+    st.markdown(
+        "Each normalisation of spec §A.6 drawn as a map of the plane: grid lines of ℝ² (left) and their "
+        "images (right). The ball norms (rmse, ermse, soft = x/(1+‖x‖), capsule) map ℝ² into the open unit ball."
+    )
+    ball = list(getattr(mftt, "BALL_NORMS", ())) or list(mftt.NORMS)
+    chosen = st.multiselect("norms", list(mftt.NORMS), default=ball[:2], key="lab_norms")
+    extent = float(st.slider("grid extent", 0.5, 10.0, 3.0, 0.5, key="lab_extent"))
+    if not chosen:
+        st.info("Pick at least one norm to draw its map.")
+    else:
+        try:
+            grid, images = lab.norm_maps(tuple(chosen), extent)
+            st.plotly_chart(figures.norm_ball(grid, images), width="stretch", key="lab_norm_fig")
+        except ValidationError as exc:
+            st.error(str(exc))

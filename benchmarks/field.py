@@ -1,0 +1,81 @@
+"""Item 2: the MFTT vector field G(t, x) of ``mftt.block`` — achieved GFLOP/s against the matmul peak, and
+the speed-up of one batched field over A agents (``batch=(A,)``) against a Python loop over A separate models.
+
+Flops are ``model.flops(D)`` (one agent, one field evaluation at depth = 1) times A. The loop models carry
+the same weights as the batched one (sliced from its state), so both compute the same numbers; the largest
+difference is recorded as ``max_abs_diff``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from mftt import MeanFieldTypeTransformer, MFTTConfig
+
+from .roofline import peak_gflops
+from .timing import bench
+
+FULL = {"A": (1, 16, 128), "D": (8, 32, 128), "d": (16, 64)}
+QUICK = {"A": (1, 4), "D": (8,), "d": (16,)}
+CUDA = {"A": (128, 512), "D": (32, 128), "d": (64, 128)}
+
+
+def field_config(d: int, **kw) -> MFTTConfig:
+    """The benchmark transformer: d_model = d, one head per 16 features, d_ff = 4d, one layer (one field)."""
+    return MFTTConfig(d_model=d, heads=max(1, d // 16), d_ff=4 * d, depth=1, **kw)
+
+
+def models(
+    A: int, d: int, *, device="cpu", dtype=torch.float32, seed: int = 0, loop: bool = True
+) -> tuple[MeanFieldTypeTransformer, list[MeanFieldTypeTransformer]]:
+    """A batched model over A agents and (optionally) A single models holding its weights, agent by agent."""
+    torch.manual_seed(seed)
+    cfg = field_config(d)
+    batched = MeanFieldTypeTransformer(cfg, device=device, dtype=dtype, batch=(A,))
+    singles = []
+    if loop:
+        state = batched.state_dict()
+        for a in range(A):
+            m = MeanFieldTypeTransformer(cfg, device=device, dtype=dtype)
+            m.load_state_dict({k: v[a] for k, v in state.items()})
+            singles.append(m)
+    return batched, singles
+
+
+def measure(A: int, D: int, d: int, *, device="cpu", peak: float, loop: bool = True) -> dict:
+    """One size: batched field time and GFLOP/s, its fraction of ``peak``, and the per-agent loop ratio."""
+    batched, singles = models(A, d, device=device, loop=loop)
+    x = torch.randn(A, D, d, device=device)
+    t = torch.zeros((), device=device)
+    f = batched.field
+    flops = batched.flops(D) * A
+    row = {"A": A, "D": D, "d": d, "flops": flops}
+    with torch.no_grad():
+        s = bench(lambda: f(t, x), device=device)
+        row.update(batched_ms=s * 1e3, gflops=flops / s / 1e9, frac_peak=flops / s / 1e9 / peak)
+        if loop:
+            fields = [m.field for m in singles]
+            xs = x.unbind(0)
+
+            def per_agent():
+                return [g(t, xa) for g, xa in zip(fields, xs, strict=True)]
+
+            s_loop = bench(per_agent, device=device, repeat=3)
+            diff = (torch.stack(per_agent()) - f(t, x)).abs().max().item()
+            row.update(loop_ms=s_loop * 1e3, speedup=s_loop / s, max_abs_diff=diff)
+    return row
+
+
+def run(device="cpu", quick: bool = False, loop_max_A: int = 128) -> dict:
+    """The grid of sizes; the peak is re-measured before and after it (the better one is used)."""
+    grid = QUICK if quick else (CUDA if torch.device(device).type == "cuda" else FULL)
+    peak0 = peak_gflops(device, quick=quick)
+    rows = []
+    for A, D, d in itertools.product(grid["A"], grid["D"], grid["d"]):
+        rows.append(measure(A, D, d, device=device, peak=peak0, loop=A <= loop_max_A))
+    peak = max(peak0, peak_gflops(device, quick=quick))
+    for r in rows:
+        r["frac_peak"] = r["gflops"] / peak
+    return {"peak_gflops": peak, "threads": torch.get_num_threads(), "rows": rows}
