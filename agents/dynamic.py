@@ -85,8 +85,6 @@ class DifferentialGame(Game):
         self.bounds = bounds
         self.summarize = summarize or (lambda xs: xs.mean(-2))
         self.convex_own_cost = bool(convex_own_cost)
-        for a in self.agents:
-            a.policy.to(device=self.device, dtype=x0.dtype)
         self.stack = PolicyStack([a.policy for a in self.agents])
         self.times = torch.linspace(
             0.0, self.T, self.n_steps + 1, dtype=x0.dtype, device=self.device

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,7 +155,11 @@ def play(
 
 def _reference(sc, L: np.ndarray) -> np.ndarray | None:
     try:
-        ref = sc.reference(L)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            ref = sc.reference(L)
     except (ValidationError, RuntimeError, ArithmeticError, ValueError):
+        return None
+    if ref is None or not np.all(np.isfinite(ref)):
         return None
     return None if ref is None else np.asarray(ref, dtype=float)

@@ -66,6 +66,7 @@ def learning_curves(
                 x=np.r_[it, it[::-1]],
                 y=np.r_[hi, lo[::-1]],
                 fill="toself",
+                mode="lines",
                 fillcolor=_band(c),
                 line=dict(width=0),
                 hoverinfo="skip",

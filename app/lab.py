@@ -67,33 +67,73 @@ def norm_maps(names: tuple[str, ...], extent: float, lines: int = 9, points: int
 
 
 def consistency_section(seed: int) -> None:
-    """Residuals of the output-fed-back-as-prompt loop (``mftt.consistency``) for a few relaxations."""
+    """Residuals of the output-fed-back-as-prompt loop (``mftt.consistency``) for a few relaxations γ."""
     cons = state.api("mftt.consistency")
     if cons is None:
         st.info("The consistency loop needs `mftt.consistency`, which is not installed here.")
         return
     st.markdown(
-        "The transformer's output is fed back as its prompt: Y ← Y + γ(O(Y) − Y) (Krasnoselskii–Mann). "
-        "A fixed point is a self-consistent answer; the residual ‖O(Y) − Y‖ shows whether and how fast it is reached."
+        "The transformer's output is fed back as its prompt (spec §A.9): p ← p + γ(T(p) − p), T = S∘MFTT "
+        "(γ = 1: the plain loop; γ < 1: Krasnoselskii–Mann averaging). A fixed point is a self-consistent "
+        "answer; the residual ‖T(p) − p‖ shows whether and how fast it is reached, Lip(T) < 1 that it forgets p₀."
     )
-    c = st.columns(3)
+    import mftt
+
+    c = st.columns(5)
+    summarisers = ["none", *getattr(mftt, "BALL_NORMS", ())]
+    summ = c[4].selectbox(
+        "summariser S",
+        summarisers,
+        index=summarisers.index("soft") if "soft" in summarisers else 0,
+        key="lab_cons_S",
+        help="Applied to the output before it is fed back: T = S∘MFTT. A ball norm keeps prompts bounded.",
+    )
     steps = int(c[0].number_input("iterations", 5, 400, 60, key="lab_cons_steps"))
     gammas = c[1].multiselect(
         "relaxation γ", [1.0, 0.75, 0.5, 0.25], default=[1.0, 0.5], key="lab_cons_gamma"
     )
-    scale = float(c[2].slider("weight scale", 0.1, 3.0, 1.0, 0.1, key="lab_cons_scale"))
+    T = float(c[2].slider("transformer depth T", 0.1, 4.0, 1.0, 0.1, key="lab_cons_T"))
+    D = int(c[3].number_input("prompt tokens", 2, 32, 6, key="lab_cons_D"))
     if not gammas:
         st.info("Pick at least one relaxation γ.")
         return
     try:
-        series = consistency_residuals(tuple(gammas), steps, scale, seed)
+        series, table = consistency_residuals(
+            tuple(sorted(gammas, reverse=True)), steps, T, D, seed, summ
+        )
     except ValidationError as exc:
         st.error(str(exc))
         return
     st.plotly_chart(figures.residuals(series), width="stretch", key="lab_cons_fig")
+    st.dataframe(table, hide_index=True, width="stretch")
 
 
 @st.cache_data(show_spinner="Iterating the consistency loop…", max_entries=32)
-def consistency_residuals(gammas: tuple[float, ...], steps: int, scale: float, seed: int) -> dict:
-    """Residual sequences of ``mftt.consistency`` for each relaxation γ (filled in when the API lands)."""
-    raise NotImplementedError
+def consistency_residuals(
+    gammas: tuple[float, ...], steps: int, T: float, D: int, seed: int, summariser: str = "none"
+):
+    """``mftt.consistency.consistency_loop`` of a seeded MFTT (d_model = 4) and summariser, for each γ."""
+    torch = _torch()
+    import mftt
+    from mftt.consistency import consistency_loop
+
+    cfg = mftt.MFTTConfig(d_model=4, heads=1, d_ff=8, depth=2, norm="soft", T=T)
+    torch.manual_seed(seed)
+    model = mftt.MeanFieldTypeTransformer(cfg, dtype=torch.float64)
+    p0 = torch.randn(D, 4, generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float64)
+    S = None if summariser == "none" else mftt.make_norm(summariser, 4, dtype=torch.float64)
+    series, rows = {}, []
+    for g in gammas:
+        r = consistency_loop(model, S, p0, steps=steps, gamma=g, tol=1e-10)
+        series[f"γ = {g:g}"] = np.asarray(r.residuals, float)
+        rows.append(
+            {
+                "γ": g,
+                "converged": r.converged,
+                "iterations": r.steps,
+                "last residual": float(r.residuals[-1]) if r.residuals else float("nan"),
+                "Lip(T) at the end": r.lipschitz,
+                "‖p_K − p₀‖": r.distance_to_prompt[-1],
+            }
+        )
+    return series, rows

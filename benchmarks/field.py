@@ -15,7 +15,7 @@ import torch
 from mftt import MeanFieldTypeTransformer, MFTTConfig
 
 from .roofline import peak_gflops
-from .timing import bench
+from .timing import bench, threads
 
 FULL = {"A": (1, 16, 128), "D": (8, 32, 128), "d": (16, 64)}
 QUICK = {"A": (1, 4), "D": (8,), "d": (16,)}
@@ -69,13 +69,25 @@ def measure(A: int, D: int, d: int, *, device="cpu", peak: float, loop: bool = T
 
 
 def run(device="cpu", quick: bool = False, loop_max_A: int = 128) -> dict:
-    """The grid of sizes; the peak is re-measured before and after it (the better one is used)."""
+    """The grid of sizes at 1 thread and at all threads (CPU), each against the matmul peak at that count.
+
+    The peak is measured before and after each grid (the better one is used), in this process.
+    """
     grid = QUICK if quick else (CUDA if torch.device(device).type == "cuda" else FULL)
-    peak0 = peak_gflops(device, quick=quick)
-    rows = []
-    for A, D, d in itertools.product(grid["A"], grid["D"], grid["d"]):
-        rows.append(measure(A, D, d, device=device, peak=peak0, loop=A <= loop_max_A))
-    peak = max(peak0, peak_gflops(device, quick=quick))
-    for r in rows:
-        r["frac_peak"] = r["gflops"] / peak
-    return {"peak_gflops": peak, "threads": torch.get_num_threads(), "rows": rows}
+    counts = [torch.get_num_threads()]
+    if torch.device(device).type == "cpu" and counts[0] > 1:
+        counts = [1, counts[0]]
+    rows, peaks = [], {}
+    for n in counts:
+        with threads(n):
+            peak0 = peak_gflops(device, quick=quick)
+            part = []
+            for A, D, d in itertools.product(grid["A"], grid["D"], grid["d"]):
+                row = measure(A, D, d, device=device, peak=peak0, loop=A <= loop_max_A)
+                part.append({"threads": n, **row})
+            peak = max(peak0, peak_gflops(device, quick=quick))
+        for r in part:
+            r["frac_peak"] = r["gflops"] / peak
+        peaks[n] = peak
+        rows += part
+    return {"peak_gflops": {str(k): v for k, v in peaks.items()}, "rows": rows}

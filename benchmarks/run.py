@@ -32,6 +32,8 @@ ITEMS: dict[str, Callable[..., dict]] = {
     "end_to_end": end_to_end.run,
 }
 CUDA_ITEMS = ("roofline", "field", "solvers", "gradients")
+# Ray start-up and the demo take minutes on a loaded 2-core machine: --quick runs them only when named
+SLOW_ITEMS = ("sweep", "end_to_end")
 
 
 def _get(d: dict, *path, default=None):
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "(default: benchmarks/RESULTS.md for full runs, nothing for --quick)")  # fmt: skip
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     a = ap.parse_args(argv)
-    names = [n.strip() for n in a.only.split(",") if n.strip()] or list(ITEMS)
+    names = [n.strip() for n in a.only.split(",") if n.strip()]
+    if not names:
+        names = [n for n in ITEMS if not (a.quick and n in SLOW_ITEMS)]
     for n in names:
         if n not in ITEMS:
             ap.error(f"--only: unknown item {n!r}; expected one of {', '.join(ITEMS)}")

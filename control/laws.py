@@ -206,7 +206,7 @@ WEIGHT_LAWS: dict[str, type[WeightLaw]] = {
     "meanfield": MeanFieldLaw,
 }
 
-_OPTIONS = {
+LAW_OPTIONS: dict[str, set[str]] = {  # the options each law accepts beyond the common ones
     "constant": set(),
     "time": {"order"},
     "feedback": {"order", "rank", "features"},
@@ -219,8 +219,8 @@ def make_law(name: str, shape: int | Sequence[int], d_state: int = 1, **kw) -> W
     """Build ``WEIGHT_LAWS[name](shape, d_state, **kw)``, refusing unknown names and options by name."""
     choice("law", name, WEIGHT_LAWS)
     for k in kw:
-        if k not in _OPTIONS[name] | _COMMON:
-            allowed = ", ".join(sorted(_OPTIONS[name] | _COMMON))
+        if k not in LAW_OPTIONS[name] | _COMMON:
+            allowed = ", ".join(sorted(LAW_OPTIONS[name] | _COMMON))
             raise ValidationError(
                 f"law.{k}", f"an option of the {name!r} law ({allowed})", "unknown option"
             )

@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     png = args.out / "lq_gains.png"
     t = np.arange(args.steps) * pl.h
     tt = np.linspace(0, prob.T, 200)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, constrained_layout=True)
     for ax, (label, ref, dref, idx) in zip(
         axes,
         [
@@ -149,11 +149,14 @@ def main(argv=None) -> dict:
         ax.plot(tt, ref, color="k", lw=2.5, label="Riccati (continuous)")
         ax.step(t, dref, where="post", color="k", lw=1, ls=":", label="Riccati (discrete)")
         for name, cur in curves.items():
-            ax.plot(t, cur[idx], "o-", ms=3, lw=1.2, color=COLORS[name], label=name)
+            style = dict(ls="--", marker="s", ms=4, mfc="none") if name == "feedback" else {}
+            ax.plot(t, cur[idx], **{"marker": "o", "ms": 3, "lw": 1.2, **style},
+                    color=COLORS[name], label=name)  # fmt: skip
         ax.set_title(label)
         ax.set_xlabel("t")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=8, frameon=False)
     fig.suptitle("Learned effective gains (regression of u on x − Ex, Ex) vs the exact gains")
     fig.savefig(png, dpi=120)
     plt.close(fig)

@@ -17,6 +17,7 @@ import xarray as xr
 
 from control import WEIGHT_LAWS
 from control.errors import ValidationError, choice
+from control.laws import LAW_OPTIONS
 
 from .forecasting import TASKS, train_forecaster
 from .model import MeanFieldTypeTransformer, MFTTConfig
@@ -36,7 +37,9 @@ def match_widths(
     closest to the given one outwards. Returns the config and its relative gap.
     """
     H = cfg.heads
-    cands = sorted(range(H, max_scale * cfg.d_model + 1, H), key=lambda d: (abs(d - cfg.d_model), d))
+    cands = sorted(
+        range(H, max_scale * cfg.d_model + 1, H), key=lambda d: (abs(d - cfg.d_model), d)
+    )
     best = (cfg, float("inf"))
     for d in cands:
         c1 = cfg.replace(d_model=d, d_ff=1, d_k=None, d_v=None)
@@ -75,11 +78,24 @@ def compare_weight_laws(
     if not seeds:
         raise ValidationError("seeds", "at least one seed", seeds)
     if base is None:
-        base = MFTTConfig(d_model=8, heads=2, d_ff=16, depth=2, law_options={})
-    elif isinstance(base, dict):
-        base = MFTTConfig(**base)
+        base = {"d_model": 8, "heads": 2, "d_ff": 16, "depth": 2}
+    if isinstance(
+        base, dict
+    ):  # law_options may name options of several laws: each law takes its own
+        base = dict(base)
+        opts = dict(base.pop("law_options", {}))
+        base = MFTTConfig(**{**base, "weights": "constant"})
+    else:
+        opts = dict(base.law_options)
     probe = dict(d_in=3, d_out=1)  # read-in/out sizes do not depend on the law
-    cfgs = {law: base.replace(weights=law, **probe) for law in laws}
+    cfgs = {
+        law: base.replace(
+            weights=law,
+            law_options={k: v for k, v in opts.items() if k in LAW_OPTIONS[law]},
+            **probe,
+        )
+        for law in laws
+    }
     counts = {law: _count(c) for law, c in cfgs.items()}
     if target == "max":
         goal = max(counts.values())
@@ -103,8 +119,16 @@ def compare_weight_laws(
         cfg = {k: v for k, v in asdict(cfgs[law]).items() if k not in ("d_in", "d_out")}
         for j, seed in enumerate(seeds):
             r = train_forecaster(
-                data, task=task, horizon=horizon, context=context, cfg=cfg, steps=steps, lr=lr,
-                seed=seed, data_kw=data_kw, device=device,
+                data,
+                task=task,
+                horizon=horizon,
+                context=context,
+                cfg=cfg,
+                steps=steps,
+                lr=lr,
+                seed=seed,
+                data_kw=data_kw,
+                device=device,
             )
             loss[i, j, : len(r.losses)] = r.losses
             mse[i, j], mae[i, j], base_mse[i, j] = r.mse, r.mae, r.baseline_mse
@@ -114,7 +138,8 @@ def compare_weight_laws(
     ranked = np.sort(mean)
     sd_sorted = spread[np.argsort(mean)]
     separated = bool(
-        S > 1 and all(ranked[k + 1] - ranked[k] > sd_sorted[k] + sd_sorted[k + 1] for k in range(L - 1))
+        S > 1
+        and all(ranked[k + 1] - ranked[k] > sd_sorted[k] + sd_sorted[k + 1] for k in range(L - 1))
     )
     return xr.Dataset(
         {

@@ -96,7 +96,9 @@ class MixtureOfExperts(nn.Module):
             law, (E1, d_model, d_ff), d_model, init_scale=1 / math.sqrt(d_model), **kw
         )
         self.b1 = weight_law(law, (E1, d_ff), d_model, init=0.0, **kw)
-        self.W2 = weight_law(law, (E1, d_ff, d_model), d_model, init_scale=1 / math.sqrt(d_ff), **kw)
+        self.W2 = weight_law(
+            law, (E1, d_ff, d_model), d_model, init_scale=1 / math.sqrt(d_ff), **kw
+        )
         self.b2 = weight_law(law, (E1, d_model), d_model, init=0.0, **kw)
         self.W3 = weight_law(law, (d_model, E1), d_model, **kw)
         self.b3 = weight_law(law, (E1,), d_model, init=0.0, **kw)

@@ -85,7 +85,9 @@ def load_csv(path: str | Path, columns: list[str] | None = None) -> np.ndarray:
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            raise ValidationError("columns", f"columns of {path} ({', '.join(df.columns)})", missing)
+            raise ValidationError(
+                "columns", f"columns of {path} ({', '.join(df.columns)})", missing
+            )
         df = df[columns]
     return df.select_dtypes("number").to_numpy(dtype=float)
 
@@ -99,7 +101,9 @@ def series(data: str | np.ndarray, **kw) -> np.ndarray:
     elif isinstance(data, str | Path) and str(data).endswith(".csv"):
         y = load_csv(data, **kw)
     else:
-        raise ValidationError("data", f"one of {', '.join(GENERATORS)}, a .csv path or an array", data)
+        raise ValidationError(
+            "data", f"one of {', '.join(GENERATORS)}, a .csv path or an array", data
+        )
     y = np.asarray(y, dtype=float)
     return y[:, None] if y.ndim == 1 else y
 

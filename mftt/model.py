@@ -151,7 +151,9 @@ class MeanFieldTypeTransformer(nn.Module):
         elif isinstance(cfg, dict):
             cfg = MFTTConfig(**cfg)
         elif not isinstance(cfg, MFTTConfig):
-            raise ValidationError("cfg", "an MFTTConfig or a dict of its fields", type(cfg).__name__)
+            raise ValidationError(
+                "cfg", "an MFTTConfig or a dict of its fields", type(cfg).__name__
+            )
         self.cfg = cfg
         self.batch = tuple(int(number("batch", b, low=1, integer=True)) for b in batch)
         if len(self.batch) > 1:
@@ -179,7 +181,9 @@ class MeanFieldTypeTransformer(nn.Module):
         if not bad and self.batch:
             bad = x.shape[-3] != self.batch[0]
         if bad:
-            want = f"a tensor [..., {lead}D, {d}]" + (f" with A={self.batch[0]}" if self.batch else "")
+            want = f"a tensor [..., {lead}D, {d}]" + (
+                f" with A={self.batch[0]}" if self.batch else ""
+            )
             raise ValidationError("x", want, tuple(x.shape) if isinstance(x, Tensor) else x)
 
     def forward(self, x: Tensor, return_info: bool = False):

@@ -39,7 +39,9 @@ class _Affine(nn.Module):
         return p.unsqueeze(-2) if self.batch else p
 
     def affine(self, y: Tensor) -> Tensor:
-        y = self._p(self.gamma) * y  # seed defect A.5.3 fixed: no unsqueeze, 2-D input keeps its shape
+        y = (
+            self._p(self.gamma) * y
+        )  # seed defect A.5.3 fixed: no unsqueeze, 2-D input keeps its shape
         return y + self._p(self.beta) if self.beta is not None else y
 
 

@@ -78,11 +78,11 @@ class CournotMFTTGame(Game):
         return list(self.models[j].parameters())
 
     def quantities(self) -> Tensor:
-        """q [n, M] ≥ 0: the last token's read-out through q₀·softplus(·)/softplus(0) (no saturation above)."""
+        """q [n, M] = q₀(1 + out): the last token's read-out, affine (no saturation traps for the learner)."""
         outs = self.OUT_SCALE * torch.stack(
             [m(self.tokens)[:, -1, 0] for m in self.models]
         )  # [n, M]
-        return self.q0 * torch.nn.functional.softplus(outs) / float(np.log(2.0))
+        return self.q0 * (1 + outs)
 
     def costs(self) -> Tensor:
         """L_i = −mean_m (α_m − βQ_m − c_i) q_im."""

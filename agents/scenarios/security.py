@@ -45,7 +45,7 @@ class SecurityScenario(Scenario):
     default_concept = "minimax"
     default_policy = "linear"
     policies = ("linear", "mftt")
-    default_steps = 50
+    default_steps = 30
     default_lr = 0.03
 
     def __init__(self, n_agents: int | None = None, **params):

@@ -38,12 +38,14 @@ def test_lq_game_default_cell_is_close_to_its_reference():
     assert o.times[0] == 0 and o.times[-1] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_consensus_reference_for_selfish_and_team():
     for L in ("selfish", "team"):
         o = play("consensus", Lambda=L, law="time", steps=60)
         np.testing.assert_allclose(o.costs, o.reference_costs, rtol=0.03, atol=0.01)
 
 
+@pytest.mark.slow
 def test_team_lowers_total_cost_in_commons():
     selfish = play("commons", Lambda="selfish", law="constant", steps=60)
     team = play("commons", Lambda="team", law="constant", steps=60)
@@ -52,12 +54,12 @@ def test_team_lowers_total_cost_in_commons():
 
 
 def test_same_seed_same_outcome():
-    kw = dict(law="feedback", steps=8, seed=3)
+    kw = dict(law="feedback", steps=4, seed=3)
     a, b = play("lq_game", **kw), play("lq_game", **kw)
     for f in FIELDS:
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
     assert a.exploitability == b.exploitability
-    c = play("lq_game", law="feedback", steps=8, seed=4)
+    c = play("lq_game", law="feedback", steps=4, seed=4)
     assert not np.array_equal(a.history, c.history)
 
 

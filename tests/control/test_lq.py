@@ -106,3 +106,13 @@ def test_learning_meanfield_reaches_J_star_and_tracks_the_gains():
             assert cmp["cost"] > J_best - 3 * cmp["se"]
             assert cmp["gap"] > 0.02  # and it is clearly worse than the feedback optimum
     assert report["constant"][0] == 2 and report["meanfield"][0] == 46
+
+
+@pytest.mark.gpu
+def test_particle_lq_on_cuda_matches_cpu():
+    cpu = particles(n_particles=512)
+    gpu = particles(n_particles=512, device="cuda")
+    with torch.no_grad():
+        a = cpu.simulate(cpu.optimal_law(), keep=False).cost
+        b = gpu.simulate(gpu.optimal_law(), keep=False).cost
+    assert b.device.type == "cuda" and float(b) == pytest.approx(float(a), rel=1e-10)

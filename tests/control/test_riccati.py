@@ -234,3 +234,14 @@ def test_game_refuses_bad_lambda_and_r():
         LQGame(**{**GAME, "q": [1.0, 2.0]})
     with pytest.raises(TypeError, match="bogus"):
         LQGame(**GAME, bogus=1)
+
+
+def test_policy_cost_of_riccati_gains_is_J_star_and_others_cost_more():
+    """The Lyapunov cost of u = −K(x − Ex) − K̄Ex (spec §C.1 completion of squares): J* exactly at the Riccati
+    gains, and J* + ∫ r(ΔK)²S + (r+r̄)(ΔK̄)²m² > J* for any other gains."""
+    prob = LQProblem(**SCALAR)
+    sol = prob.solve()
+    J = sol.cost(1.0, 0.5)
+    assert prob.policy_cost(sol.K, sol.Kbar, 1.0, 0.5) == pytest.approx(J, rel=1e-8)
+    assert prob.policy_cost(lambda t: sol.K(t) + 0.2, sol.Kbar, 1.0, 0.5) > J + 1e-4
+    assert prob.policy_cost(sol.K, lambda t: 0.8 * sol.Kbar(t), 1.0, 0.5) > J + 1e-4

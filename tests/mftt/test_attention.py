@@ -110,8 +110,15 @@ def test_fast_path_equals_reference(kernel, masked):
 @pytest.mark.parametrize("kernel", list(ATTENTION))
 @pytest.mark.parametrize("law", ["constant", "time", "feedback"])
 def test_model_causality(kernel, law):
-    cfg = MFTTConfig(d_model=4, heads=2, d_ff=6, attention=kernel, weights=law, causal=True,
-                     law_options={} if law == "constant" else {"order": 1})
+    cfg = MFTTConfig(
+        d_model=4,
+        heads=2,
+        d_ff=6,
+        attention=kernel,
+        weights=law,
+        causal=True,
+        law_options={} if law == "constant" else {"order": 1},
+    )
     m = MeanFieldTypeTransformer(cfg)
     with torch.no_grad():  # make the non-constant law parts non-trivial
         for n, p in m.named_parameters():

@@ -19,8 +19,11 @@ def test_contraction_forgets_the_prompt():
     G = _rot(0.7, rho=0.8)
     shift = torch.tensor([1.0, -2.0])
     S = lambda y: y + shift  # noqa: E731
-    fixed = torch.linalg.solve(torch.eye(2) - 0.8 * torch.tensor(
-        [[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]]), shift)
+    fixed = torch.linalg.solve(
+        torch.eye(2)
+        - 0.8 * torch.tensor([[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]]),
+        shift,
+    )
     for p0 in (torch.zeros(2), torch.tensor([5.0, 3.0])):
         r = consistency_loop(G, S, p0, steps=200, tol=1e-12)
         assert r.converged

@@ -14,9 +14,15 @@ from mftt.dynamics import energy, pairwise_inner, self_attention_flow
 def _gamma_rhs(variant, n, beta):
     def f(t, g):
         if variant == "SA":
-            return 2 * np.exp(beta * g) * (1 - g) * ((n - 1) * g + 1) / (
-                np.exp(beta) + (n - 1) * np.exp(beta * g))
+            return (
+                2
+                * np.exp(beta * g)
+                * (1 - g)
+                * ((n - 1) * g + 1)
+                / (np.exp(beta) + (n - 1) * np.exp(beta * g))
+            )
         return 2 / n * np.exp(beta * g) * (1 - g) * ((n - 1) * g + 1)
+
     return f
 
 
@@ -26,8 +32,9 @@ def test_equiangular_reduction_matches_scipy(variant, n, d, beta):
     x0 = torch.eye(d)[:n]
     t = torch.linspace(0, 3, 31)
     xs = self_attention_flow(x0, t, beta=beta, variant=variant, rtol=1e-11, atol=1e-12)
-    ref = solve_ivp(_gamma_rhs(variant, n, beta), (0, 3), [0.0], t_eval=t.numpy(),
-                    rtol=1e-12, atol=1e-13).y[0]
+    ref = solve_ivp(
+        _gamma_rhs(variant, n, beta), (0, 3), [0.0], t_eval=t.numpy(), rtol=1e-12, atol=1e-13
+    ).y[0]
     G = pairwise_inner(xs)
     off = G[:, ~torch.eye(n, dtype=torch.bool)]  # every off-diagonal inner product
     assert float((off - torch.as_tensor(ref)[:, None]).abs().max()) <= 1e-6

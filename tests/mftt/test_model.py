@@ -24,8 +24,9 @@ def _perturb_laws(m, scale=0.3):
 def test_seed_boltzmann_transformer_block_by_hand():
     """One block with T = depth, soft norm, causal, 1/√H heads, ReLU FFN is slide 54 verbatim."""
     H, dk, d, q, D = 2, 3, 4, 5, 6
-    cfg = MFTTConfig(d_model=d, heads=H, d_k=dk, d_ff=q, depth=1, T=1.0, causal=True,
-                     head_scale="seed")
+    cfg = MFTTConfig(
+        d_model=d, heads=H, d_k=dk, d_ff=q, depth=1, T=1.0, causal=True, head_scale="seed"
+    )
     m = MeanFieldTypeTransformer(cfg)
     with torch.no_grad():
         m.block.ff.b1.theta0.normal_()
@@ -52,8 +53,9 @@ def test_seed_boltzmann_transformer_block_by_hand():
 
 @pytest.mark.parametrize("law", LAWS)
 def test_euler_step_of_field_equals_one_discrete_block(law):
-    cfg = MFTTConfig(d_model=4, heads=2, d_ff=6, depth=1, T=1.0, weights=law,
-                     attention="difference", ff="moe")
+    cfg = MFTTConfig(
+        d_model=4, heads=2, d_ff=6, depth=1, T=1.0, weights=law, attention="difference", ff="moe"
+    )
     disc = _perturb_laws(MeanFieldTypeTransformer(cfg))
     cont = MeanFieldTypeTransformer(cfg.replace(continuous=True, method="euler"))
     cont.load_state_dict(disc.state_dict())
@@ -64,10 +66,14 @@ def test_euler_step_of_field_equals_one_discrete_block(law):
 
 @pytest.mark.parametrize("law", ["time", pytest.param("meanfield", marks=pytest.mark.slow)])
 def test_discrete_converges_to_continuous_at_first_order(law):
-    cfg = MFTTConfig(d_model=4, heads=2, d_ff=6, T=1.0, weights=law, activation="tanh",
-                     law_options={"order": 2})
-    ref_m = _perturb_laws(MeanFieldTypeTransformer(cfg.replace(continuous=True, method="dopri5",
-                                                               rtol=1e-11, atol=1e-12)))
+    cfg = MFTTConfig(
+        d_model=4, heads=2, d_ff=6, T=1.0, weights=law, activation="tanh", law_options={"order": 2}
+    )
+    ref_m = _perturb_laws(
+        MeanFieldTypeTransformer(
+            cfg.replace(continuous=True, method="dopri5", rtol=1e-11, atol=1e-12)
+        )
+    )
     x = torch.randn(2, 5, 4)
     errs = []
     with torch.no_grad():
@@ -82,9 +88,21 @@ def test_discrete_converges_to_continuous_at_first_order(law):
 
 def test_adjoint_equals_direct_gradients():
     """Smooth field (tanh), tight adaptive solves: the adjoint ODE reproduces backprop's gradients."""
-    cfg = MFTTConfig(d_model=4, heads=2, d_ff=6, depth=2, weights="feedback", continuous=True,
-                     method="dopri5", rtol=1e-9, atol=1e-10, activation="tanh", d_in=3, d_out=2,
-                     law_options={"order": 1, "rank": 1})
+    cfg = MFTTConfig(
+        d_model=4,
+        heads=2,
+        d_ff=6,
+        depth=2,
+        weights="feedback",
+        continuous=True,
+        method="dopri5",
+        rtol=1e-9,
+        atol=1e-10,
+        activation="tanh",
+        d_in=3,
+        d_out=2,
+        law_options={"order": 1, "rank": 1},
+    )
     m1 = _perturb_laws(MeanFieldTypeTransformer(cfg), scale=0.05)
     m2 = MeanFieldTypeTransformer(cfg.replace(adjoint=True))
     m2.load_state_dict(m1.state_dict())
@@ -97,18 +115,32 @@ def test_adjoint_equals_direct_gradients():
 
 COMBOS = list(itertools.product(ATTENTION, NORMS, LAWS))
 # a fast cover: every kernel, norm and law appears at least once; the full grid runs in the slow step
-COVER = [(k, n, LAWS[i % 4]) for i, (k, n) in enumerate(zip(list(ATTENTION) * 3, NORMS))]
-PARAMS = [
-    pytest.param(*c, marks=() if c in COVER else pytest.mark.slow) for c in COMBOS
+COVER = [
+    (k, n, LAWS[i % 4]) for i, (k, n) in enumerate(zip(list(ATTENTION) * 3, NORMS, strict=False))
 ]
+PARAMS = [pytest.param(*c, marks=() if c in COVER else pytest.mark.slow) for c in COMBOS]
 
 
 @pytest.mark.parametrize("kernel, norm, law", PARAMS)
 def test_gradcheck_every_kernel_norm_law(kernel, norm, law):
     """Input gradient by gradcheck and a directional parameter derivative vs central differences."""
     ff = "moe" if COMBOS.index((kernel, norm, law)) % 3 == 0 else "mlp"
-    cfg = MFTTConfig(d_model=2, heads=1, d_ff=3, depth=1, attention=kernel, norm=norm, weights=law,
-                     activation="tanh", ff=ff, experts=2, top_k=1, law_options={} if law == "constant" else {"order": 1, **({"rank": 1} if law in ("feedback", "meanfield") else {})})
+    cfg = MFTTConfig(
+        d_model=2,
+        heads=1,
+        d_ff=3,
+        depth=1,
+        attention=kernel,
+        norm=norm,
+        weights=law,
+        activation="tanh",
+        ff=ff,
+        experts=2,
+        top_k=1,
+        law_options={}
+        if law == "constant"
+        else {"order": 1, **({"rank": 1} if law in ("feedback", "meanfield") else {})},
+    )
     m = _perturb_laws(MeanFieldTypeTransformer(cfg))
     x = torch.randn(3, 2, requires_grad=True)
     assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-6)
@@ -133,8 +165,17 @@ def test_gradcheck_every_kernel_norm_law(kernel, norm, law):
 
 
 def test_agents_batch_equals_separate_models():
-    cfg = MFTTConfig(d_model=4, heads=2, d_ff=5, depth=2, weights="meanfield", norm="layer",
-                     d_in=3, d_out=2, continuous=True)
+    cfg = MFTTConfig(
+        d_model=4,
+        heads=2,
+        d_ff=5,
+        depth=2,
+        weights="meanfield",
+        norm="layer",
+        d_in=3,
+        d_out=2,
+        continuous=True,
+    )
     A = 3
     mb = _perturb_laws(MeanFieldTypeTransformer(cfg, batch=(A,)))
     x = torch.randn(2, A, 5, 3)
@@ -156,7 +197,10 @@ def test_info_trajectory_and_attention(continuous):
     y, info = m(x, return_info=True)
     assert info["trajectory"].shape == (4, 2, 6, 4)
     torch.testing.assert_close(info["trajectory"][0], x)
-    torch.testing.assert_close(y, m.read_out["W"].new_tensor(0) + info["trajectory"][-1] @ m.read_out["W"] + m.read_out["b"])
+    torch.testing.assert_close(
+        y,
+        m.read_out["W"].new_tensor(0) + info["trajectory"][-1] @ m.read_out["W"] + m.read_out["b"],
+    )
     n_maps = 3 + int(continuous)
     assert len(info["attention"]) == n_maps
     for w in info["attention"]:
@@ -205,8 +249,16 @@ def test_bad_input_shape():
 
 @pytest.mark.gpu
 def test_continuous_model_on_cuda():
-    cfg = MFTTConfig(d_model=8, heads=2, d_ff=16, depth=4, weights="meanfield", continuous=True,
-                     method="dopri5", adjoint=True)
+    cfg = MFTTConfig(
+        d_model=8,
+        heads=2,
+        d_ff=16,
+        depth=4,
+        weights="meanfield",
+        continuous=True,
+        method="dopri5",
+        adjoint=True,
+    )
     m = _perturb_laws(MeanFieldTypeTransformer(cfg, device="cuda"))
     x = torch.randn(4, 10, 8, device="cuda")
     y, info = m(x, return_info=True)

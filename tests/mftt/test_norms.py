@@ -28,7 +28,12 @@ def test_ball_maps_image_in_open_ball_and_inverse_round_trip(name):
 
 @pytest.mark.parametrize(
     "name, eps, L",
-    [("rmse", 0.25, 2.0), ("ermse", 0.5, 2.0), ("soft", None, 1.0), ("capsule", None, 3 * math.sqrt(3) / 8)],
+    [
+        ("rmse", 0.25, 2.0),
+        ("ermse", 0.5, 2.0),
+        ("soft", None, 1.0),
+        ("capsule", None, 3 * math.sqrt(3) / 8),
+    ],
 )
 def test_lipschitz_constant_via_autograd_jacobians(name, eps, L):
     N = NORMS[name](4, eps=eps) if eps else NORMS[name](4)

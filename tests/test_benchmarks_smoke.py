@@ -1,0 +1,60 @@
+"""Smoke test of the benchmark suite (issue 7): ``python -m benchmarks.run --quick`` on tiny sizes, checking
+that the figures it reports are consistent (not their speed: timings are machine- and load-dependent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.gradients import SavedBytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_saved_bytes_counts_distinct_storages_until_backward():
+    """exp saves its output, mul saves both inputs: 3 distinct fp32 storages of n floats, freed by backward."""
+    n = 1000
+    x = torch.randn(n, requires_grad=True)
+    w = torch.randn(n, requires_grad=True)
+    with SavedBytes() as m:
+        y = x.exp()
+        z = (y * w).sum() + (x * w).sum()  # x and w saved twice: counted once
+        assert m.live == 3 * 4 * n
+        z.backward()
+        del y, z
+    assert m.peak == 3 * 4 * n
+    assert m.live == 0
+
+
+@pytest.mark.slow
+def test_quick_suite_runs_and_is_consistent(tmp_path):
+    out = tmp_path / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--threads", "1", "--out", str(out)]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    items = res["items"]
+    assert set(items) == {"roofline", "field", "solvers", "gradients"}
+    assert not any("error" in v for v in items.values()), items
+    assert items["roofline"]["matmul_gflops_1thread"] > 0
+    # the batched field computes exactly what the per-agent loop of separate models computes
+    rows = items["field"]["rows"]
+    assert rows and all(r["max_abs_diff"] < 1e-5 and r["gflops"] > 0 for r in rows)
+    s = items["solvers"]
+    assert s["rk4"]["nfe"] == 4 * s["steps"]  # rk4: four field evaluations per grid step
+    assert 0.0 <= s["rk4"]["overhead"] < 1.0 and 0.0 <= s["dopri5"]["overhead"] < 1.0
+    tode = s["torchode"]
+    if "torchode_joint_ms" in tode:  # the same problem, the same tolerances: the same answer
+        assert tode["torchode_joint_max_abs_diff"] < 1e-3
+    g = items["gradients"]
+    # direct backprop keeps every step's graph; the adjoint keeps one evaluation's
+    assert g["direct_mem_ratio"] > 1.4 and g["adjoint_mem_ratio"] < 1.2
+    assert [t["target"] for t in res["targets"]][-1].startswith("Ray sweep")
+    assert "targets" in p.stdout
