@@ -2,7 +2,7 @@
 
 A policy maps an observation ``obs [P, d_obs]`` (the particles of a population, or the states of the other agents,
 seen as tokens) at time ``t`` to actions ``[P, d_act]``. Every agent owns its own leaf parameters (the concepts
-descend them agent by agent); ``stack_policies`` evaluates many agents' policies as one batched call per group of
+descend them agent by agent); ``PolicyStack`` evaluates many agents' policies as one batched call per group of
 same-structured policies, by stacking their parameters into a batched template (no Python loop over agents).
 """
 
@@ -152,7 +152,7 @@ class LinearPolicy(Policy):
             m = obs.mean(-2, keepdim=True)
             psi = torch.cat([m, (obs - m).square().mean(-2, keepdim=True)], -1)  # [*batch, 1, 2d]
             delta = delta + (psi @ law.Vmu.transpose(-1, -2)) @ Umu.select(b, k).transpose(-1, -2)
-        return th.flatten(-len(law.shape)) .add(delta).reshape(obs.shape[:-1] + law.shape)
+        return th.flatten(-len(law.shape)).add(delta).reshape(obs.shape[:-1] + law.shape)
 
     def forward(self, t: Tensor | float, obs: Tensor) -> Tensor:
         theta = self._theta(t, obs)  # [*batch, P or 1, 2, m, d]

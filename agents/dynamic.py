@@ -11,6 +11,7 @@ costs ``L_i = ∫ ℓ_i dt + g_i(x_T)`` of every agent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ class DifferentialGame(Game):
     """
 
     convex_own_cost = False
-    solve_defaults = {"optimizer": "adam"}  # policy parameters are badly scaled for plain gradient steps
+    # policy parameters (gains, Legendre coefficients, MFTT weights) are badly scaled for plain gradient steps
+    solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
 
     def __init__(
         self,

@@ -239,9 +239,10 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
         "Agent", list(range(len(names))), format_func=lambda i: names[i], key=f"{key}_agent"
     )
     seed = int(np.asarray(one["seed"].values).item()) if "seed" in one.coords else 0
-    maps = _attention_maps(
-        tuple(sorted(ran.get("mftt", {}).items())), traj, seed * 1000 + int(agent)
-    )
+    tokens = np.concatenate([traj, times[:, None]], -1)
+    law = str(np.asarray(one["law"].values).item()) if "law" in one.coords else "constant"
+    opts = tuple(sorted(ran.get("mftt", {}).items()))
+    maps = _attention_maps(opts, law, tokens, seed * 1000 + int(agent))
     st.plotly_chart(
         figures.heatmaps(
             maps,
@@ -252,8 +253,9 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
         key=f"{key}_attn",
     )
     st.caption(
-        "Tokens are the rollout's mean states with their time (one per time step), read by this agent's MFTT "
-        "policy as built by the game for this seed and law (initial weights: the trained ones stay in the worker)."
+        "Tokens are the rollout's mean states with their time (one per time step), read by an MFTT policy "
+        "(agents.agent.MFTTPolicy) with this run's transformer options and weight law at seeded initial "
+        "weights: the trained weights stay in the worker."
     )
 
 

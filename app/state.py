@@ -24,16 +24,17 @@ RESULTS_DIR = Path("results")
 MAX_UPLOAD_MB = 50
 POLL_SECONDS = 1.0
 LAWS = ("constant", "time", "feedback", "meanfield")
-APP_STEPS = (
-    30  # default learning steps for runs launched from the app (kept small: the app is interactive)
-)
+# default learning steps for runs launched from the app (kept small: the app is interactive)
+APP_STEPS = 30
+_IMPORT_ERRORS: dict[str, str] = {}
 
 
 def api(name: str) -> ModuleType | None:
     """Import a public module of the platform, or None while it is not there (the page says so)."""
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except ImportError as exc:
+        _IMPORT_ERRORS[name] = str(exc)
         return None
 
 
@@ -46,9 +47,8 @@ def need(*names: str) -> bool:
     """Show an inline notice and return False when a needed module is missing."""
     gone = missing(*names)
     if gone:
-        st.warning(
-            f"This page needs {', '.join(gone)}, which is not installed in this environment."
-        )
+        why = "; ".join(f"{n}: {_IMPORT_ERRORS.get(n, 'not found')}" for n in gone)
+        st.warning(f"This page needs {', '.join(gone)}, which cannot be imported here ({why}).")
     return not gone
 
 
@@ -382,5 +382,6 @@ def can_run(key: str) -> bool:
     """Whether a Run button may be pressed: the runner is installed and no run is pending under ``key``."""
     gone = missing("agents.runner", "agents.config")
     if gone:
-        st.warning(f"Running needs {', '.join(gone)}, which is not installed in this environment.")
+        why = "; ".join(f"{n}: {_IMPORT_ERRORS.get(n, 'not found')}" for n in gone)
+        st.warning(f"Running needs {', '.join(gone)}, which cannot be imported here ({why}).")
     return not gone and handle(key) is None

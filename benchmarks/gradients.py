@@ -121,7 +121,16 @@ def child(A: int, D: int, d: int, steps: int, adjoint: bool) -> dict:
 
 def rss_delta(A: int, D: int, d: int, steps: int, adjoint: bool) -> float | None:
     """``child`` in a subprocess (CPU only); None if it fails."""
-    cmd = [sys.executable, "-m", "benchmarks.gradients", str(A), str(D), str(d), str(steps), str(int(adjoint))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gradients",
+        str(A),
+        str(D),
+        str(d),
+        str(steps),
+        str(int(adjoint)),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])["rss_delta_mb"]

@@ -50,7 +50,9 @@ def targets(items: dict, device: str) -> list[dict]:
 
     def add(name: str, value, op: str, bound: float, where: str):
         met = None if value is None else (value >= bound if op == ">=" else value <= bound)
-        out.append({"target": name, "where": where, "value": value, "op": op, "bound": bound, "met": met})
+        out.append(
+            {"target": name, "where": where, "value": value, "op": op, "bound": bound, "met": met}
+        )
 
     rows = _get(items, "field", "rows", default=[])
     cuda = torch.device(device).type == "cuda"
@@ -69,7 +71,9 @@ def targets(items: dict, device: str) -> list[dict]:
     where = f"A={s.get('A')}, D={s.get('D')}, d={s.get('d')}"
     full = (s.get("A"), s.get("D"), s.get("d")) == (128, 32, 64) or cuda
     add("solver overhead rk4", _get(s, "rk4", "overhead") if full else None, "<=", 0.10, where)
-    add("solver overhead dopri5", _get(s, "dopri5", "overhead") if full else None, "<=", 0.15, where)
+    add(
+        "solver overhead dopri5", _get(s, "dopri5", "overhead") if full else None, "<=", 0.15, where
+    )
     add("batched dopri5 speed / torchode", _get(s, "torchode", "speedup_vs_torchode_joint"), ">=", 1.0,
         where + ", same problem (one joint sample)")  # fmt: skip
     g = items.get("gradients") or {}
@@ -148,14 +152,19 @@ def machine_line(m: dict) -> str:
 
 def markdown(res: dict) -> str:
     """A RESULTS.md section for this run: machine line, date, key figures and targets."""
-    lines = [f"## Run {res['date']} ({'quick' if res['quick'] else 'full'}, device {res['device']})", ""]
+    lines = [
+        f"## Run {res['date']} ({'quick' if res['quick'] else 'full'}, device {res['device']})",
+        "",
+    ]
     lines.append(f"Machine: {machine_line(res['machine'])}; load average after the run: "
                  f"{'/'.join(f'{x:.1f}' for x in res.get('load_after') or [])}. "
                  f"Wall time of the suite: {res['seconds']:.0f} s.")  # fmt: skip
     lines += ["", "| target | where | value | bound | met |", "|---|---|---|---|---|"]
     for x in res["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[x["met"]]
-        lines.append(f"| {x['target']} | {x['where']} | {_fmt(x['value'])} | {x['op']} {x['bound']} | {met} |")
+        lines.append(
+            f"| {x['target']} | {x['where']} | {_fmt(x['value'])} | {x['op']} {x['bound']} | {met} |"
+        )
     for name, r in res["items"].items():
         lines += ["", f"### {name}", ""]
         rows = r.get("rows") if isinstance(r, dict) else None
@@ -174,10 +183,18 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse arguments, run the chosen items, print, write JSON (and RESULTS.md for full runs)."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test), no RSS subprocesses")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny sizes (smoke test), no RSS subprocesses"
+    )
     ap.add_argument("--only", default="", help=f"comma-separated items out of: {', '.join(ITEMS)}")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] (CUDA: items " + ", ".join(CUDA_ITEMS) + ")")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda[:i] (CUDA: items " + ", ".join(CUDA_ITEMS) + ")",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", default=str(HERE / "results.json"), help="JSON output path")
     ap.add_argument("--record", default=None, help="append a markdown section to this file "

@@ -59,7 +59,12 @@ def overhead(field: nn.Module, x0: Tensor, grid: Tensor, method: str, device, re
         runs.append((1 - timed.seconds / wall, wall, sol.nfe))
     runs.sort()
     frac, wall, nfe = runs[len(runs) // 2]
-    return {"overhead": frac, "wall_ms": wall * 1e3, "nfe": nfe, "field_ms": wall * (1 - frac) * 1e3 / nfe}
+    return {
+        "overhead": frac,
+        "wall_ms": wall * 1e3,
+        "nfe": nfe,
+        "field_ms": wall * (1 - frac) * 1e3 / nfe,
+    }
 
 
 def torchode_solver(field: nn.Module, shape: tuple[int, ...], batch: int):

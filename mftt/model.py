@@ -170,7 +170,7 @@ class MeanFieldTypeTransformer(nn.Module):
         return nn.ParameterDict({"W": nn.Parameter(W), "b": nn.Parameter(bias)})
 
     @staticmethod
-    def _apply(lin: nn.ParameterDict | None, x: Tensor) -> Tensor:
+    def _linear_apply(lin: nn.ParameterDict | None, x: Tensor) -> Tensor:
         return x if lin is None else x @ lin["W"] + lin["b"]
 
     # ------------------------------------------------------------------ forward
@@ -190,7 +190,7 @@ class MeanFieldTypeTransformer(nn.Module):
         """Tokens through the depth; with ``return_info`` also the depth trajectory and attention maps."""
         self._check(x)
         cfg = self.cfg
-        x = self._apply(self.read_in, x)
+        x = self._linear_apply(self.read_in, x)
         L, T = cfg.depth, cfg.T
         h = T / L
         attn: list[Tensor] = []
@@ -222,7 +222,7 @@ class MeanFieldTypeTransformer(nn.Module):
                     for k in range(L + 1):
                         _, w = self.block.increment(times[k], sol.xs[k], need_weights=True)
                         attn.append(w)
-        y = self._apply(self.read_out, x)
+        y = self._linear_apply(self.read_out, x)
         if not return_info:
             return y
         info = {

@@ -58,3 +58,15 @@ def test_quick_suite_runs_and_is_consistent(tmp_path):
     assert g["direct_mem_ratio"] > 1.4 and g["adjoint_mem_ratio"] < 1.2
     assert [t["target"] for t in res["targets"]][-1].startswith("Ray sweep")
     assert "targets" in p.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+def test_quick_suite_on_cuda(tmp_path):
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--device", "cuda", "--out", str(out)]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["machine"]["gpu"] and not any("error" in v for v in res["items"].values())
+    assert all(r["max_abs_diff"] < 1e-4 for r in res["items"]["field"]["rows"])

@@ -14,8 +14,7 @@ DTYPE = torch.float64
 
 def particles(m0: float, v0: float, P: int, device: str | torch.device = "cpu") -> Tensor:
     """P deterministic particles ``[P, 1]`` with sample mean m0 and (population) variance v0 exactly."""
-    z = torch.linspace(-1.0, 1.0, P, dtype=DTYPE, device=device) if P > 1 else torch.zeros(1)
-    z = z.to(DTYPE)
+    z = torch.linspace(-1.0, 1.0, P, dtype=DTYPE, device=device)
     std = z.std(unbiased=False)
     z = z / std if float(std) > 0 else z
     return (m0 + math.sqrt(v0) * z).unsqueeze(-1)

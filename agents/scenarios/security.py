@@ -62,7 +62,9 @@ class SecurityScenario(Scenario):
             d_act=1, T=float(p["T"]), seed=seed, mftt=mftt, law_options={"order": p["order"]},
             init=0.0, device=device,
         )  # fmt: skip
-        if policy == "linear":  # the defender starts from a stabilising gain, the attacker from no attack
+        if (
+            policy == "linear"
+        ):  # the defender starts from a stabilising gain, the attacker from no attack
             with torch.no_grad():
                 agents[0].policy.gains.theta0.fill_(1.0)
         attacker = agents[1].policy

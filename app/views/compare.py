@@ -87,6 +87,13 @@ if ds is None:
 st.divider()
 st.subheader("Results")
 cell = ds.isel({d: 0 for d in state.grid_dims(ds) if d not in ("law", "seed")})
+status = np.asarray(cell["status"].values).astype(str).ravel()
+if not (status == "ok").any():
+    msgs = {str(m) for m in np.asarray(cell["message"].values).ravel() if str(m)}
+    st.error("No cell of this comparison finished: " + "; ".join(sorted(msgs)))
+    st.stop()
+if (status != "ok").any():
+    st.warning(f"{int((status != 'ok').sum())} of {status.size} cells did not finish cleanly.")
 table = state.ranked_table(cell)
 st.markdown(
     "**Ranking** (lower total material cost is better; ± is the 95% confidence half-width over seeds)"

@@ -36,7 +36,12 @@ def test_toml_round_trip_and_grid():
     # C order: scenario slowest, seed fastest
     assert [c.coords["seed"] for c in cells[:2]] == [0, 3]
     assert cells[0].kwargs["params"] == {"alpha": 12.0} and cells[-1].kwargs["params"] is None
-    assert cells[-1].coords == {"scenario": "lq_game", "Lambda": "team", "law": "feedback", "seed": 3}
+    assert cells[-1].coords == {
+        "scenario": "lq_game",
+        "Lambda": "team",
+        "law": "feedback",
+        "seed": 3,
+    }
     assert {c.key for c in cells}.__len__() == len(cells)  # distinct arguments, distinct keys
 
 
@@ -71,7 +76,10 @@ def test_with_values_and_parse_value():
         ("bogus = 1", "bogus"),
         ('[Lambda]\npresets = ["selfsh"]', "Lambda.presets"),
         ("[Lambda.matrices]\nm = [[1.0, 2.0]]", "Lambda.matrices.m"),
-        ("[Lambda.matrices]\nm = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]", "Lambda.matrices.m"),
+        (
+            "[Lambda.matrices]\nm = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]",
+            "Lambda.matrices.m",
+        ),
         ("[Lambda.matrices]\nm = [[1.0, nan], [0.0, 1.0]]", "Lambda.matrices.m[0][1]"),
         ("[training]\nlr = 0.0", "training.lr"),
         ("[training]\nsteps = 1.5", "training.steps"),
@@ -109,7 +117,9 @@ def test_weights_message_lists_the_allowed_laws():
 
 def test_budget_message_carries_the_estimate():
     with pytest.raises(ValidationError, match=r"budget.max_cells: expected at most 3 cells, got 8"):
-        Experiment.from_toml(BASE.replace('seeds = [0, 3]', "seeds = [0]") + "[budget]\nmax_cells = 3")
+        Experiment.from_toml(
+            BASE.replace("seeds = [0, 3]", "seeds = [0]") + "[budget]\nmax_cells = 3"
+        )
 
 
 def test_python_users_build_the_same_objects():
@@ -129,7 +139,7 @@ def test_python_users_build_the_same_objects():
 
 
 def test_dumps_toml_quotes_dotted_keys():
-    text = dumps_toml({"a": 1, "sweep": {"agents.n": [2, 4]}, "t": {"s": "x\"y"}})
+    text = dumps_toml({"a": 1, "sweep": {"agents.n": [2, 4]}, "t": {"s": 'x"y'}})
     import tomllib
 
     assert tomllib.loads(text) == {"a": 1, "sweep": {"agents.n": [2, 4]}, "t": {"s": 'x"y'}}

@@ -73,8 +73,9 @@ def test_explore_first_visit_shows_what_to_do():
 def test_explore_runs_a_small_scenario_and_shows_results(tmp_path_factory):
     at = _app()
     at.selectbox(key="ex_scenario").set_value("lq_game").run()
+    at.selectbox(key="ex_policy_lq_game").set_value("mftt")
     at.number_input(key="ex_seeds").set_value(1)
-    at.number_input(key="ex_steps").set_value(3)
+    at.number_input(key="ex_steps").set_value(2)
     at.button(key="ex_preset_altruistic").click().run()
     at.button(key="ex_run").click().run()
     _no_exception(at)
@@ -83,7 +84,7 @@ def test_explore_runs_a_small_scenario_and_shows_results(tmp_path_factory):
     _no_exception(at)
     assert not at.error, [e.value for e in at.error]
     keys = {c.key for c in _charts(at)}
-    assert {"res_traj", "res_learn", "res_expl", "res_costs"} <= keys
+    assert {"res_traj", "res_learn", "res_expl", "res_costs", "res_attn"} <= keys
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Exploitability (NashConv)"]) >= 0
     # the Dataset is the runner's: one cell, the altruistic Λ we chose, written to the results folder
@@ -180,7 +181,14 @@ def test_lab_draws_tokens_consistency_and_norms():
     at = _app("lab")
     _no_exception(at)
     keys = {c.key for c in _charts(at)}
-    assert {"lab_sphere_fig", "lab_energy", "lab_spread", "lab_mftt_fig", "lab_norm_fig"} <= keys
+    assert {
+        "lab_sphere_fig",
+        "lab_energy",
+        "lab_spread",
+        "lab_mftt_fig",
+        "lab_cons_fig",
+        "lab_norm_fig",
+    } <= keys
     at.radio(key="lab_d").set_value(2)
     at.selectbox(key="lab_variant").set_value("USA")
     at.number_input(key="lab_n").set_value(5).run()

@@ -80,10 +80,10 @@ def test_explore_runs_a_small_scenario(page, server):
     assert page.get_by_text("Traceback").count() == 0
     field.fill("")
     field.press("Enter")
-    _idle(page)
-    assert page.locator(ERROR).count() == 0
+    page.locator(ERROR).first.wait_for(state="detached")  # the valid grid again: the error is gone
     page.get_by_role("button", name="altruistic", exact=True).click()
-    page.get_by_text("partially selfish, altruistic").first.wait_for()  # each agent's label
+    # each agent's label (the grid is drawn on a canvas: its accessible table is attached, not visible)
+    page.get_by_text("partially selfish, altruistic").first.wait_for(state="attached")
     _idle(page)
     page.get_by_role("button", name="Run", exact=True).click()
     _chart(page, 0)

@@ -268,3 +268,14 @@ def test_continuous_model_on_cuda():
     cpu = MeanFieldTypeTransformer(cfg.replace(adjoint=False))
     cpu.load_state_dict({k: v.cpu() for k, v in m.state_dict().items()})
     torch.testing.assert_close(cpu(x.cpu()), y.detach().cpu(), rtol=1e-5, atol=1e-6)
+
+
+def test_module_conversions_work():
+    """``.to``/``.double`` reach every parameter (no method shadows ``nn.Module._apply``)."""
+    import torch
+
+    from mftt import MeanFieldTypeTransformer, MFTTConfig
+
+    m = MeanFieldTypeTransformer(MFTTConfig(d_model=8, heads=2, d_ff=16, d_in=3, d_out=2)).double()
+    assert all(p.dtype == torch.float64 for p in m.parameters())
+    assert m(torch.randn(2, 4, 3, dtype=torch.float64)).dtype == torch.float64

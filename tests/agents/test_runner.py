@@ -1,0 +1,149 @@
+"""Runner: local vs Ray tasks give identical datasets, resume skips finished cells, failures stay per cell."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import agents.runner as runner
+from agents.config import Experiment
+from agents.results import open_results
+from agents.runner import RunState, run_experiment, submit_experiment
+from control.errors import ValidationError
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+[scenarios.cournot]
+[scenarios.lq_game]
+[agents]
+weights = ["constant", "feedback"]
+[Lambda]
+presets = ["selfish", "team"]
+[training]
+steps = 3
+"""
+
+
+def same(a: xr.Dataset, b: xr.Dataset) -> None:
+    """Identical results up to timings and creation time."""
+    xr.testing.assert_identical(a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs())
+    for k in ("manifest", "seeds", "versions", "git_commit", "device", "name", "schema"):
+        assert np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k])), k
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded loopback Ray for the session (started here only if nobody else did)."""
+    started = runner.init_ray(None, num_cpus=2)
+    yield
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_local():
+    exp = Experiment.from_toml(TINY)
+    return exp, run_experiment(exp, backend="local", progress=False)
+
+
+def test_local_run_is_deterministic(tiny_local):
+    exp, ds = tiny_local
+    assert (ds["status"] == "ok").all()
+    same(ds, run_experiment(exp, backend="local", progress=False))
+
+
+@pytest.mark.ray
+def test_ray_tasks_match_local(ray_session, tiny_local, tmp_path):
+    exp, ds = tiny_local
+    out = tmp_path / "r.nc"
+    got = run_experiment(exp, backend="ray", progress=True, out=out)
+    same(got, ds)
+    same(open_results(out), ds)
+    assert not (tmp_path / "r.nc.parts").exists()  # parts are removed once the file is written
+
+
+def test_resume_recomputes_no_finished_cell(tiny_local, tmp_path, monkeypatch):
+    exp, ds = tiny_local
+    out = tmp_path / "r.nc"
+    calls: list[int] = []
+    real = runner.run_cell
+
+    def counting(kwargs, key="", index=-1, threads=None):
+        calls.append(index)
+        if index == 5:
+            raise KeyboardInterrupt  # the driver dies in the middle of the sweep
+        return real(kwargs, key, index, threads)
+
+    monkeypatch.setattr(runner, "run_cell", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, backend="local", progress=False, out=out)
+    assert not out.exists()
+    parts = sorted((tmp_path / "r.nc.parts").iterdir())
+    assert len(parts) == 5
+    mtimes = {p.name: p.stat().st_mtime_ns for p in parts}
+    calls.clear()
+    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
+    state = RunState()
+    got = run_experiment(exp, backend="local", progress=False, out=out, keep_parts=True, state=state)
+    assert sorted(calls) == list(range(5, exp.n_cells))
+    assert state.resumed == 5 and state.computed == exp.n_cells - 5
+    for p in (tmp_path / "r.nc.parts").iterdir():
+        if p.name in mtimes:
+            assert p.stat().st_mtime_ns == mtimes[p.name]
+    same(got, ds)
+    # a changed config never reuses stale parts: different arguments, different keys
+    calls.clear()
+    run_experiment(exp.with_values({"training.steps": 2}), backend="local", progress=False, out=out)
+    assert len(calls) == exp.n_cells
+    # --no-resume recomputes everything
+    calls.clear()
+    run_experiment(exp, backend="local", progress=False, out=out, resume=False)
+    assert len(calls) == exp.n_cells
+
+
+def test_a_diverging_or_invalid_cell_does_not_stop_the_sweep():
+    exp = Experiment.from_toml(
+        'name = "d"\n[scenarios.lq_game]\n[agents]\nweights = ["constant"]\n'
+        '[Lambda]\npresets = ["selfish", "selfless"]\n[training]\nsteps = 10\nlr = 1e8\n'
+    )
+    ds = run_experiment(exp, backend="local", progress=False)
+    status = ds["status"].values.ravel()
+    assert set(status) <= {"ok", "diverged", "failed"} and "ok" not in set(status)
+    msgs = ds["message"].values.ravel()
+    assert all(isinstance(m, str) and m and "\n" not in m for m in msgs)
+    assert np.isnan(ds["cost"].values).all()
+
+
+def test_submit_experiment_polls_and_returns(tiny_local):
+    exp, ds = tiny_local
+    h = submit_experiment(exp, backend="local")
+    p = h.progress()
+    assert set(p) == {"done", "failed", "total", "eta"} and p["total"] == exp.n_cells
+    got = h.result(timeout=120)
+    assert h.done() and h.progress()["done"] == exp.n_cells and h.progress()["failed"] == 0
+    same(got, ds)
+
+
+def test_cancel_stops_a_run(tiny_local):
+    exp, _ = tiny_local
+    big = exp.with_values({"seeds": list(range(30))})
+    h = submit_experiment(big, backend="local")
+    h.cancel()
+    t0 = time.monotonic()
+    with pytest.raises(runner.RunCancelled):
+        h.result(timeout=60)
+    assert time.monotonic() - t0 < 60 and h.progress()["done"] < big.n_cells
+
+
+def test_bad_backend_and_experiment_are_validation_errors(tiny_local):
+    exp, _ = tiny_local
+    with pytest.raises(ValidationError, match="^backend: expected one of ray, local, actors"):
+        run_experiment(exp, backend="mpi")
+    with pytest.raises(ValidationError, match="^experiment: "):
+        submit_experiment({"name": "x"})
