@@ -134,6 +134,7 @@ def submit(key: str, experiment: Any, **kw: Any) -> None:
     )
     opts = {"backend": "local", "out": out, **kw}
     st.session_state[f"{key}:handle"] = runner.submit_experiment(experiment, **opts)
+    st.session_state[f"{key}:out"] = opts["out"]
     st.session_state.pop(f"{key}:result", None)
     st.session_state.pop(f"{key}:error", None)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app import panels, state
@@ -116,4 +118,7 @@ if ds is None:
 
 st.divider()
 st.subheader("Results")
+if st.session_state.get(f"{KEY}:out"):
+    name = Path(st.session_state[f"{KEY}:out"]).name
+    st.caption(f"Saved as `{name}` in the results folder: open it on the **Runs** page.")
 panels.show_results(ds, st.session_state.get("ex_ran", {}))

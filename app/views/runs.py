@@ -41,7 +41,7 @@ if source == "a file in results/":
         path = st.selectbox(
             "Results file",
             files,
-            format_func=lambda p: str(p),
+            format_func=lambda p: str(p.relative_to(state.results_dir())),
             key="runs_file",
         )
         try:
@@ -66,7 +66,7 @@ if ds is not None:
     c = st.columns(4)
     c[0].metric("Cells", status.size)
     c[1].metric("ok", int((status == "ok").sum()))
-    c[2].metric("Created", str(ds.attrs.get("created", "?"))[:19])
+    c[2].metric("Created", str(ds.attrs.get("created", "?"))[:10])
     c[3].metric("Commit", str(ds.attrs.get("git_commit", "?"))[:10])
     tab_sum, tab_man, tab_fig = st.tabs(["Summary", "Manifest", "Figure"])
     with tab_sum:

@@ -58,12 +58,22 @@ def tiny_file(tmp_path_factory):
     return cfg, d / "tiny.nc"
 
 
+def invoke(*args: str):
+    """The CLI in-process (typer's runner): for the many small help/error checks."""
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 def test_help_of_every_command_has_an_example():
-    top = mftt("--help").stdout
+    top = mftt("--help").stdout  # one real process; the per-command pages in-process
     for cmd in ("run", "compare", "sweep", "scenarios", "show", "report", "app"):
         assert cmd in top
-        out = mftt(cmd, "--help").stdout
-        assert "Example: mftt " + cmd in " ".join(out.split()), out
+        r = invoke(cmd, "--help")
+        assert r.exit_code == 0
+        assert "Example: mftt " + cmd in " ".join(r.stdout.split()), r.stdout
 
 
 def test_run_writes_the_file_that_another_process_shows_and_reports(tiny_file, tmp_path):
@@ -124,30 +134,38 @@ def test_scenarios_and_app_dry_run():
 def test_config_errors_exit_2_with_one_line(tmp_path, text, field):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text)
-    r = mftt("run", str(cfg), "--backend", "local", check=False)
-    assert r.returncode == 2
+    r = invoke("run", str(cfg), "--backend", "local")
+    assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.stderr
-    assert "Traceback" not in r.stderr + r.stdout
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_a_config_error_in_a_real_process_is_one_line_and_code_2(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[scenarios.cournot]\n[agents]\nweights = "fedback"\n')
+    r = mftt("run", str(cfg), check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.strip() == (
+        "error: agents.weights: expected one of constant, time, feedback, meanfield, got 'fedback'"
+    )
 
 
 def test_other_input_errors_exit_2(tmp_path, tiny_file):
     cfg, _ = tiny_file
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"garbage")
     for args, field in (
         (("run", str(tmp_path / "absent.toml")), "config"),
         (("run", str(cfg), "--backend", "mpi"), "backend"),
         (("run", str(cfg), "--set", "training.steps"), "--set"),
         (("sweep", str(cfg), "--set", "agents.nn=2,3"), "sweep.agents.nn"),
         (("show", str(tmp_path / "absent.nc")), "results"),
+        (("report", str(bad)), "results"),
     ):
-        r = mftt(*args, check=False)
-        assert r.returncode == 2, (args, r.stderr)
+        r = invoke(*args)
+        assert r.exit_code == 2, (args, r.stderr)
         assert r.stderr.strip().splitlines() == [r.stderr.strip()] and f"error: {field}:" in r.stderr
-        assert "Traceback" not in r.stderr
-    bad = tmp_path / "bad.nc"
-    bad.write_bytes(b"garbage")
-    r = mftt("report", str(bad), check=False)
-    assert r.returncode == 2 and r.stderr.startswith("error: results: expected a readable NetCDF")
 
 
 @pytest.mark.slow

@@ -35,7 +35,16 @@ not_nonneg_int = st.one_of(
 )
 # never a strictly positive finite number
 not_pos_float = st.one_of(not_number, st.floats(max_value=0.0, allow_nan=False))
+text_not_number = st.text(min_size=1, max_size=4).filter(lambda s: not _is_float(s))
 absurd = st.integers(min_value=10**7, max_value=10**18)
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 def not_name(allowed) -> st.SearchStrategy:
