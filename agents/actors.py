@@ -11,6 +11,7 @@ rebuilds its game and continues from the profile it is sent, so worker deaths co
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from typing import Any
@@ -90,27 +91,39 @@ OPTIMISERS = {"sgd": GradientStep, "adam": AdamStep}
 
 
 class AgentWorker:
-    """One agent: its copy of the game, its own variables and optimiser (wrapped by ``ray.remote``)."""
+    """One agent: its copy of the game, its own variables and optimiser (wrapped by ``ray.remote``).
 
-    def __init__(self, kwargs: dict[str, Any], j: int, optimizer: str = "sgd"):
+    A worker is reused across cells (``start`` rebuilds it); ``step`` carries the cell's arguments, so a
+    worker restarted by Ray after a crash rebuilds its game and continues from the profile it is sent.
+    """
+
+    def __init__(self):
         torch.set_num_threads(1)
+        self.cell = None
+
+    def start(self, kwargs: dict[str, Any], j: int, optimizer: str = "sgd") -> list[np.ndarray]:
+        """Build agent j of this cell (seeded as ``agents.play``); returns its initial variables."""
         self.j, self.optimizer = j, optimizer
         _, self.Lambda, self.game, r = _build(kwargs)
         self.opt = OPTIMISERS[optimizer](self.game.parameters_of(j), r["lr"])
+        self.cell = (json.dumps(kwargs, sort_keys=True, default=str), j, optimizer)
+        return _own(self.game, j)
 
-    def params(self) -> list[np.ndarray]:
-        """This agent's current variables."""
-        return _own(self.game, self.j)
-
-    def step(self, profile: list[list[np.ndarray]]) -> tuple[list[np.ndarray], np.ndarray, float]:
+    def step(
+        self, profile: list[list[np.ndarray]], kwargs: dict[str, Any], j: int, optimizer: str
+    ) -> tuple[list[np.ndarray], np.ndarray, float]:
         """One round: load the profile, descend own Λ-cost, project; returns (new own vars, Λ-costs, ‖Δθ_j‖²)."""
         from .concepts._play import lambda_costs
 
+        if self.cell != (json.dumps(kwargs, sort_keys=True, default=str), j, optimizer):
+            self.start(
+                kwargs, j, optimizer
+            )  # restarted worker: rebuild, then take the profile sent
         _load(self.game, profile)
         _, E = lambda_costs(self.game, self.Lambda)
         e = E.detach().cpu().numpy()
         if not np.isfinite(e).all():
-            return self.params(), e, float("nan")
+            return _own(self.game, self.j), e, float("nan")
         ps = self.game.parameters_of(self.j)
         gs = torch.autograd.grad(E[self.j], ps, allow_unused=True)
         gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
@@ -121,7 +134,33 @@ class AgentWorker:
             sq = sum(float((g.detach() ** 2).sum()) for g in gs)
         else:
             sq = sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(ps, before, strict=True))
-        return self.params(), e, sq
+        return _own(self.game, self.j), e, sq
+
+
+class ActorPool:
+    """Agent actors shared by the cells of one run (starting a worker process costs seconds)."""
+
+    def __init__(self, *, num_gpus: float = 0.0, max_restarts: int = 3):
+        self.num_gpus, self.max_restarts, self.actors = num_gpus, max_restarts, []
+
+    def get(self, n: int) -> list:
+        """n actors (created on first need; 0 CPUs each so that any n fits on any machine)."""
+        import ray
+
+        Remote = ray.remote(AgentWorker).options(
+            num_cpus=0, num_gpus=self.num_gpus, max_restarts=self.max_restarts,
+            max_task_retries=self.max_restarts,
+        )  # fmt: skip
+        while len(self.actors) < n:
+            self.actors.append(Remote.remote())
+        return self.actors[:n]
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
 
 
 def _finite(profile: list[list[np.ndarray]]) -> bool:
@@ -142,23 +181,29 @@ def run_cell_actors(
     num_cpus: float = 0.0,
     num_gpus: float = 0.0,
     max_retries: int = 3,
+    pool: ActorPool | None = None,
 ) -> xr.Dataset:
     """Play one cell with one Ray actor per agent (Nash by simultaneous gradient play); never raises."""
+    own = pool is None
+    pool = pool or ActorPool(num_gpus=num_gpus, max_restarts=max_retries)
     try:
-        out = play_actors(kwargs, num_gpus=num_gpus, max_restarts=max_retries)
+        out = play_actors(kwargs, pool=pool)
     except ValidationError as e:
         return failed_dataset(str(e), key=key, index=index)
     except Exception as e:  # a cell must not kill the sweep
         return failed_dataset(
             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", key=key, index=index
         )
+    finally:
+        if own:
+            pool.close()
     return outcome_dataset(out, key=key, index=index)
 
 
 _PATCH = threading.Lock()
 
 
-def play_actors(kwargs: dict[str, Any], *, num_gpus: float = 0.0, max_restarts: int = 3):
+def play_actors(kwargs: dict[str, Any], *, pool: ActorPool | None = None):
     """``agents.play`` with the learning distributed over per-agent actors; returns an ``agents.play.Outcome``.
 
     ``agents.play`` itself builds the game and measures the result (costs, exploitability, rollout,
@@ -177,8 +222,7 @@ def play_actors(kwargs: dict[str, Any], *, num_gpus: float = 0.0, max_restarts: 
             Lambda,
             steps=steps,
             lr=lr,
-            num_gpus=num_gpus,
-            max_restarts=max_restarts,
+            pool=pool,
         )
 
     with _PATCH:
@@ -198,8 +242,7 @@ def solve_distributed(
     *,
     steps: int,
     lr: float,
-    num_gpus: float = 0.0,
-    max_restarts: int = 3,
+    pool: ActorPool | None = None,
     tol: float = 1e-8,
 ):
     """Nash of the Λ-game by simultaneous gradient play, one Ray actor per agent; loads the result into ``game``.
@@ -225,20 +268,18 @@ def solve_distributed(
             L, range(game.n_agents), "nash needs lambda_jj > 0 in this game (spec A.1)"
         )
     n = game.n_agents
-    # num_cpus=0: the agents of a cell take turns within one round, and n actors must fit on any machine
-    Remote = ray.remote(AgentWorker).options(
-        num_cpus=0,
-        num_gpus=num_gpus / max(n, 1),
-        max_restarts=max_restarts,
-        max_task_retries=max_restarts,
-    )
-    actors = [Remote.remote(kwargs, j, optimizer) for j in range(n)]
+    own = pool is None
+    pool = pool or ActorPool()
+    actors = pool.get(n)
     try:
-        profile = ray.get([a.params.remote() for a in actors])
+        cell = ray.put(kwargs)
+        profile = ray.get([a.start.remote(cell, j, optimizer) for j, a in enumerate(actors)])
         hist, status, res, it = [], "max_steps", float("inf"), 0
-        for it in range(1, steps + 1):
+        for it in range(1, steps + 1):  # noqa: B007 - `it` is reported after the loop
             ref = ray.put(profile)
-            replies = ray.get([a.step.remote(ref) for a in actors])
+            replies = ray.get(
+                [a.step.remote(ref, cell, j, optimizer) for j, a in enumerate(actors)]
+            )
             e = replies[0][1]
             hist.append(e)
             if not np.isfinite(e).all() or not _finite(profile):
@@ -255,7 +296,7 @@ def solve_distributed(
         if status != "diverged" and not _finite(profile):
             status = "diverged"
     finally:
-        for a in actors:
-            ray.kill(a)
+        if own:
+            pool.close()
     _load(game, profile)
     return finish(game, L, "nash", status, it, res, np.array(hist).reshape(len(hist), n))

@@ -326,28 +326,39 @@ def _print_table(ds) -> None:
 
 
 def _panels(ds):
-    """Per scenario: (Λ labels, laws, mean total cost [Λ, law], spread, reference [Λ], exploitability)."""
+    """Per scenario: Λ labels, laws, mean cost [Λ, law] and its seed spread, reference [Λ], exploitability.
+
+    Swept fields are shown at their first value. The cost is the total material cost Σ_i L_i, except in zero-sum scenarios (totals all ~0), where the
+    first agent's cost is shown instead (``ylabel`` says which).
+    """
     import numpy as np
 
     other = [d for d in ds["status"].dims if d not in ("scenario", "Lambda", "law", "seed")]
     ok = ds["status"] == "ok"
-    total = ds["cost"].sum("agent", min_count=1).where(ok)
-    ref = ds["reference_cost"].sum("agent", min_count=1)
-    expl = ds["exploitability"].where(ok)
-    if other:  # extra swept fields: average them out for the overview figure
-        total, ref, expl = (v.mean(other) for v in (total, ref, expl))
     out = []
     for s in ds["scenario"].values:
-        tc = total.sel(scenario=s)
+        d = ds.sel(scenario=s)
+        if other:  # extra swept fields: the overview shows their first value (the title says which)
+            d = d.isel({o: 0 for o in other})
+        okd = ok.sel(scenario=s).isel({o: 0 for o in other}) if other else ok.sel(scenario=s)
+        total = d["cost"].sum("agent", min_count=1).where(okd)
+        ref = d["reference_cost"].sum("agent", min_count=1)
+        label = "total material cost Σᵢ Lᵢ"
+        if np.nanmax(np.abs(total.values), initial=0.0) < 1e-9 and np.isfinite(total.values).any():
+            names = [n for n in d["agent_name"].values.ravel() if n]
+            total = d["cost"].isel(agent=0).where(okd)
+            ref = d["reference_cost"].isel(agent=0)
+            label = f"cost of {names[0] if names else 'agent 0'} (zero-sum)"
+        r = ref.transpose("Lambda", "law", "seed").values.reshape(d.sizes["Lambda"], -1)
         out.append({
-            "scenario": str(s),
+            "scenario": str(s) + (f" ({', '.join(f'{o}={d[o].item()}' for o in other)})" if other else ""),
             "Lambda": [str(x) for x in ds["Lambda"].values],
             "law": [str(x) for x in ds["law"].values],
-            "cost": tc.mean("seed").transpose("Lambda", "law").values,
-            "spread": tc.std("seed").transpose("Lambda", "law").values,
-            "ref": np.nanmean(ref.sel(scenario=s).transpose("Lambda", "law", "seed").values.reshape(len(ds["Lambda"]), -1), axis=1)
-            if np.isfinite(ref.sel(scenario=s).values).any() else np.full(len(ds["Lambda"]), np.nan),
-            "expl": expl.sel(scenario=s).mean("seed").transpose("Lambda", "law").values,
+            "cost": total.mean("seed").transpose("Lambda", "law").values,
+            "spread": total.std("seed").transpose("Lambda", "law").values,
+            "ref": np.array([np.nanmean(row) if np.isfinite(row).any() else np.nan for row in r]),
+            "expl": d["exploitability"].where(okd).mean("seed").transpose("Lambda", "law").values,
+            "ylabel": label,
         })  # fmt: skip
     return out
 
@@ -399,6 +410,12 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
                 edgecolor="white",
                 linewidth=0.5,
             )
+            for xi, v in zip(off, p["cost"][:, j], strict=True):
+                if not np.isfinite(v):  # no ok seed: say so instead of leaving a silent gap
+                    ax.text(xi, 0, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
+                            color="#C44E52")  # fmt: skip
+                    bx.text(xi, 1e-12, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
+                            color="#C44E52")  # fmt: skip
         if np.isfinite(p["ref"]).any():
             ax.hlines(
                 p["ref"], x - 0.42, x + 0.42, colors="black", linewidth=2, label="closed form"
@@ -410,9 +427,9 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
             a.set_axisbelow(True)
         bx.set_yscale("log")
         bx.set_xlabel("Λ preset", fontsize=10)
+        ax.set_ylabel(f"{p['ylabel']}\n(mean ± sd over seeds)", fontsize=10)
         if k == 0:
-            ax.set_ylabel("total material cost Σᵢ Lᵢ\n(mean ± sd over seeds)", fontsize=10)
-            bx.set_ylabel("exploitability (NashConv, log)", fontsize=10)
+            bx.set_ylabel("exploitability (NashConv, log;\n0 drawn at 1e-12)", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for k in range(1, n):  # gather "closed form" from any panel
         for h, lab in zip(*axes[0, k].get_legend_handles_labels(), strict=True):
@@ -420,7 +437,7 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
                 handles.append(h)
                 labels.append(lab)
     fig.legend(
-        handles, labels, loc="outside upper center", ncol=len(labels), fontsize=11, frameon=False
+        handles, labels, loc="outside lower center", ncol=len(labels), fontsize=11, frameon=False
     )
     fig.suptitle(
         f"{ds.attrs.get('name', 'results')}: weight laws across scenarios and empathy Λ",
@@ -432,6 +449,7 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
         warnings.simplefilter("ignore")
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, png)
     atomic_write_bytes(html, _html(ds, panels).encode())
     return png, html

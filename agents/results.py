@@ -64,6 +64,14 @@ _STR = {"status": (), "message": (), "policy": (), "concept": (), "agent_name": 
 
 
 # ---- atomic files --------------------------------------------------------------------------
+def _publish(tmp: str, path: Path) -> None:
+    """Give the temporary file the usual permissions (mkstemp makes it 0600), then rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``)."""
     path = Path(path)
@@ -74,7 +82,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -90,7 +98,7 @@ def write_results(ds: xr.Dataset, path: str | Path) -> Path:
         ds.to_netcdf(tmp, engine=ENGINE, invalid_netcdf=False)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -253,8 +261,9 @@ def assemble(
                 strs[k][at + tuple(slice(0, s) for s in a.shape)] = a
     data = {k: (dims + list(_NUM[k]), v) for k, v in num.items()}
     data.update({k: (dims + list(_STR[k]), v) for k, v in strs.items()})
-    total, ref = num["cost"].sum(-1), num["reference_cost"]
-    has_ref = np.isfinite(ref).any(-1) & np.isfinite(num["cost"]).any(-1)
+    ref = num["reference_cost"]
+    has_ref = np.isfinite(ref).any(-1) & np.isfinite(num["cost"]).all(-1, where=np.isfinite(ref))
+    total = np.nansum(num["cost"], -1)  # agents padded with NaN do not count
     ref_total = np.where(has_ref, np.nansum(ref, -1), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.where(has_ref, (total - ref_total) / np.abs(ref_total), np.nan)

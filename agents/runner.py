@@ -175,22 +175,16 @@ def _execute(
     import ray
 
     if backend == "actors":
-        from .actors import run_cell_actors
+        from .actors import ActorPool, run_cell_actors
 
-        for c in cells:
-            if state.cancel.is_set():
-                raise RunCancelled("run cancelled")
-            on_result(
-                c,
-                run_cell_actors(
-                    c.kwargs,
-                    key=c.key,
-                    index=c.index,
-                    num_cpus=exp.ray.num_cpus,
-                    num_gpus=exp.ray.num_gpus,
-                    max_retries=exp.ray.max_retries,
-                ),
-            )
+        pool = ActorPool(num_gpus=exp.ray.num_gpus, max_restarts=exp.ray.max_retries)
+        try:
+            for c in cells:
+                if state.cancel.is_set():
+                    raise RunCancelled("run cancelled")
+                on_result(c, run_cell_actors(c.kwargs, key=c.key, index=c.index, pool=pool))
+        finally:
+            pool.close()
         return
     task = ray.remote(run_cell).options(
         num_cpus=exp.ray.num_cpus,

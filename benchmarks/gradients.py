@@ -12,7 +12,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 
 import torch
 from torch import Tensor
@@ -20,7 +19,7 @@ from torch import Tensor
 from control import solve
 
 from .field import models
-from .timing import sync
+from .timing import once
 
 FULL = {"A": 16, "D": 32, "d": 64, "steps": (10, 20, 40, 80)}
 QUICK = {"A": 2, "D": 4, "d": 16, "steps": (2, 4)}
@@ -80,8 +79,12 @@ def _problem(A: int, D: int, d: int, device):
 
 def step(model, x0: Tensor, steps: int, adjoint: bool) -> None:
     """One forward solve with ``steps`` rk4 steps over [0, 1] (output x(1) only), a squared-norm loss, its backward."""
-    grid = torch.tensor([0.0, 1.0], device=x0.device)  # only x(1) is needed: the adjoint keeps no trajectory
-    sol = solve(model.field, x0, grid, method="rk4", adjoint=adjoint, options={"step_size": 1 / steps})
+    grid = torch.tensor(
+        [0.0, 1.0], device=x0.device
+    )  # only x(1) is needed: the adjoint keeps no trajectory
+    sol = solve(
+        model.field, x0, grid, method="rk4", adjoint=adjoint, options={"step_size": 1 / steps}
+    )
     loss = sol.xs[-1].pow(2).sum()
     loss.backward()
     model.zero_grad(set_to_none=True)
@@ -94,11 +97,7 @@ def measure(model, x0: Tensor, steps: int, adjoint: bool) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     with SavedBytes() as m:
-        sync(dev)
-        t0 = time.perf_counter()
-        step(model, x0, steps, adjoint)
-        sync(dev)
-        wall = time.perf_counter() - t0
+        wall = once(lambda: step(model, x0, steps, adjoint), device=dev)
     row = {"steps": steps, "adjoint": adjoint, "seconds": wall, "saved_mb": m.peak / 2**20}
     if dev.type == "cuda":
         row["cuda_peak_mb"] = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
@@ -154,7 +153,13 @@ def run(device="cpu", quick: bool = False, rss: bool | None = None) -> dict:
             if rss:
                 row["rss_delta_mb"] = rss_delta(A, D, d, n, adjoint)
             rows.append(row)
-    res = {"A": A, "D": D, "d": d, "rows": rows}
+    res = {
+        "A": A,
+        "D": D,
+        "d": d,
+        "steps": f"{size['steps'][0]}->{size['steps'][-1]}",
+        "rows": rows,
+    }
     for adjoint, name in ((False, "direct"), (True, "adjoint")):
         rs = [r for r in rows if r["adjoint"] == adjoint]
         res[f"{name}_mem_ratio"] = rs[-1]["saved_mb"] / max(rs[0]["saved_mb"], 1e-12)

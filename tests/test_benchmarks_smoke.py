@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from benchmarks.gradients import SavedBytes
+from control.errors import ValidationError
+from control.laws import WEIGHT_LAWS, make_law
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,24 @@ def test_saved_bytes_counts_distinct_storages_until_backward():
         del y, z
     assert m.peak == 3 * 4 * n
     assert m.live == 0
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHT_LAWS))
+def test_law_apply_to_is_the_per_particle_product(name):
+    """law.apply_to(t, x, y, μ)_i = y_i θ(t, x_i, μ): the fast product equals the explicit one (float64)."""
+    lead, batch, N, d, a, b = (3,), (2,), 6, 4, 5, 7
+    law = make_law(name, (a, b), d, batch=batch, dtype=torch.float64)
+    with torch.no_grad():  # every coefficient non-zero, so the feedback and mean-field terms count
+        for p in law.parameters():
+            p.normal_()
+    x = torch.randn(lead + batch + (N, d), dtype=torch.float64)
+    y = torch.randn(lead + batch + (N, a), dtype=torch.float64)
+    t = torch.tensor(0.3, dtype=torch.float64)
+    W = law(t, x).expand(lead + batch + (N, a, b))
+    want = torch.einsum("...na,...nab->...nb", y, W)
+    torch.testing.assert_close(law.apply_to(t, x, y), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValidationError):
+        make_law(name, (a,), d).apply_to(t, x[..., :1, :], y[..., :1, :1])
 
 
 @pytest.mark.slow

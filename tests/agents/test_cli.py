@@ -44,7 +44,9 @@ def mftt(*args: str, check: bool = True, timeout: float = 240) -> subprocess.Com
 
 
 def same(a: xr.Dataset, b: xr.Dataset) -> None:
-    xr.testing.assert_identical(a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs())
+    xr.testing.assert_identical(
+        a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()
+    )
     assert a.attrs["manifest"] == b.attrs["manifest"]
 
 
@@ -76,12 +78,24 @@ def test_help_of_every_command_has_an_example():
         assert "Example: mftt " + cmd in " ".join(r.stdout.split()), r.stdout
 
 
+def test_the_console_script_is_installed():
+    script = Path(sys.executable).parent / "mftt"
+    if not script.exists():
+        pytest.skip("mftt console script not installed in this environment")
+    r = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0 and "compare" in r.stdout, r.stderr
+
+
 def test_run_writes_the_file_that_another_process_shows_and_reports(tiny_file, tmp_path):
     cfg, nc = tiny_file
     ds = open_results(nc)  # written by the subprocess
     same(ds, run_experiment(Experiment.from_toml(cfg), backend="local", progress=False))
     shown = mftt("show", str(nc)).stdout
-    assert "tiny" in shown and "cournot" in shown and "feedback" in shown and "exploitability" in shown
+    assert (
+        "tiny" in shown and "cournot" in shown and "feedback" in shown and "exploitability" in shown
+    )
     rep = mftt("report", str(nc), "--out-dir", str(tmp_path)).stdout
     png, html = tmp_path / "tiny.png", tmp_path / "tiny.html"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -90,7 +104,7 @@ def test_run_writes_the_file_that_another_process_shows_and_reports(tiny_file, t
 
 def test_compare_writes_nc_png_html(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(TINY.replace('seeds = [0, 1]', "seeds = [0]"))
+    cfg.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "res" / "c.nc"
     r = mftt("compare", str(cfg), "--out", str(out), "--backend", "local", "--quiet")
     for suffix in (".nc", ".png", ".html"):
@@ -102,7 +116,7 @@ def test_compare_writes_nc_png_html(tmp_path):
 
 def test_sweep_adds_a_dimension(tmp_path):
     cfg = tmp_path / "s.toml"
-    cfg.write_text(TINY.replace('seeds = [0, 1]', "seeds = [0]"))
+    cfg.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "s.nc"
     mftt("sweep", str(cfg), "--set", "agents.n=2,3", "--out", str(out), "--backend", "local", "-q")
     ds = open_results(out)
@@ -165,19 +179,27 @@ def test_other_input_errors_exit_2(tmp_path, tiny_file):
     ):
         r = invoke(*args)
         assert r.exit_code == 2, (args, r.stderr)
-        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and f"error: {field}:" in r.stderr
+        assert (
+            r.stderr.strip().splitlines() == [r.stderr.strip()] and f"error: {field}:" in r.stderr
+        )
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_dataset_without_recomputing(tmp_path):
     cfg = tmp_path / "k.toml"
-    cfg.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]").replace("steps = 3", "steps = 60"))
+    cfg.write_text(
+        TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]").replace(
+            "steps = 3", "steps = 60"
+        )
+    )
     out = tmp_path / "k.nc"
     parts = tmp_path / "k.nc.parts"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out), "--backend", "local",
             "--keep-parts", "-q"]  # fmt: skip
-    p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         t0 = time.monotonic()
         while time.monotonic() - t0 < 180:
@@ -198,4 +220,7 @@ def test_sigkill_then_resume_gives_the_same_dataset_without_recomputing(tmp_path
     for name, mtime in done.items():
         assert (parts / name).stat().st_mtime_ns == mtime  # finished cells were not recomputed
     assert len(list(parts.glob("cell-*.npz"))) == total
-    same(open_results(out), run_experiment(Experiment.from_toml(cfg), backend="local", progress=False))
+    same(
+        open_results(out),
+        run_experiment(Experiment.from_toml(cfg), backend="local", progress=False),
+    )

@@ -99,6 +99,12 @@ def test_padding_with_fewer_agents_and_missing_cells():
     assert ds["status"].sel(n_agents=3, seed=1).item() == "missing"
     assert np.isnan(ds["cost"].sel(n_agents=3, seed=1)).all()
     assert ds["agent_name"].sel(n_agents=2, seed=0).squeeze().values[2] == ""
+    # the padded third agent does not spoil the gap of the two-firm cells (closed form exists)
+    gap = ds["gap"].sel(n_agents=2, seed=0).squeeze().item()
+    ref = ds["reference_cost"].sel(n_agents=2, seed=0).squeeze().values[:2]
+    assert np.isfinite(gap) and gap == pytest.approx(
+        (two.values[:2].sum() - ref.sum()) / abs(ref.sum())
+    )
 
 
 def test_netcdf_round_trip_is_identical(tiny, tmp_path):
@@ -111,7 +117,7 @@ def test_netcdf_round_trip_is_identical(tiny, tmp_path):
 
 
 def test_part_files_round_trip(tiny, tmp_path):
-    class O:
+    class FakeOutcome:
         status, message, costs = "ok", "converged", np.array([1.0, 2.0])
         empathetic_costs, reference_costs, exploitability = np.array([1.5, 2.5]), None, 0.25
         history, times, trajectory = np.ones((4, 2)), np.linspace(0, 1, 3), np.zeros((3, 2))
@@ -119,7 +125,7 @@ def test_part_files_round_trip(tiny, tmp_path):
             np.array([3, 3]), np.eye(2), ["a", "b"], "linear", "nash", 0.5,
         )  # fmt: skip
 
-    ds = outcome_dataset(O(), key="k", index=7)
+    ds = outcome_dataset(FakeOutcome(), key="k", index=7)
     p = write_part(tmp_path, 7, "k", ds)
     back = read_part(p)
     xr.testing.assert_equal(back, ds)

@@ -65,8 +65,9 @@ def bad_matrix(n: int) -> st.SearchStrategy:
         st.tuples(st.integers(1, 4), st.integers(1, 4))
         .filter(lambda s: s[0] != s[1])
         .map(lambda s: np.ones(s).tolist()),
-        st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.sampled_from([NAN, INF, -INF]))
-        .map(lambda a: _poke(np.eye(n), a[0], a[1], a[2]).tolist()),
+        st.tuples(
+            st.integers(0, n - 1), st.integers(0, n - 1), st.sampled_from([NAN, INF, -INF])
+        ).map(lambda a: _poke(np.eye(n), a[0], a[1], a[2]).tolist()),
         st.just([[1.0] * n] * (n - 1) + [[1.0] * (n + 1)]),  # ragged
         st.just(np.ones((n, n, 2)).tolist()),
         st.just([["a"] * n] * n),

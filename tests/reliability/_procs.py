@@ -116,6 +116,8 @@ def listening(pids: list[int]) -> list[tuple[int, str, str]]:
 
 def is_loopback(addr: str) -> bool:
     host = addr.rsplit(":", 1)[0]
-    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith(
-        "::ffff:127."
+    return (
+        host.startswith("127.")
+        or host in ("::1", "::ffff:127.0.0.1")
+        or host.startswith("::ffff:127.")
     )

@@ -34,6 +34,7 @@ from ._fuzz import (
     text_not_number,
 )
 
+huge = st.integers(min_value=10**10, max_value=10**18)  # beyond any memory budget
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 BASE = {
     "name": "fuzz",
@@ -58,7 +59,7 @@ BAD: dict[str, st.SearchStrategy] = {
         st.just([]), st.just([-1]), st.just([1.5]), text_not_number, st.just([0, 0]), st.just([True]),
         st.just([NAN]),
     ),
-    "agents.n": st.one_of(not_pos_int.filter(lambda v: v is not None), absurd),
+    "agents.n": st.one_of(not_pos_int.filter(lambda v: v is not None), absurd),  # n² Λ per cell
     "agents.policy": st.one_of(st.integers(), st.just(""), not_name(["direct", "mftt"]).filter(lambda v: isinstance(v, str))),
     "agents.weights": st.one_of(st.just([]), st.just(["fedback"]), st.integers(), st.just(["constant", "constant"])),
     "agents.mftt": st.one_of(st.integers(), st.just({"bogus": 1}), st.just({"d_model": -1}), st.just({"d_model": NAN})),
@@ -68,7 +69,7 @@ BAD: dict[str, st.SearchStrategy] = {
     "Lambda.matrices": bad_matrix(2).map(lambda m: {"m": m}),
     "concept.name": not_name(["nash", "stackelberg", "minimax"]).filter(lambda v: v is not None),
     "concept.options": st.just({"x": 1}),
-    "training.steps": st.one_of(not_pos_int.filter(lambda v: v is not None), absurd),
+    "training.steps": st.one_of(not_pos_int.filter(lambda v: v is not None), huge),
     "training.lr": not_pos_float.filter(lambda v: v is not None),
     "training.bogus": st.integers(),
     "sweep": st.one_of(
@@ -139,7 +140,8 @@ def test_random_toml_text(text):
     fields |= {"concept", "training", "ray", "output", "backend", "device", "description"}
     fields |= {k for k in BAD}  # an unknown top-level key is named by itself
     expect_family(
-        lambda: Experiment.from_toml(text + "\n"), fields | {text.split("=")[0].strip()},
+        lambda: Experiment.from_toml(text + "\n"),
+        fields | {text.split("=")[0].strip()},
         must_raise=False,
     )
 
@@ -169,7 +171,9 @@ def test_cli_run_bad_config(tmp_path_factory, bad):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    st.sampled_from(["agents.n", "training.steps", "Lambda.alpha", "backend", "bogus.key", "seeds"]),
+    st.sampled_from(
+        ["agents.n", "training.steps", "Lambda.alpha", "backend", "bogus.key", "seeds"]
+    ),
     st.sampled_from(["0", "-1", "nan", "inf", "x", "", "[", "1e400", "2,,", "99999999999"]),
 )
 def test_cli_set_values(tmp_path_factory, key, value):
@@ -189,7 +193,9 @@ def test_cli_set_values(tmp_path_factory, key, value):
     err = r.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err, err
     named = err[len("error: ") :].split(":", 1)[0]
-    assert named.split(".")[0].split("[")[0] in {key.split(".")[0], "budget", "--set", "config"}, err
+    assert named.split(".")[0].split("[")[0] in {key.split(".")[0], "budget", "--set", "config"}, (
+        err
+    )
 
 
 # ---- results files and the app's parsers -------------------------------------------------------
@@ -226,7 +232,9 @@ def test_app_upload_size_cap():
     pytest.importorskip("streamlit")
     from app.state import read_upload
 
-    e = expect_family(lambda: read_upload("big.nc", b"\x89HDF" + b"0" * 2**20, max_mb=0.5), {"upload"})
+    e = expect_family(
+        lambda: read_upload("big.nc", b"\x89HDF" + b"0" * 2**20, max_mb=0.5), {"upload"}
+    )
     assert "1.0 MB" in str(e)
 
 
@@ -253,7 +261,45 @@ def test_config_is_data_never_code(tmp_path):
     root = Path(__file__).resolve().parents[2]
     for f in [*root.glob("agents/*.py"), *root.glob("app/**/*.py"), *root.glob("control/*.py")]:
         src = f.read_text()
-        for bad in ("eval(", "exec(", "pickle.load", "yaml.load(", "allow_pickle=True", "shell=True"):
+        for bad in (
+            "eval(",
+            "exec(",
+            "pickle.load",
+            "yaml.load(",
+            "allow_pickle=True",
+            "shell=True",
+        ):
             assert bad not in src.replace("literal_eval(", ""), f"{f.name} uses {bad}"
         if "torch.load(" in src:
             assert "weights_only=True" in src, f"{f.name}: torch.load without weights_only=True"
+
+
+# ---- the bigger run (CI's slow step): thousands more malformed configs and cells ---------------
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(draw)
+def test_experiment_from_dict_many(bad):
+    path, v = bad
+    expect_family(lambda: Experiment.from_dict(mutate(path, v)), fields_for(path))
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_play_many(data):
+    from .test_fuzz_api import PLAY_BAD, SCENARIOS, _draw_field, play
+
+    field, v = data.draw(_draw_field(PLAY_BAD))
+    scen = data.draw(st.sampled_from(["cournot", "matrix", "berge", "lq_game", "consensus"]))
+    kw = {"n_agents": 2, "law": "constant", "steps": 2, field: v}
+    if field == "scenario":
+        scen = kw.pop("scenario")
+    if field == "mftt":
+        kw["policy"] = "mftt"
+    if field == "params" and isinstance(v, dict) and scen != "cournot":
+        kw["params"] = {"bogus": 1.0}
+    if scen == "matrix" and field != "n_agents":
+        kw["n_agents"] = 2
+    names = {field, "scenario", "Lambda", "mftt", "device", "budget", "policy", "params"}
+    names |= {f"{s}." for s in SCENARIOS}
+    expect_family(lambda: play(scen, **kw), names)

@@ -1,0 +1,174 @@
+"""Resource bounds of an experiment: cell count and memory estimated before anything runs (issue 8).
+
+``estimate(exp)`` sizes the grid without building a game: the results Dataset (every variable of the schema in
+``agents.results``, padded to the largest cell, held twice while assembling) plus the working set of the
+cells running at once (Λ, and for MFTT policies the weights with their optimiser state, per agent).
+``check(exp)`` refuses an experiment over its ``[budget]`` (``max_cells``, ``max_memory_mb``) with a one-line
+``ValidationError`` that carries the estimate and names what dominates it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from control.errors import ValidationError
+from control.limits import check_size, max_memory_mb
+
+__all__ = ["Estimate", "check", "check_agents", "estimate"]
+
+MB = 2**20
+DEFAULT_STEPS = (
+    300  # iterations assumed when neither the config nor the scenario says (largest default: 600)
+)
+DEFAULT_AGENTS = 8
+TIME_POINTS = 256  # rollout grid points assumed per cell (times, trajectory rows)
+STATE_DIM = 8
+LAW_FACTOR = {
+    "constant": 1,
+    "time": 4,
+    "feedback": 6,
+    "meanfield": 8,
+}  # weights per law vs constant
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What an experiment will need: cells, the largest cell, and memory in MB."""
+
+    cells: int
+    agents: int
+    iterations: int
+    result_mb: float
+    cell_mb: float
+    parallel: int
+
+    @property
+    def memory_mb(self) -> float:
+        """Results plus the working set of the cells that run at once."""
+        return self.result_mb + self.parallel * self.cell_mb
+
+    def __str__(self) -> str:
+        return (
+            f"{self.cells} cells, up to {self.agents} agents x {self.iterations} iterations: "
+            f"~{self.memory_mb:.3g} MB ({self.result_mb:.3g} MB of results + {self.parallel} x "
+            f"{self.cell_mb:.3g} MB per running cell)"
+        )
+
+
+def _ints(values: Any) -> list[int]:
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def _largest_agents(exp: Any) -> int:
+    ns = _ints([exp.agents.n, *exp.sweep.get("agents.n", ())])
+    ns += [len(m) for m in exp.Lambda.matrices.values()]
+    if not ns or exp.agents.n is None:  # some cells use the scenario default
+        try:
+            from .scenarios import SCENARIOS
+
+            ns += [int(SCENARIOS[s.name].n_agents) for s in exp.scenarios if s.name in SCENARIOS]
+        except ImportError:  # pragma: no cover - scenarios are part of the package
+            ns.append(DEFAULT_AGENTS)
+    return max(ns or [DEFAULT_AGENTS])
+
+
+def _largest_steps(exp: Any) -> int:
+    steps = _ints([exp.training.steps, *exp.sweep.get("training.steps", ())])
+    if not steps or exp.training.steps is None:
+        try:
+            from .scenarios import SCENARIOS
+
+            steps += [
+                int(SCENARIOS[s.name].default_steps) for s in exp.scenarios if s.name in SCENARIOS
+            ]
+        except ImportError:  # pragma: no cover
+            steps.append(DEFAULT_STEPS)
+    return max(steps or [DEFAULT_STEPS])
+
+
+def _mftt_weights(opts: dict, laws: tuple[str, ...]) -> int:
+    """Rough trainable scalars of one agent's MFTT (attention 4d², feed-forward 2·d·d_ff per expert)."""
+
+    def num(k: str, default: int) -> int:
+        v = opts.get(k, default)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else default
+
+    d, dff = num("d_model", 8), num("d_ff", 16)
+    experts = num("experts", 4) if opts.get("ff") == "moe" else 1
+    per_layer = 4 * d * d + 2 * d * dff * experts
+    return per_layer * max(LAW_FACTOR.get(law, 8) for law in laws)
+
+
+def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
+    """Size ``exp`` (an ``agents.config.Experiment``) without running it; ``parallel``: cells at once."""
+    cells = math.prod(len(v) for v in exp.coords.values())
+    n, iters = _largest_agents(exp), _largest_steps(exp) + 1
+    # results: cost, empathetic, reference, n_params (4n), history (iters·n), Λ (n²), times+trajectory,
+    # scalars; float64; the per-cell parts and the assembled grid are both held while assembling
+    per_cell = 4 * n + iters * n + n * n + TIME_POINTS * (1 + STATE_DIM) + 8
+    result_mb = cells * per_cell * 8 * 2 / MB
+    weights = 0
+    policy = exp.agents.policy
+    if policy == "mftt" or exp.agents.mftt:
+        weights = _mftt_weights(dict(exp.agents.mftt), tuple(exp.agents.weights))
+    # a running cell: Λ and the learning history, plus weights, gradients and two Adam moments per agent
+    cell_mb = (n * n + iters * n + 4 * n * weights) * 8 / MB
+    if parallel is None:
+        cpus = float(getattr(exp.ray, "num_cpus", 1.0) or 1.0)
+        parallel = 1 if exp.backend == "local" else max(1, int((os.cpu_count() or 1) / cpus))
+    return Estimate(cells, n, iters, result_mb, cell_mb, max(1, min(parallel, cells)))
+
+
+def _dominant(exp: Any, est: Estimate) -> str:
+    dims = {k: len(v) for k, v in exp.coords.items() if len(v) > 1}
+    big = max(dims, key=dims.get) if dims else "scenario"
+    if est.agents**2 >= est.iterations * est.agents and est.agents > 1000:
+        return f"agents.n = {est.agents} (Λ alone is {est.agents**2 * 8 / MB:.3g} MB per cell)"
+    if est.iterations > 100_000:
+        return f"training.steps = {est.iterations - 1}"
+    return (
+        f"the grid ({' x '.join(f'{k}={v}' for k, v in dims.items()) or '1 cell'}; largest: {big})"
+    )
+
+
+def check(
+    exp: Any, *, max_cells: int | None = None, max_memory_mb: float | None = None
+) -> Estimate:
+    """Refuse ``exp`` when its cells or estimated memory exceed the budget; returns the estimate.
+
+    The limits default to ``exp.budget`` (``[budget]`` in the TOML), falling back to 20,000 cells and
+    ``control.limits.max_memory_mb()``.
+    """
+    budget = getattr(exp, "budget", None)
+    max_cells = max_cells if max_cells is not None else getattr(budget, "max_cells", 20_000)
+    limit = max_memory_mb if max_memory_mb is not None else getattr(budget, "max_memory_mb", None)
+    limit = float(limit) if limit is not None else _default_memory()
+    est = estimate(exp)
+    if est.cells > max_cells:
+        raise ValidationError(
+            "budget.max_cells",
+            f"at most {max_cells} cells",
+            est.cells,
+            reason=f"{_dominant(exp, est)}; raise budget.max_cells or shrink the grid",
+        )
+    if est.memory_mb > limit:
+        raise ValidationError(
+            "budget.max_memory_mb",
+            f"an estimate <= {limit:g} MB",
+            f"~{est.memory_mb:.3g} MB",
+            reason=f"{est}; driven by {_dominant(exp, est)}; raise budget.max_memory_mb",
+        )
+    return est
+
+
+def _default_memory() -> float:
+    return max_memory_mb()
+
+
+def check_agents(n: Any, field: str = "n_agents", *, budget_mb: float | None = None) -> int:
+    """Refuse an agent count whose n×n Λ (and n×n per-agent tables) cannot fit the memory budget."""
+    check_size(field, (n, n), copies=4, budget_mb=budget_mb)
+    return int(n)
