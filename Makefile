@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) "$(TORCH)" -e ".[dev,e2e]"
 	touch $(STAMP)
 
-demo: install
-	$(BIN)/python examples/lq_mean_field_control.py
+demo: install  ## the main job: constant vs feedback weights across scenarios, on a local embedded Ray
+	$(BIN)/mftt compare examples/configs/demo.toml
 
 lint: install
 	$(BIN)/ruff check .

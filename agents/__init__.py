@@ -4,15 +4,25 @@ solution concepts and exploitability (spec §A.1–A.3, §C.2, §C.4)."""
 from . import empathy
 from .agent import POLICIES, Agent, DirectPolicy, LinearPolicy, MFTTPolicy, Policy, make_policy
 from .concepts import SOLUTION_CONCEPTS, solve
+from .config import Experiment, load_experiment
 from .dynamic import DifferentialGame
 from .empathy import PRESETS, classify, preset
 from .equilibrium import Equilibrium
 from .exploitability import Exploitability, exploitability
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
+from .results import open_results, write_results
+from .runner import RunHandle, run_experiment, submit_experiment
 from .scenarios import SCENARIOS, Scenario, get_scenario
 
 __all__ = [
+    "submit_experiment",
+    "run_experiment",
+    "RunHandle",
+    "write_results",
+    "open_results",
+    "load_experiment",
+    "Experiment",
     "Agent",
     "DifferentialGame",
     "DirectPolicy",

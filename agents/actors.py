@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from typing import Any
 
 import numpy as np
@@ -200,38 +199,19 @@ def run_cell_actors(
     return outcome_dataset(out, key=key, index=index)
 
 
-_PATCH = threading.Lock()
-
-
 def play_actors(kwargs: dict[str, Any], *, pool: ActorPool | None = None):
     """``agents.play`` with the learning distributed over per-agent actors; returns an ``agents.play.Outcome``.
 
     ``agents.play`` itself builds the game and measures the result (costs, exploitability, rollout,
-    reference), so both backends share that code; only its call to ``agents.concepts.solve`` is routed to
-    ``solve_distributed`` for the duration of the call. Only Nash with plain gradient play (sgd or adam) is
+    reference), so both backends share that code; only its learning is handed to ``solve_distributed``. Only Nash with plain gradient play (sgd or adam) is
     distributed; other concepts are refused with a ``ValidationError``.
     """
-    from . import concepts
     from .play import play
 
     def routed(game, concept, Lambda, *, steps, lr, progress=False, **_):
-        return solve_distributed(
-            kwargs,
-            game,
-            concept,
-            Lambda,
-            steps=steps,
-            lr=lr,
-            pool=pool,
-        )
+        return solve_distributed(kwargs, game, concept, Lambda, steps=steps, lr=lr, pool=pool)
 
-    with _PATCH:
-        original = concepts.solve
-        concepts.solve = routed
-        try:
-            return play(**kwargs, progress=False)
-        finally:
-            concepts.solve = original
+    return play(**kwargs, progress=False, solver=routed)
 
 
 def solve_distributed(

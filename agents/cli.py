@@ -59,7 +59,7 @@ def guarded(fn: Callable) -> Callable:
 def _console():
     from rich.console import Console
 
-    return Console(width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
+    return Console(width=max(132, int(os.environ.get("COLUMNS", "0") or 0)))
 
 
 def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
@@ -301,13 +301,15 @@ def _print_table(ds) -> None:
     t = Table(title=f"{ds.attrs.get('name', 'results')} (means over {ds.sizes['seed']} seeds)")
     for d in grid:
         t.add_column(d)
-    for col in ("params", "cost", "exploitability", "gap", "ok"):
-        t.add_column(col, justify="right")
+    for col in ("params", "cost", "per agent", "exploitability", "gap", "ok"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in rows:
+        ac = r["agent_costs"]
         t.add_row(
             *[str(r[d]) for d in grid],
             _fmt(r["n_params"]) if r["n_params"] == r["n_params"] else "-",
             _fmt(r["cost"]),
+            " / ".join(f"{c:.3g}" for c in ac) if 0 < len(ac) <= 4 else ("-" if not ac else "…"),
             _fmt(r["exploitability"]),
             _fmt(r["gap"], pct=True),
             f"{int(r['n_ok'])}/{r['n_seeds']}",

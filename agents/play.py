@@ -80,14 +80,18 @@ def play(
     mftt: dict | None = None,
     device: str = "cpu",
     progress: bool = False,
+    solver=None,
 ) -> Outcome:
     """Play one cell: ``scenario`` with empathy ``Lambda`` solved by ``concept`` with ``policy``/``law`` agents.
 
     None means the scenario's declared default. The learned profile is measured: material and empathetic
     costs, exploitability (NashConv of best responses with ``steps`` iterations each), the closed-form
-    reference where the scenario has one, the learning history and the rollout.
+    reference where the scenario has one, the learning history and the rollout. ``solver`` replaces
+    ``agents.concepts.solve`` for the learning (same signature), e.g. the per-agent Ray actors' solver.
     """
-    from .concepts import solve
+    from .concepts import solve as _solve
+
+    solve = _solve if solver is None else solver
     from .exploitability import exploitability
 
     t0 = time.perf_counter()

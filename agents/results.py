@@ -358,7 +358,7 @@ def experiment_of(ds: xr.Dataset):
 
 
 def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
-    """One row per grid cell, averaged over seeds: scenario, Λ, law, params, cost, exploitability, gap, status."""
+    """One row per grid cell, averaged over seeds: coords, params, cost (Σ over agents), agent_costs, exploitability, gap."""
     grid = [d for d in ds["status"].dims]
     keep = [d for d in grid if d != "seed"]
     rows = []
@@ -371,6 +371,7 @@ def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
         "n_params": ds["n_params"].sum("agent", min_count=1).max("seed"),
         "n_ok": ok.sum("seed"),
     }
+    agent_mean = ds["cost"].where(ok).mean("seed")
     idx = np.ndindex(*[ds.sizes[d] for d in keep])
     for ix in idx:
         sel = dict(zip(keep, ix, strict=True))
@@ -380,6 +381,8 @@ def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
         }
         for k, v in stacked.items():
             row[k] = float(v.isel(sel).values)
+        per_agent = agent_mean.isel(sel).values
+        row["agent_costs"] = [float(c) for c in per_agent[np.isfinite(per_agent)]]
         row["n_seeds"] = ds.sizes["seed"]
         rows.append(row)
     return rows
