@@ -153,6 +153,9 @@ def _registry(kind: str) -> tuple[str, ...] | None:
     return None
 
 
+SCENARIO_OPTIONS = ("policy", "steps", "lr")
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """One scenario of the grid and its parameter overrides (``[scenarios.<name>]``)."""
@@ -166,13 +169,35 @@ class ScenarioSpec:
             raise _err("scenarios", f"one of {', '.join(known)}", self.name)
         object.__setattr__(self, "params", _plain(f"scenarios.{self.name}", dict(self.params)))
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Per-scenario cell options (``policy``, ``steps``, ``lr``) overriding ``[agents]``/``[training]``."""
+        return {k: v for k, v in self.params.items() if k in SCENARIO_OPTIONS}
+
+    @property
+    def scenario_params(self) -> dict[str, Any]:
+        """The scenario's own parameters (everything but the cell options)."""
+        return {k: v for k, v in self.params.items() if k not in SCENARIO_OPTIONS}
+
     def n_agents(self, n: int | None) -> int:
         """Agent count of this scenario for ``agents.n = n`` (None: the scenario's default); validates params."""
         from agents.scenarios import get_scenario
 
         cls = get_scenario(self.name)
+        opts = self.options
+        where = f"scenarios.{self.name}"
+        if "policy" in opts:
+            _names(f"{where}.policy", [opts["policy"]], cls.policies)
+        if "steps" in opts:
+            _int(f"{where}.steps", opts["steps"], low=1)
+        if "lr" in opts and not (
+            isinstance(opts["lr"], (int, float))
+            and not isinstance(opts["lr"], bool)
+            and 0 < opts["lr"] < float("inf")
+        ):
+            raise _err(f"{where}.lr", "a positive finite number", opts["lr"])
         try:
-            return cls(n_agents=n, **self.params).n
+            return cls(n_agents=n, **self.scenario_params).n
         except ValidationError as e:
             tail = e.field.split(".", 1)[-1]
             where = "agents.n" if tail == "n_agents" else f"scenarios.{self.name}.{tail}"
@@ -480,12 +505,12 @@ class Experiment:
                     "Lambda": L,
                     "Lambda_alpha": exp.Lambda.alpha,
                     "law": law,
-                    "policy": exp.agents.policy,
+                    "policy": scen.options.get("policy", exp.agents.policy),
                     "concept": exp.concept.name,
-                    "steps": exp.training.steps,
-                    "lr": exp.training.lr,
+                    "steps": scen.options.get("steps", exp.training.steps),
+                    "lr": scen.options.get("lr", exp.training.lr),
                     "seed": seed,
-                    "params": dict(scen.params) or None,
+                    "params": scen.scenario_params or None,
                     "mftt": dict(exp.agents.mftt) or None,
                     "device": exp.device,
                 }

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-# `streamlit run` puts app/ (not the repo root) on sys.path; an editable install made before the packages had
-# __init__.py files resolves them as empty namespaces. The repo root first makes imports the real packages.
+# `streamlit run` puts app/ (not the repo root) on sys.path: put the repo root first so that the app imports
+# this checkout's packages even without an install (PyPI also has packages named `control` and `agents`).
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 

@@ -49,7 +49,7 @@ class ConsensusScenario(Scenario):
     default_policy = "linear"
     policies = ("linear", "mftt")
     default_steps = 50
-    default_lr = 0.1
+    default_lr = 0.05  # 0.1 lets the meanfield law diverge under the team Λ
 
     def initial(self, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(x0 [n, d], offsets ξ [n, d]): reproducible initial positions and the centred formation."""

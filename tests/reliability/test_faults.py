@@ -185,10 +185,12 @@ def test_corrupt_results_give_one_line(good_file, tmp_path):
     half-opened h5netcdf file is an unraisable exception, which pytest's filterwarnings=error fails)."""
     import gc
 
-    assert "status" in open_results(good_file)
+    import agents
+
+    assert "status" in agents.open_results(good_file)
     for what, p in _corruptions(good_file, tmp_path).items():
         with pytest.raises(ValidationError) as e:
-            open_results(p)
+            agents.open_results(p)
         msg = str(e.value)
         assert msg.startswith("results:") and "\n" not in msg and len(msg) < 300, (what, msg)
         gc.collect()  # finalisers of anything half-opened run now, inside this test

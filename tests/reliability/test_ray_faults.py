@@ -98,3 +98,60 @@ def test_killed_worker_retries_and_sockets_stay_on_loopback(tmp_path):
     print(f"\nkilled worker {killed}; {len(sockets)} sockets, all loopback; "
           f"{len(tree)} processes in the run's tree")  # fmt: skip
     np.testing.assert_array_equal(ds["cost"].values, reference["cost"].values)
+
+
+ACTORS = """
+name = "actorfault"
+seeds = [0, 1, 2]
+backend = "actors"
+[scenarios.berge]
+[agents]
+weights = ["constant"]
+[Lambda]
+presets = ["selfish", "berge"]
+[training]
+steps = 400
+"""
+
+
+@pytest.mark.slow
+def test_killed_agent_actor_restarts_and_the_cell_finishes(tmp_path):
+    """Per-agent actors (plain gradient play): one actor SIGKILLed mid-cell restarts, rebuilds its agent
+    and continues from the profile the driver sends each round, so the dataset equals the local run's."""
+    cfg = tmp_path / "actors.toml"
+    cfg.write_text(ACTORS)
+    out = tmp_path / "actors.nc"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out), "--quiet"],
+        cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    tree: set[int] = set()
+    killed = None
+    t0 = time.monotonic()
+    try:
+        while p.poll() is None:
+            assert time.monotonic() - t0 < 300, "the actor sweep did not finish"
+            procs = _procs.descendants(p.pid)
+            tree |= set(procs)
+            if killed is None:
+                busy = [q for q in procs if _procs.cmdline(q).startswith("ray::AgentWorker.step")]
+                if busy:
+                    os.kill(busy[0], signal.SIGKILL)
+                    killed = busy[0]
+            time.sleep(0.02)
+        so, se = p.communicate()
+    finally:
+        if p.poll() is None:
+            _procs.kill_tree(p.pid, list(tree))
+            p.wait()
+        for q in tree:
+            if _procs.cmdline(q):
+                _procs.kill_tree(q)
+    assert p.returncode == 0, se[-3000:]
+    assert killed is not None, "never saw an agent actor stepping"
+    ds = open_results(out)
+    assert (ds["status"] == "ok").all(), ds["message"].values
+    reference = run_experiment(Experiment.from_toml(ACTORS), backend="local", progress=False)
+    xr.testing.assert_identical(
+        ds.drop_vars("wall_time").drop_attrs(), reference.drop_vars("wall_time").drop_attrs()
+    )
