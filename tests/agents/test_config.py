@@ -161,3 +161,35 @@ def test_example_configs_cover_every_scenario():
     assert {"lq_game", "cournot", "consensus", "security"} <= {s.name for s in demo.scenarios}
     assert set(demo.agents.weights) == {"constant", "feedback", "meanfield"}
     assert len(demo.Lambda.labels) >= 2 and len(demo.seeds) == 2
+
+
+def test_scenario_table_overrides_policy_steps_and_lr_for_that_scenario_only():
+    from agents.config import Experiment
+
+    exp = Experiment.from_toml(
+        'scenarios = {cournot = {policy = "mftt", steps = 7, lr = 0.02, alpha = 9.0}, lq_game = {}}\n'
+        "[training]\nsteps = 3\n"
+    )
+    by = {c.coords["scenario"]: c.kwargs for c in exp.cells()}
+    assert (by["cournot"]["policy"], by["cournot"]["steps"], by["cournot"]["lr"]) == ("mftt", 7, 0.02)
+    assert by["cournot"]["params"] == {"alpha": 9.0}
+    assert (by["lq_game"]["policy"], by["lq_game"]["steps"], by["lq_game"]["lr"]) == (None, 3, None)
+    assert Experiment.from_dict(exp.to_dict()) == exp
+
+
+@pytest.mark.parametrize(
+    "table, field",
+    [
+        ('{policy = "linear"}', "scenarios.cournot.policy"),
+        ("{steps = 0}", "scenarios.cournot.steps"),
+        ("{lr = -1.0}", "scenarios.cournot.lr"),
+    ],
+)
+def test_bad_scenario_overrides_name_their_field(table, field):
+    from agents.config import Experiment
+    from control.errors import ValidationError
+
+    with pytest.raises(ValidationError) as e:
+        Experiment.from_toml(f"scenarios = {{cournot = {table}}}")
+    msg = str(e.value)
+    assert msg.startswith(field) and "\n" not in msg

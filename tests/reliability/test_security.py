@@ -102,3 +102,26 @@ def test_streamlit_server_listens_on_loopback_only():
     finally:
         _procs.kill_tree(p.pid, tree)
         p.wait()
+
+
+def test_bad_or_unreachable_ray_address_is_one_line():
+    """``--address`` that is malformed or has no Ray head behind it: exit 2 with one line, at once."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    cfg = 'name = "a"\nbackend = "ray"\n[scenarios.cournot]\n[agents]\nweights = ["constant"]\n'
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for address in ("not an address", dead):
+        t0 = time.monotonic()
+        r = subprocess.run(
+            [sys.executable, "-m", "agents.cli", "run", cfg, "--address", address, "--quiet",
+             "--out", os.devnull + ".nc"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        err = r.stderr.strip()
+        assert r.returncode == 2, (address, r.returncode, err[-2000:])
+        assert err.startswith("error: address:") and "\n" not in err, err
+        assert time.monotonic() - t0 < 60
