@@ -35,6 +35,11 @@ def legendre(s: Tensor, order: int) -> Tensor:
     return torch.stack(ps[1 : order + 1], -1)
 
 
+def _combine(basis: Tensor, U: Tensor) -> Tensor:
+    """Σ_k basis_k U_k for ``U [*batch, k, p, r]`` → ``[*batch, p, r]``: one pass over U, no permuted copy."""
+    return (basis @ U.flatten(-2)).unflatten(-1, U.shape[-2:])
+
+
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
@@ -93,6 +98,21 @@ class WeightLaw(nn.Module):
     def _check(self, x: Tensor) -> None:
         if x.dim() < 2 or x.shape[-1] != self.d_state:
             raise ValidationError("x", f"a tensor [..., N, {self.d_state}]", tuple(x.shape))
+
+    def apply_to(
+        self, t: Tensor | float, x: Tensor, y: Tensor, mu: mf.MeanField | None = None
+    ) -> Tensor:
+        """y_i θ(t, x_i, μ) for a matrix law, shape (a, b): ``y [*lead, *batch, N, a] -> [..., N, b]``.
+
+        Each particle's row times its own weight matrix, as a transformer applies its weights (spec §A.13.3);
+        the feedback laws override it so that no per-particle matrix is ever formed.
+        """
+        if len(self.shape) != 2:
+            raise ValidationError("shape", "a matrix shape (a, b) for apply_to", self.shape)
+        W = self(t, x, mu)
+        if W.shape[-3] == 1:
+            return y @ W.squeeze(-3)
+        return (y.unsqueeze(-2) @ W).squeeze(-2)
 
     def _shared(self, theta: Tensor) -> Tensor:
         """``[*batch, *shape] -> [*batch, 1, *shape]``: one θ for every particle (broadcasts over x's lead)."""
@@ -160,8 +180,21 @@ class FeedbackLaw(TimeLaw):
 
     def _lowrank(self, U: Tensor, V: Tensor, f: Tensor, basis: Tensor) -> Tensor:
         """Σ_k basis_k U_k V f for features ``f = [*lead, *batch, M, d_f]`` → ``[*lead, *batch, M, size]``."""
-        Ut = torch.einsum("k,...kpr->...pr", basis, U)  # [*batch, size, rank]
+        Ut = _combine(basis, U)  # [*batch, size, rank]
         return (f @ V.transpose(-1, -2)) @ Ut.transpose(-1, -2)
+
+    def apply_to(self, t, x, y, mu=None):
+        """y_i θ(t, x_i) = y_i θ(t) + Σ_r c_ir y_i Ũ_r(t) with c_i = Vφ(x_i) and Ũ_r the r-th column of U(t)
+        as an a×b matrix: 1 + rank batched products instead of one a×b matrix per particle."""
+        if len(self.shape) != 2:
+            return super().apply_to(t, x, y, mu)
+        self._check(x)
+        a, b = self.shape
+        Ut = _combine(self._basis0(t), self.U)  # [*batch, a·b, rank]
+        Ut = Ut.reshape(self.batch + (a, b * self.rank))
+        c = FEATURES[self.features](x) @ self.V.transpose(-1, -2)  # [..., N, rank]
+        yU = (y @ Ut).unflatten(-1, (b, self.rank))  # [..., N, b, rank]
+        return y @ self.theta_t(t) + (yU @ c.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, t, x, mu=None):
         self._check(x)
@@ -190,12 +223,23 @@ class MeanFieldLaw(FeedbackLaw):
             / math.sqrt(2 * self.d_state)
         )
 
-    def forward(self, t, x, mu: mf.MeanField | None = None):
-        theta = super().forward(t, x)
+    def _mu_delta(self, t, x: Tensor, mu: mf.MeanField | None) -> Tensor:
+        """U_μ(t) V_μ ψ(μ) as ``[*lead, *batch, 1, size]`` (shared by the particles of one sample)."""
         if mu is None:
             mu = mf.MeanField.of(x)
         psi = torch.cat([mu.mean, mu.var], -1).unsqueeze(-2)  # [*lead, *batch, 1, 2d]
-        delta = self._lowrank(self.Umu, self.Vmu, psi, self._basis0(t))  # [*lead, *batch, 1, size]
+        return self._lowrank(self.Umu, self.Vmu, psi, self._basis0(t))
+
+    def apply_to(self, t, x, y, mu=None):
+        """The feedback product plus y_i times the mean-field matrix (one per sample, shared by its particles)."""
+        if len(self.shape) != 2:
+            return super().apply_to(t, x, y, mu)
+        delta = self._mu_delta(t, x, mu)
+        return super().apply_to(t, x, y) + y @ delta.reshape(delta.shape[:-2] + self.shape)
+
+    def forward(self, t, x, mu: mf.MeanField | None = None):
+        theta = super().forward(t, x)
+        delta = self._mu_delta(t, x, mu)  # [*lead, *batch, 1, size]
         return theta + delta.reshape(delta.shape[:-1] + self.shape)
 
 

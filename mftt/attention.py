@@ -149,12 +149,11 @@ class MultiHeadAttention(torch.nn.Module):
         self, t, u: Tensor, mu=None, *, need_weights: bool = False, fast: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         """u ``[..., D, d_model]`` → (ũ ``[..., D, d_model]``, weights ``[..., H, D, D]`` or None)."""
-        from .weights import apply_weight
-
         pairs = 2 if self.kernel == "difference" else 1
-        q = self._split(apply_weight(self.Q(t, u, mu), u), pairs, self.d_k)
-        k = self._split(apply_weight(self.K(t, u, mu), u), pairs, self.d_k)
-        v = self._split(apply_weight(self.V(t, u, mu), u), 1, self.d_v)
+        # law.apply_to: u_i θ(t, u_i, μ) without one weight matrix per token for feedback laws
+        q = self._split(self.Q.apply_to(t, u, u, mu), pairs, self.d_k)
+        k = self._split(self.K.apply_to(t, u, u, mu), pairs, self.d_k)
+        v = self._split(self.V.apply_to(t, u, u, mu), 1, self.d_v)
         D = u.shape[-2]
         mask = causal_mask(D, u.device) if self.causal else None
         kw = {}
@@ -163,7 +162,7 @@ class MultiHeadAttention(torch.nn.Module):
         use_fast = fast and not need_weights and self.kernel in FAST_PATH
         out, w = ATTENTION[self.kernel](q, k, v, mask=mask, fast=use_fast, **kw)
         out = out.transpose(-3, -2).flatten(-2)  # [..., D, H·d_v]
-        out = apply_weight(self.W(t, u, mu), out)
+        out = self.W.apply_to(t, u, out, mu)
         if self.head_scale == "seed":
             out = out / math.sqrt(self.heads)
         return out, w

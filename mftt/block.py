@@ -63,7 +63,8 @@ class Block(nn.Module):
         u = self.norm1(x)
         a, w = self.attn(t, u, self._mu(u), need_weights=need_weights, fast=fast)
         z = self.norm2(x + a)
-        return a + self.ff(t, z, self._mu(z)), w
+        y = self.ff(t, z, self._mu(z))  # a fresh tensor: the residual is added in place
+        return y.add_(a), w
 
     def forward(self, t, x: Tensor) -> Tensor:
         """The vector field G(t, x) of continuous depth (spec §A.7: x_{l+1} = x_l + h G is its Euler step)."""

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from control.errors import ValidationError
 
-from .weights import apply_weight, weight_law
+from .weights import weight_law
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
@@ -63,8 +63,10 @@ class FeedForward(nn.Module):
 
     def forward(self, t, z: Tensor, mu=None) -> Tensor:
         """z ``[..., D, d_model]`` → ``[..., D, d_model]``."""
-        h = self.r(apply_weight(self.W1(t, z, mu), z) + self.b1(t, z, mu))
-        return apply_weight(self.W2(t, z, mu), h) + self.b2(t, z, mu)
+        # fresh products: bias and ReLU in place (no new [..., D, d_ff] buffers; autograd-safe)
+        h = self.W1.apply_to(t, z, z, mu).add_(self.b1(t, z, mu))
+        h = h.relu_() if self.activation == "relu" else self.r(h)
+        return self.W2.apply_to(t, z, h, mu).add_(self.b2(t, z, mu))
 
 
 class MixtureOfExperts(nn.Module):
@@ -105,7 +107,7 @@ class MixtureOfExperts(nn.Module):
 
     def gates(self, t, z: Tensor, mu=None) -> Tensor:
         """η ``[..., D, E+1]``: softmax of the gate logits over the top-k routed experts and the shared one."""
-        logits = apply_weight(self.W3(t, z, mu), z) + self.b3(t, z, mu)
+        logits = self.W3.apply_to(t, z, z, mu) + self.b3(t, z, mu)
         idx = logits[..., : self.experts].topk(self.top_k, dim=-1).indices
         keep = torch.zeros_like(logits, dtype=torch.bool)
         keep[..., : self.experts].scatter_(-1, idx, True)

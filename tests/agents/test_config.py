@@ -171,7 +171,11 @@ def test_scenario_table_overrides_policy_steps_and_lr_for_that_scenario_only():
         "[training]\nsteps = 3\n"
     )
     by = {c.coords["scenario"]: c.kwargs for c in exp.cells()}
-    assert (by["cournot"]["policy"], by["cournot"]["steps"], by["cournot"]["lr"]) == ("mftt", 7, 0.02)
+    assert (by["cournot"]["policy"], by["cournot"]["steps"], by["cournot"]["lr"]) == (
+        "mftt",
+        7,
+        0.02,
+    )
     assert by["cournot"]["params"] == {"alpha": 9.0}
     assert (by["lq_game"]["policy"], by["lq_game"]["steps"], by["lq_game"]["lr"]) == (None, 3, None)
     assert Experiment.from_dict(exp.to_dict()) == exp

@@ -368,3 +368,26 @@ def test_play(bad):
     names = {field, "scenario", "Lambda", "mftt", "device", "budget"}
     names |= {f"{s}.n_agents" for s in SCENARIOS} | {f"{s}." for s in SCENARIOS}
     expect_family(lambda: play(scen, **kw), names)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return mftt.MeanFieldTypeTransformer(mftt.MFTTConfig(d_model=4, heads=2, d_ff=8, depth=1))
+
+
+@FAST
+@given(
+    st.one_of(
+        st.tuples(st.integers(1, 3), st.integers(1, 6))
+        .filter(lambda s: s[1] != 4)
+        .map(lambda s: torch.zeros(s)),
+        st.just(torch.zeros(4)),
+        st.just(torch.zeros(2, 4, dtype=torch.int64)),
+        st.just(torch.zeros(2, 4, dtype=torch.bool)),
+        st.just(np.zeros((2, 4))),
+        text_not_number,
+        st.none(),
+    )
+)
+def test_mftt_forward_bad_input(small_model, x):
+    expect_family(lambda: small_model(x), {"x"})
