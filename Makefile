@@ -42,7 +42,8 @@ test-slow: install  # exit 5 (no test selected) is not a failure
 e2e: install
 	$(BIN)/python -m pytest -q -m "e2e" tests/e2e; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
-bench: install
+bench: install  ## torchode (benchmark-only comparator) pins typeguard 2.x, so it is kept out of the main install
+	$(BIN)/uv pip install -q --python $(BIN)/python $(UV_FLAGS) "$(TORCH)" -e ".[bench]"
 	env -u OMP_NUM_THREADS $(BIN)/python -m benchmarks.run
 
 app: install

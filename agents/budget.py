@@ -75,8 +75,15 @@ def _largest_agents(exp: Any) -> int:
     return max(ns or [DEFAULT_AGENTS])
 
 
+def _options(exp: Any, key: str) -> list:
+    """Per-scenario overrides (``[scenarios.<name>] policy/steps/lr``) where the config has them."""
+    return [getattr(s, "options", {}).get(key) for s in exp.scenarios]
+
+
 def _largest_steps(exp: Any) -> int:
-    steps = _ints([exp.training.steps, *exp.sweep.get("training.steps", ())])
+    steps = _ints(
+        [exp.training.steps, *exp.sweep.get("training.steps", ()), *_options(exp, "steps")]
+    )
     if not steps or exp.training.steps is None:
         try:
             from .scenarios import SCENARIOS
@@ -111,8 +118,7 @@ def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
     per_cell = 4 * n + iters * n + n * n + TIME_POINTS * (1 + STATE_DIM) + 8
     result_mb = cells * per_cell * 8 * 2 / MB
     weights = 0
-    policy = exp.agents.policy
-    if policy == "mftt" or exp.agents.mftt:
+    if "mftt" in (exp.agents.policy, *_options(exp, "policy")) or exp.agents.mftt:
         weights = _mftt_weights(dict(exp.agents.mftt), tuple(exp.agents.weights))
     # a running cell: Λ and the learning history, plus weights, gradients and two Adam moments per agent
     cell_mb = (n * n + iters * n + 4 * n * weights) * 8 / MB

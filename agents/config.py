@@ -204,6 +204,28 @@ class ScenarioSpec:
             raise _err(where, e.expected, e.got, reason=e.reason) from None
 
 
+def _check_mftt_options(opts: dict) -> None:
+    """MFTT options are MFTTConfig fields with valid values (the cell sets weights, d_in, d_out)."""
+    if not opts:
+        return
+    try:
+        from dataclasses import fields as dc_fields
+
+        from mftt import MFTTConfig
+    except ImportError:  # pragma: no cover - mftt is part of the package
+        return
+    known = sorted(
+        f.name for f in dc_fields(MFTTConfig) if f.name not in ("weights", "d_in", "d_out")
+    )
+    for k in opts:
+        if k not in known:
+            raise _err(f"agents.mftt.{k}", f"an MFTT option ({', '.join(known)})", "unknown option")
+    try:
+        MFTTConfig(**opts)
+    except ValidationError as e:
+        raise _err(f"agents.mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
+
+
 @dataclass(frozen=True)
 class AgentsSpec:
     """The agents: count (None: scenario default), policy, weight laws (a grid dimension), MFTT options."""
@@ -220,6 +242,7 @@ class AgentsSpec:
             _str("agents.policy", self.policy)
         object.__setattr__(self, "weights", _names("agents.weights", self.weights, LAWS))
         object.__setattr__(self, "mftt", _plain("agents.mftt", _table("agents.mftt", self.mftt)))
+        _check_mftt_options(self.mftt)
 
 
 @dataclass(frozen=True)
@@ -231,8 +254,9 @@ class LambdaSpec:
     matrices: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def __post_init__(self):
-        presets = () if self.presets in ((), []) and self.matrices else self.presets
-        if presets:
+        empty = isinstance(self.presets, list | tuple) and not self.presets
+        presets = () if empty and self.matrices else self.presets
+        if not (empty and self.matrices):
             presets = _names("Lambda.presets", presets, _registry("preset"))
         object.__setattr__(self, "presets", tuple(presets))
         object.__setattr__(self, "alpha", _float("Lambda.alpha", self.alpha))
@@ -444,6 +468,13 @@ class Experiment:
             _str("output", self.output)
         choice("backend", self.backend, BACKENDS)
         _str("device", self.device)
+        kind, _, index = self.device.partition(":")
+        if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+            raise _err("device", "cpu, cuda, cuda:<index> or mps", self.device)
+        if self.ray.address is None:  # cells run on this machine: the device must exist here
+            from control.limits import device
+
+            device("device", self.device)
         self._check_grid()
 
     # ---- the grid ------------------------------------------------------------------------
@@ -525,39 +556,38 @@ class Experiment:
         return cells
 
     def estimate_memory_mb(self) -> float:
-        """Rough size of the result arrays (history dominates): cells × (steps+1) × agents × 8 bytes × 3."""
-        steps = max(
-            [self.training.steps or 300]
-            + [v for v in self.sweep.get("training.steps", ()) if isinstance(v, int)]
-        )
-        n = max(
-            [self.agents.n or 8] + [v for v in self.sweep.get("agents.n", ()) if isinstance(v, int)]
-        )
-        return self.n_cells * ((steps + 1) * n + 4 * n + 2 * 256) * 8 * 3 / 2**20
+        """Estimated memory of the run in MB (``agents.budget.estimate``: results + running cells)."""
+        from .budget import estimate
+
+        return estimate(self).memory_mb
 
     def _check_grid(self) -> None:
-        n = self.n_cells
-        if n > self.budget.max_cells:
-            raise _err(
-                "budget.max_cells",
-                f"at most {self.budget.max_cells} cells",
-                n,
-                reason="raise budget.max_cells to run it",
-            )
-        mem = self.estimate_memory_mb()
-        if mem > self.budget.max_memory_mb:
-            raise _err(
-                "budget.max_memory_mb",
-                f"an estimate <= {self.budget.max_memory_mb:g} MB",
-                f"{mem:.0f} MB",
-                reason="raise budget.max_memory_mb to run it",
-            )
+        from .budget import check
+
+        try:
+            check(self)  # cells and memory vs [budget], refused before anything runs (issue 8)
+        except ValidationError as e:
+            raise _err(e.field, e.expected, e.got, reason=e.reason) from None
         if _registry("scenario") is None:
             return
-        ns = [self.agents.n] + [v for v in self.sweep.get("agents.n", ())]
+        if self.agents.policy is not None:
+            from agents.scenarios import get_scenario
+
+            for s in self.scenarios:
+                allowed = tuple(get_scenario(s.name).policies)
+                if "policy" not in s.options and self.agents.policy not in allowed:
+                    raise _err(
+                        "agents.policy",
+                        f"one of {', '.join(allowed)} (the policies of scenario {s.name})",
+                        self.agents.policy,
+                    )
+        ns = [(self.agents.n, "")] + [(v, "sweep.") for v in self.sweep.get("agents.n", ())]
         for s in self.scenarios:
-            for nn in ns:
-                k = s.n_agents(nn if isinstance(nn, int) else None)
+            for nn, where in ns:
+                try:
+                    k = s.n_agents(nn if isinstance(nn, int) else None)
+                except ValidationError as e:  # a swept value is named by its sweep path
+                    raise _err(where + e.field, e.expected, e.got, reason=e.reason) from None
                 for name, m in self.Lambda.matrices.items():
                     if len(m) != k:
                         raise _err(

@@ -110,6 +110,7 @@ def open_results(path: str | Path) -> xr.Dataset:
     path = Path(path)
     if not path.is_file():
         raise ValidationError("results", "an existing NetCDF file", str(path))
+    _probe(path)
     try:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             ds = ds.load()
@@ -125,6 +126,34 @@ def open_results(path: str | Path) -> xr.Dataset:
             "results", "an mftt results file (status variable, manifest)", str(path)
         )
     return ds
+
+
+def _probe(path: Path) -> None:
+    """Refuse a file that is not HDF5/NetCDF4 before h5netcdf sees it (a failed open there leaves a
+    half-built object whose finaliser prints 'Exception ignored ...' noise)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head != b"\x89HDF\r\n\x1a\n":
+        kind = "classic NetCDF (write NetCDF4)" if head[:3] == b"CDF" else "not HDF5/NetCDF4"
+        raise ValidationError("results", "a readable NetCDF file", str(path), reason=kind)
+    import h5py
+
+    def read(name: str, obj) -> None:
+        dict(obj.attrs)
+        if isinstance(obj, h5py.Dataset):
+            obj[()]
+
+    try:
+        with h5py.File(path, "r") as f:
+            dict(f.attrs)
+            f.visititems(read)  # every object and attribute readable (results files are small)
+    except Exception as e:  # truncated or damaged HDF5
+        raise ValidationError(
+            "results",
+            "a readable NetCDF file",
+            str(path),
+            reason=f"{type(e).__name__}: corrupt or truncated",
+        ) from None
 
 
 # ---- one cell ------------------------------------------------------------------------------

@@ -115,8 +115,40 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
             **common,
         )
     else:
-        ray.init(address=address, **common)
+        check_address(address)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise ValidationError(
+                "address", "a running Ray cluster ('auto' or host:port)", address, reason=first
+            ) from None
     return True
+
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Refuse a malformed or unreachable ``host:port`` at once (Ray itself retries for minutes)."""
+    import socket
+
+    if not isinstance(address, str) or not address.strip():
+        raise ValidationError("address", "'auto', 'local' or host:port", address)
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if (
+        not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or any(c.isspace() for c in host)
+    ):
+        raise ValidationError("address", "'auto', 'local' or host:port", address)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValidationError(
+            "address", "a reachable Ray head (host:port)", address, reason=type(e).__name__
+        ) from None
 
 
 def _check_backend(backend: str) -> str:

@@ -43,10 +43,12 @@ class Timed(nn.Module):
         return y
 
 
-def overhead(field: nn.Module, x0: Tensor, grid: Tensor, method: str, device, repeat: int) -> dict:
-    """Median wall time of a solve and the fraction of it outside the field (best of ``repeat``)."""
+def overhead(
+    field: nn.Module, x0: Tensor, grid: Tensor, method: str, device, repeat: int, **solve_kw
+) -> dict:
+    """Median time of a solve and the fraction of it outside the field (median of ``repeat``)."""
     timed = Timed(field, device)
-    kw = dict(method=method, rtol=RTOL, atol=ATOL)
+    kw = dict(method=method, rtol=RTOL, atol=ATOL, **solve_kw)
     solve(timed, x0, grid, **kw)  # warm-up
     runs = []
     for _ in range(repeat):
@@ -123,5 +125,8 @@ def run(device="cpu", quick: bool = False) -> dict:
     with torch.no_grad():
         for method in ("rk4", "dopri5"):
             res[method] = overhead(field, x0, grid, method, device, repeat)
+            # the same without control.solve's per-evaluation finiteness check (attribution only)
+            nocheck = overhead(field, x0, grid, method, device, repeat, check_finite=False)
+            res[method]["overhead_without_finite_check"] = nocheck["overhead"]
         res["torchode"] = vs_torchode(field, x0, grid, device, repeat)
     return res

@@ -2,7 +2,8 @@
 on equal cells (one scenario, one law, one Λ; only the seed differs), and the per-cell overhead.
 
 Each worker count gets a fresh embedded Ray with ``num_cpus`` = workers (one CPU per cell) and a warm-up run
-of one cell per worker (process start and imports are not counted). Per-cell overhead = wall per cell on
+of one cell per worker (process start and imports are not counted). The 1-minute load average before each
+phase is recorded: on a shared machine, 2 workers only scale if a second core is actually free. Per-cell overhead = wall per cell on
 one worker − the mean in-cell time ``wall_time`` that ``agents.play`` reports.
 """
 
@@ -46,6 +47,7 @@ def run(device="cpu", quick: bool = False) -> dict:
     for k in size["workers"]:
         ray.init(address="local", num_cpus=k, include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=False)  # fmt: skip
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         try:
             warm = experiment(k, size["scenario"], size["steps"], seed0=10_000)
             run_experiment(warm, backend="ray", progress=False)
@@ -60,6 +62,7 @@ def run(device="cpu", quick: bool = False) -> dict:
             "cells_per_s": size["cells"] / wall,
             "ok": ok,
             "cell_time_s": float(ds["wall_time"].values.mean()),
+            "loadavg_1min_before": load,
         }
     one = res["workers_1"]
     res["per_cell_overhead_s"] = one["wall_s"] / size["cells"] - one["cell_time_s"]
