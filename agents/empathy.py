@@ -15,10 +15,13 @@ import numpy as np
 import torch
 
 from control.errors import ValidationError, choice, number
+from control.limits import check_size
 
 
 def _n(n: Any, least: int = 1) -> int:
-    return int(number("n_agents", n, low=least, integer=True))
+    n = int(number("n_agents", n, low=least, integer=True))
+    check_size("n_agents", (n, n))  # an n×n Λ that cannot fit is refused, not allocated (issue 8)
+    return n
 
 
 def _off(n: int) -> np.ndarray:
@@ -156,7 +159,11 @@ def _self_label(v: float) -> str:
 
 def classify(Lambda: Any) -> list[str]:
     """One label per agent by spec §A.1's table: self-regard (λ_jj) and other-regard (λ_ji, i ∈ N_j)."""
-    L = validate_Lambda(Lambda, np.shape(Lambda)[0] if np.ndim(Lambda) == 2 else -1)
+    try:
+        shape = np.shape(Lambda)
+    except ValueError:  # ragged rows
+        shape = ()
+    L = validate_Lambda(Lambda, shape[0] if len(shape) == 2 else -1)
     out = []
     for j in range(L.shape[0]):
         others = np.delete(L[j], j)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from control import limits
 from control.errors import DivergenceError, ValidationError, choice, number
 
 from .agent import LAWS
@@ -100,6 +101,8 @@ def play(
     )
     if mftt is not None and not isinstance(mftt, dict):
         raise ValidationError("mftt", "a dict of MFTTConfig options", type(mftt).__name__)
+    _check_mftt(mftt)
+    device = str(limits.device("device", device))
     sc = cls(n_agents, **(params or {}))
     L = as_Lambda(Lambda, sc.n, Lambda_alpha)
     torch.manual_seed(seed)
@@ -155,6 +158,30 @@ def play(
         message=eq.status,
         wall_time=time.perf_counter() - t0,
     )
+
+
+def _check_mftt(opts: dict | None) -> None:
+    """Validate MFTT options up front, naming them ``mftt.<field>`` (issue 8)."""
+    if not opts:
+        return
+    from dataclasses import fields
+
+    from mftt import MFTTConfig
+
+    known = {f.name for f in fields(MFTTConfig)}
+    for k in opts:
+        if k in ("weights", "d_in", "d_out"):
+            raise ValidationError(
+                f"mftt.{k}", "not set (the cell's law and the game set it)", opts[k]
+            )
+        if k not in known:
+            raise ValidationError(
+                f"mftt.{k}", f"an MFTTConfig field ({', '.join(sorted(known))})", "unknown option"
+            )
+    try:
+        MFTTConfig(**opts)
+    except ValidationError as e:
+        raise ValidationError(f"mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
 
 
 def _reference(sc, L: np.ndarray) -> np.ndarray | None:

@@ -93,7 +93,10 @@ def solve(
     number("atol", atol, low=0.0, strict_low=True)
     if not callable(field):
         raise ValidationError("field", "a callable f(t, x)", type(field).__name__)
-    t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    try:
+        t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValidationError("t", "an increasing 1-d grid of times", t) from None
     _check_grid(t)
     opts = dict(
         options or {}

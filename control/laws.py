@@ -268,4 +268,28 @@ def make_law(name: str, shape: int | Sequence[int], d_state: int = 1, **kw) -> W
             raise ValidationError(
                 f"law.{k}", f"an option of the {name!r} law ({allowed})", "unknown option"
             )
+    _check_law_size(name, shape, d_state, kw)
     return WEIGHT_LAWS[name](shape, d_state, **kw)
+
+
+def _check_law_size(name: str, shape, d_state, kw: dict) -> None:
+    """Refuse a law whose parameters cannot fit the memory budget before allocating them (issue 8)."""
+    from .limits import check_size
+
+    dims = [shape] if isinstance(shape, int) else shape
+    vals = [d_state, kw.get("order", 3), kw.get("rank", 2), kw.get("mu_rank", kw.get("rank", 2))]
+    try:
+        ints = [int(v) for v in (*dims, *kw.get("batch", ()), *vals)]
+    except (TypeError, ValueError, OverflowError):
+        return  # the law's own validation names the bad field
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in ints):
+        return
+    size = math.prod(int(s) for s in dims)
+    batch = math.prod(int(b) for b in kw.get("batch", ()))
+    d, order, rank, mu = (int(v) for v in vals)
+    extra = {"constant": 0, "time": order, "feedback": order + (order + 1) * rank}
+    extra["meanfield"] = extra["feedback"] + (order + 1) * mu
+    elems = batch * (
+        size * (1 + extra[name]) + (rank * d + 2 * mu * d) * (name in ("feedback", "meanfield"))
+    )
+    check_size("law", (elems,), itemsize=4)

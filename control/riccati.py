@@ -27,7 +27,14 @@ BLOWUP = 1e10  # |Riccati state| beyond this counts as a finite-time blow-up
 # ----------------------------------------------------------------------------------------- helpers
 def _mat(name: str, v, rows: int | None, cols: int | None) -> np.ndarray:
     """A finite real matrix of the given shape; a scalar becomes a 1×1 (or is broadcast as s·I if square)."""
-    a = np.asarray(v, dtype=float) if not _is_tensor(v) else v.detach().cpu().numpy().astype(float)
+    try:
+        a = (
+            np.asarray(v, dtype=float)
+            if not _is_tensor(v)
+            else v.detach().cpu().numpy().astype(float)
+        )
+    except (TypeError, ValueError):
+        raise ValidationError(name, "a real matrix", v) from None
     if a.ndim == 0:
         if rows is None or cols is None or rows == cols:
             n = rows or cols or 1
@@ -401,7 +408,10 @@ class GameSolution:
 
 
 def _vec(name: str, v, n: int | None) -> np.ndarray:
-    a = np.atleast_1d(np.asarray(v, dtype=float))
+    try:
+        a = np.atleast_1d(np.asarray(v, dtype=float))
+    except (TypeError, ValueError):
+        raise ValidationError(name, f"one real entry per player ({n or 'n'})", v) from None
     if a.ndim != 1 or (n is not None and a.shape[0] != n):
         raise ValidationError(name, f"one entry per player ({n or 'n'})", tuple(a.shape))
     if not np.all(np.isfinite(a)):
@@ -430,7 +440,10 @@ class LQGame:
         n = self.n
         if Lambda is None:
             return np.eye(n)
-        L = np.asarray(Lambda, dtype=float)
+        try:
+            L = np.asarray(Lambda, dtype=float)
+        except (TypeError, ValueError):
+            raise ValidationError("Lambda", "a real n x n matrix", Lambda) from None
         if L.ndim != 2 or L.shape[0] != L.shape[1]:
             raise ValidationError("Lambda", "a square n x n matrix", tuple(L.shape))
         if L.shape[0] != n:

@@ -131,7 +131,7 @@ def fit(
     losses: list[float] = []
     start, best = 0, math.inf
     if path is not None and resume and path.exists():
-        state = torch.load(path, map_location=params[0].device, weights_only=False)
+        state = torch.load(path, map_location=params[0].device, weights_only=True)
         if len(state["params"]) != len(params) or any(
             s.shape != p.shape for s, p in zip(state["params"], params, strict=True)
         ):

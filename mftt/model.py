@@ -107,6 +107,25 @@ class MFTTConfig:
         if not isinstance(self.law_options, dict):
             raise ValidationError("law_options", "a dict", self.law_options)
         make_law(self.weights, (1,), 1, **self.law_options)  # refuses unknown options by name
+        self._check_size()
+
+    def _check_size(self) -> None:
+        """Refuse a transformer whose weights cannot fit the memory budget, before allocating (issue 8)."""
+        from control.limits import check_size
+
+        number("depth", self.depth, low=1, high=100_000, integer=True)
+        dims = {
+            f: getattr(self, f) or 0
+            for f in ("d_model", "d_ff", "experts", "heads", "d_k", "d_v", "d_in", "d_out")
+        }
+        dm, h = self.d_model, self.heads
+        dk, dv = self.d_k_, self.d_v_
+        ff = 2 * dm * self.d_ff * (self.experts if self.ff == "moe" else 1)
+        per_block = (
+            2 * dm * dk * h + 2 * dm * dv * h + ff + dm * ((self.d_in or 0) + (self.d_out or 0))
+        )
+        biggest = max(dims, key=lambda f: dims[f])
+        check_size(biggest, (per_block,), itemsize=4)
 
     @property
     def d_k_(self) -> int:
@@ -185,6 +204,8 @@ class MeanFieldTypeTransformer(nn.Module):
                 f" with A={self.batch[0]}" if self.batch else ""
             )
             raise ValidationError("x", want, tuple(x.shape) if isinstance(x, Tensor) else x)
+        if not x.is_floating_point():
+            raise ValidationError("x", "a floating-point tensor", str(x.dtype))
 
     def forward(self, x: Tensor, return_info: bool = False):
         """Tokens through the depth; with ``return_info`` also the depth trajectory and attention maps."""

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from control.errors import ValidationError, choice
+from control.errors import ValidationError, choice, number
+from control.limits import check_size, real_array
 
 SCENARIOS: dict[str, type[Scenario]] = {}
 
@@ -20,6 +21,21 @@ def register(cls: type[Scenario]) -> type[Scenario]:
 def get_scenario(name: str) -> type[Scenario]:
     """The scenario class called ``name``; the error lists the known ones."""
     return SCENARIOS[choice("scenario", name, sorted(SCENARIOS))]
+
+
+def _check_param(field: str, value: Any, default: Any) -> None:
+    """A parameter has the kind of its default: flag, name, integer, finite number(s) (issue 8)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValidationError(field, "true or false", value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValidationError(field, "a name", value)
+    elif isinstance(default, int):
+        number(field, value, low=0, integer=True)
+    elif isinstance(default, float) or (default is None and not isinstance(value, str)):
+        if value is not None:
+            real_array(field, value)
 
 
 class Scenario:
@@ -41,7 +57,8 @@ class Scenario:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValidationError(f"{self.name}.n_agents", "a positive integer", n_agents)
         self.n = int(n)
-        for k in params:
+        check_size(f"{self.name}.n_agents", (self.n, self.n), copies=4)  # Λ and n×n tables
+        for k, v in params.items():
             if k not in self.defaults:
                 allowed = ", ".join(sorted(self.defaults)) or "none"
                 raise ValidationError(
@@ -49,6 +66,7 @@ class Scenario:
                     f"a parameter of {self.name} ({allowed})",
                     "unknown parameter",
                 )
+            _check_param(f"{self.name}.{k}", v, self.defaults[k])
         self.params = {**self.defaults, **params}
 
     def game(
