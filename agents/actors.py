@@ -72,6 +72,13 @@ class GradientStep:
             for p, g in zip(self.params, grads, strict=True):
                 p.sub_(self.lr * g)
 
+    def state(self) -> None:
+        """Plain gradient steps carry no state."""
+        return None
+
+    def load(self, state) -> None:
+        pass
+
 
 class AdamStep:
     """Agent j's own Adam (``torch.optim.Adam`` is elementwise, so per-agent Adams equal one joint Adam)."""
@@ -84,6 +91,32 @@ class AdamStep:
             p.grad = g.detach()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+
+    def state(self) -> list[tuple[float, np.ndarray, np.ndarray] | None]:
+        """(step, first moment, second moment) per variable: the driver keeps it to restore a restarted actor."""
+        out = []
+        for p in self.params:
+            st = self.opt.state.get(p)
+            out.append(
+                None
+                if not st
+                else (
+                    float(st["step"]),
+                    st["exp_avg"].cpu().numpy().copy(),
+                    st["exp_avg_sq"].cpu().numpy().copy(),
+                )
+            )
+        return out
+
+    def load(self, state: list | None) -> None:
+        """Restore the moments saved by ``state`` (an actor restarted by Ray continues exactly)."""
+        for p, st in zip(self.params, state or [], strict=False):
+            if st is not None:
+                self.opt.state[p] = {
+                    "step": torch.tensor(st[0]),
+                    "exp_avg": torch.as_tensor(st[1]).to(p),
+                    "exp_avg_sq": torch.as_tensor(st[2]).to(p),
+                }
 
 
 OPTIMISERS = {"sgd": GradientStep, "adam": AdamStep}
@@ -109,20 +142,28 @@ class AgentWorker:
         return _own(self.game, j)
 
     def step(
-        self, profile: list[list[np.ndarray]], kwargs: dict[str, Any], j: int, optimizer: str
-    ) -> tuple[list[np.ndarray], np.ndarray, float]:
-        """One round: load the profile, descend own Λ-cost, project; returns (new own vars, Λ-costs, ‖Δθ_j‖²)."""
+        self,
+        profile: list[list[np.ndarray]],
+        kwargs: dict[str, Any],
+        j: int,
+        optimizer: str,
+        opt_state: list | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray, float, list | None]:
+        """One round: load the profile, descend own Λ-cost, project.
+
+        Returns (new own vars, Λ-costs, ‖Δθ_j‖², optimiser state). A restarted worker rebuilds its agent,
+        takes the profile sent and restores ``opt_state`` (its optimiser's state after the last round).
+        """
         from .concepts._play import lambda_costs
 
         if self.cell != (json.dumps(kwargs, sort_keys=True, default=str), j, optimizer):
-            self.start(
-                kwargs, j, optimizer
-            )  # restarted worker: rebuild, then take the profile sent
+            self.start(kwargs, j, optimizer)
+            self.opt.load(opt_state)
         _load(self.game, profile)
         _, E = lambda_costs(self.game, self.Lambda)
         e = E.detach().cpu().numpy()
         if not np.isfinite(e).all():
-            return _own(self.game, self.j), e, float("nan")
+            return _own(self.game, self.j), e, float("nan"), self.opt.state()
         ps = self.game.parameters_of(self.j)
         gs = torch.autograd.grad(E[self.j], ps, allow_unused=True)
         gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
@@ -133,7 +174,7 @@ class AgentWorker:
             sq = sum(float((g.detach() ** 2).sum()) for g in gs)
         else:
             sq = sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(ps, before, strict=True))
-        return _own(self.game, self.j), e, sq
+        return _own(self.game, self.j), e, sq, self.opt.state()
 
 
 class ActorPool:
@@ -255,11 +296,13 @@ def solve_distributed(
         cell = ray.put(kwargs)
         profile = ray.get([a.start.remote(cell, j, optimizer) for j, a in enumerate(actors)])
         hist, status, res, it = [], "max_steps", float("inf"), 0
+        states: list = [None] * n  # each agent's optimiser state, to restore an actor Ray restarts
         for it in range(1, steps + 1):  # noqa: B007 - `it` is reported after the loop
             ref = ray.put(profile)
             replies = ray.get(
-                [a.step.remote(ref, cell, j, optimizer) for j, a in enumerate(actors)]
+                [a.step.remote(ref, cell, j, optimizer, states[j]) for j, a in enumerate(actors)]
             )
+            states = [rep[3] for rep in replies]
             e = replies[0][1]
             hist.append(e)
             if not np.isfinite(e).all() or not _finite(profile):

@@ -62,3 +62,31 @@ def test_a_non_nash_cell_is_refused_cleanly(ray_up):
     ds = run_experiment(exp, backend="actors", progress=False)
     assert ds["status"].item() == "failed"
     assert ds["message"].item().startswith("backend: expected a nash cell")
+
+
+def test_a_restarted_agent_worker_continues_exactly():
+    """A worker rebuilt mid-cell (as after a Ray restart) that is sent the profile and its optimiser state
+    (Adam moments) takes exactly the step the lost worker would have taken."""
+    from agents.actors import AgentWorker
+
+    optimizer = "adam"  # what lq_game's policies learn with; plain gradient steps carry no state
+    kw = dict(scenario="lq_game", Lambda="selfish", law="feedback", seed=3, steps=6,
+              params={"particles": 4, "n_steps": 4})  # fmt: skip
+    n = 2
+    workers = [AgentWorker() for _ in range(n)]
+    profile = [w.start(kw, j, optimizer) for j, w in enumerate(workers)]
+    states: list = [None] * n
+    for _ in range(3):
+        replies = [w.step(profile, kw, j, optimizer, states[j]) for j, w in enumerate(workers)]
+        profile, states = [r[0] for r in replies], [r[3] for r in replies]
+    assert all(s is not None and s[0] is not None and s[0][0] == 3.0 for s in states)
+    kept = workers[0].step(profile, kw, 0, optimizer, states[0])
+    reborn = AgentWorker().step(
+        profile, kw, 0, optimizer, states[0]
+    )  # a fresh process: state restored
+    for a, b in zip(kept[0], reborn[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    lost = AgentWorker().step(
+        profile, kw, 0, optimizer, None
+    )  # without the moments the step differs
+    assert any(not np.array_equal(a, b) for a, b in zip(kept[0], lost[0], strict=True))
