@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import figures, state
+from app import figures
 from control.errors import ValidationError
 
 
@@ -68,10 +68,6 @@ def norm_maps(names: tuple[str, ...], extent: float, lines: int = 9, points: int
 
 def consistency_section(seed: int) -> None:
     """Residuals of the output-fed-back-as-prompt loop (``mftt.consistency``) for a few relaxations γ."""
-    cons = state.api("mftt.consistency")
-    if cons is None:
-        st.info("The consistency loop needs `mftt.consistency`, which is not installed here.")
-        return
     st.markdown(
         "The transformer's output is fed back as its prompt (spec §A.9): p ← p + γ(T(p) − p), T = S∘MFTT "
         "(γ = 1: the plain loop; γ < 1: Krasnoselskii–Mann averaging). A fixed point is a self-consistent "

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+import mftt
 from app import figures, state
 from control.errors import ValidationError
 
@@ -101,9 +102,8 @@ def mftt_options_form(prefix: str) -> tuple[dict[str, Any], str | None]:
 
     Returns (options, None) or (options, one-line message) when ``MFTTConfig`` refuses them.
     """
-    mftt = state.api("mftt")
-    kernels = list(getattr(mftt, "ATTENTION", {"boltzmann": None}))
-    norms = list(getattr(mftt, "NORMS", {"soft": None}))
+    kernels = list(mftt.ATTENTION)
+    norms = list(mftt.NORMS)
     c1, c2, c3 = st.columns(3)
     opts: dict[str, Any] = {
         "d_model": int(c1.selectbox("d_model", [4, 8, 16, 32], index=1, key=f"{prefix}_dmodel")),

@@ -6,18 +6,20 @@ values into their arguments, keeps run handles in the session, and turns bad inp
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+import agents
+from agents.config import Experiment
+from agents.results import open_results
+from agents.runner import submit_experiment
 from control.errors import ValidationError
 
 RESULTS_DIR = Path("results")
@@ -26,30 +28,6 @@ POLL_SECONDS = 1.0
 LAWS = ("constant", "time", "feedback", "meanfield")
 # default learning steps for runs launched from the app (kept small: the app is interactive)
 APP_STEPS = 30
-_IMPORT_ERRORS: dict[str, str] = {}
-
-
-def api(name: str) -> ModuleType | None:
-    """Import a public module of the platform, or None while it is not there (the page says so)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        _IMPORT_ERRORS[name] = str(exc)
-        return None
-
-
-def missing(*names: str) -> list[str]:
-    """The modules among ``names`` that cannot be imported yet."""
-    return [n for n in names if api(n) is None]
-
-
-def need(*names: str) -> bool:
-    """Show an inline notice and return False when a needed module is missing."""
-    gone = missing(*names)
-    if gone:
-        why = "; ".join(f"{n}: {_IMPORT_ERRORS.get(n, 'not found')}" for n in gone)
-        st.warning(f"This page needs {', '.join(gone)}, which cannot be imported here ({why}).")
-    return not gone
 
 
 # ---------------------------------------------------------------- Λ input
@@ -127,13 +105,12 @@ def submit(key: str, experiment: Any, **kw: Any) -> None:
     """Submit an experiment to the runner in the background (written to results/) and keep its handle."""
     import time
 
-    runner = api("agents.runner")
     out = (
         results_dir()
         / f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.nc"
     )
     opts = {"backend": "local", "out": out, **kw}
-    st.session_state[f"{key}:handle"] = runner.submit_experiment(experiment, **opts)
+    st.session_state[f"{key}:handle"] = submit_experiment(experiment, **opts)
     st.session_state[f"{key}:out"] = opts["out"]
     st.session_state.pop(f"{key}:result", None)
     st.session_state.pop(f"{key}:error", None)
@@ -202,13 +179,8 @@ def list_results(folder: Path | None = None) -> list[Path]:
 
 
 def open_dataset(path: Path):
-    """Open a results file through agents.results.open_results (falls back to xarray with h5netcdf)."""
-    results = api("agents.results")
-    if results is not None:
-        return results.open_results(path)
-    import xarray as xr
-
-    return xr.load_dataset(path, engine="h5netcdf")
+    """Open a results file through ``agents.open_results`` (one-line error for a damaged file)."""
+    return open_results(path)
 
 
 def read_upload(name: str, data: bytes, *, max_mb: float = MAX_UPLOAD_MB):
@@ -278,7 +250,6 @@ def make_experiment(
     Lambda_label: str = "custom",
 ):
     """An ``agents.config.Experiment`` for one scenario and one Λ (a named matrix), swept over laws and seeds."""
-    config = api("agents.config")
     d: dict[str, Any] = {
         "name": name,
         "scenarios": {scenario: {}},
@@ -291,7 +262,7 @@ def make_experiment(
     }
     if policy:
         d["agents"]["policy"] = policy
-    return config.Experiment.from_dict(d)
+    return Experiment.from_dict(d)
 
 
 def grid_dims(ds) -> list[str]:
@@ -351,8 +322,7 @@ def max_upload_mb() -> float:
 
 def experiment_from_manifest(manifest: str, steps: int | None = None):
     """The Experiment recorded in a manifest, run locally, with the learning steps optionally overridden."""
-    config = api("agents.config")
-    exp = config.Experiment.from_toml(manifest)
+    exp = Experiment.from_toml(manifest)
     values: dict[str, Any] = {"backend": "local"}
     if steps:
         values["training.steps"] = int(steps)
@@ -360,29 +330,15 @@ def experiment_from_manifest(manifest: str, steps: int | None = None):
 
 
 def scenarios() -> dict:
-    """The scenario registry (``agents.SCENARIOS``; read from ``agents.scenarios`` if not re-exported)."""
-    agents = api("agents")
-    reg = getattr(agents, "SCENARIOS", None)
-    if reg is None:
-        mod = api("agents.scenarios")
-        reg = getattr(mod, "SCENARIOS", {}) if mod is not None else {}
-    return dict(reg)
+    """The scenario registry ``agents.SCENARIOS``."""
+    return dict(agents.SCENARIOS)
 
 
 def concepts(default: str) -> list[str]:
-    """Solution concept names (``agents.SOLUTION_CONCEPTS``), or just the scenario's default."""
-    agents = api("agents")
-    reg = getattr(agents, "SOLUTION_CONCEPTS", None)
-    if reg is None:
-        mod = api("agents.concepts")
-        reg = getattr(mod, "SOLUTION_CONCEPTS", None) if mod is not None else None
-    return sorted(reg) if reg else [default]
+    """Solution concept names (``agents.SOLUTION_CONCEPTS``), the scenario's default among them."""
+    return sorted(set(agents.SOLUTION_CONCEPTS) | {default})
 
 
 def can_run(key: str) -> bool:
-    """Whether a Run button may be pressed: the runner is installed and no run is pending under ``key``."""
-    gone = missing("agents.runner", "agents.config")
-    if gone:
-        why = "; ".join(f"{n}: {_IMPORT_ERRORS.get(n, 'not found')}" for n in gone)
-        st.warning(f"Running needs {', '.join(gone)}, which cannot be imported here ({why}).")
-    return not gone and handle(key) is None
+    """Whether a Run button may be pressed: no run is pending under ``key``."""
+    return handle(key) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from agents import empathy
 from app import figures, state
 from control.errors import ValidationError
 
@@ -16,15 +17,8 @@ st.caption(
     "parameter counts, a ranking with 95% confidence over seeds, and the learning curves."
 )
 
-if not state.need("agents", "agents.empathy"):
-    st.stop()
-
-from agents import empathy  # noqa: E402
 
 SCENARIOS = state.scenarios()
-if not SCENARIOS:
-    st.info("No scenario is registered yet: add one under `agents/scenarios/` and reload.")
-    st.stop()
 
 c1, c2, c3 = st.columns(3)
 scenario = c1.selectbox("Scenario", sorted(SCENARIOS), key="cmp_scenario")

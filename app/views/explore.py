@@ -17,14 +17,8 @@ st.caption(
     "(a mean-field-type transformer, a linear feedback law or a direct action) until no one gains by deviating."
 )
 
-if not state.need("agents", "agents.empathy"):
-    st.stop()
-
 
 SCENARIOS = state.scenarios()
-if not SCENARIOS:
-    st.info("No scenario is registered yet: add one under `agents/scenarios/` and reload.")
-    st.stop()
 
 names = sorted(SCENARIOS)
 left, right = st.columns([2, 3], gap="large")

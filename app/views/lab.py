@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+import mftt
 from app import figures, lab, state
 from control.errors import ValidationError
 
@@ -14,10 +15,6 @@ st.caption(
     "Change a control and the figure updates."
 )
 
-if not state.need("mftt", "mftt.dynamics"):
-    st.stop()
-
-import mftt  # noqa: E402
 
 tab_sphere, tab_mftt, tab_loop, tab_norm = st.tabs(
     ["Tokens on the sphere", "MFTT over depth", "Consistency loop", "Norm maps"]

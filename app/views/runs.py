@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from agents.results import summary_table
 from app import figures, state
 from control.errors import ValidationError
 
@@ -70,9 +71,7 @@ if ds is not None:
     c[3].metric("Commit", str(ds.attrs.get("git_commit", "?"))[:10])
     tab_sum, tab_man, tab_fig = st.tabs(["Summary", "Manifest", "Figure"])
     with tab_sum:
-        results = state.api("agents.results")
-        if results is not None and hasattr(results, "summary_table"):
-            st.dataframe(results.summary_table(ds), width="stretch", key="runs_summary")
+        st.dataframe(summary_table(ds), width="stretch", key="runs_summary")
         st.dataframe(state.summary_frame(ds), width="stretch", hide_index=True, key="runs_cells")
     with tab_man:
         st.code(ds.attrs.get("manifest", "# no manifest recorded"), language="toml")
