@@ -9,6 +9,7 @@ from .dynamic import DifferentialGame
 from .empathy import PRESETS, classify, preset
 from .equilibrium import Equilibrium
 from .exploitability import Exploitability, exploitability
+from .fusion import FusedGame, play_fused, play_many
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
 from .results import open_results, write_results
@@ -28,6 +29,7 @@ __all__ = [
     "DirectPolicy",
     "Equilibrium",
     "Exploitability",
+    "FusedGame",
     "Game",
     "LinearPolicy",
     "MFTTPolicy",
@@ -46,6 +48,8 @@ __all__ = [
     "get_scenario",
     "make_policy",
     "play",
+    "play_fused",
+    "play_many",
     "preset",
     "solve",
 ]

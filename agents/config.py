@@ -56,6 +56,7 @@ _NOT_SWEEPABLE = (
     "agents.weights",
     "seeds",
     "sweep",
+    "fuse",
 )
 
 
@@ -386,6 +387,7 @@ _TOP = (
     "output",
     "backend",
     "device",
+    "fuse",
     "ray",
     "budget",
 )
@@ -407,6 +409,7 @@ class Experiment:
     output: str | None = None
     backend: str = "ray"
     device: str = "cpu"
+    fuse: int = 8
     ray: RaySpec = field(default_factory=RaySpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
 
@@ -467,6 +470,8 @@ class Experiment:
         if self.output is not None:
             _str("output", self.output)
         choice("backend", self.backend, BACKENDS)
+        # up to `fuse` cells differing only in seed and Λ are solved as one ODE per task (agents.fusion)
+        object.__setattr__(self, "fuse", _int("fuse", self.fuse, low=1))
         _str("device", self.device)
         kind, _, index = self.device.partition(":")
         if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
@@ -605,6 +610,7 @@ class Experiment:
         d["seeds"] = list(self.seeds)
         d["backend"] = self.backend
         d["device"] = self.device
+        d["fuse"] = self.fuse
         if self.output is not None:
             d["output"] = self.output
         d["scenarios"] = {s.name: dict(s.params) for s in self.scenarios}
@@ -678,7 +684,7 @@ class Experiment:
         kw["training"] = sub("training", TrainingSpec, ("steps", "lr"))
         kw["ray"] = sub("ray", RaySpec, ("address", "num_cpus", "num_gpus", "max_retries"))
         kw["budget"] = sub("budget", BudgetSpec, ("max_cells", "max_memory_mb"))
-        for k in ("name", "description", "seeds", "sweep", "output", "backend", "device"):
+        for k in ("name", "description", "seeds", "sweep", "output", "backend", "device", "fuse"):
             if k in d:
                 kw[k] = d[k]
         return cls(**kw)

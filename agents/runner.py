@@ -20,9 +20,10 @@ from typing import Any
 
 import xarray as xr
 
-from control.errors import ValidationError, choice
+from control.errors import ValidationError, choice, number
 
 from .config import BACKENDS, Cell, Experiment
+from .fusion import plan
 from .results import (
     assemble,
     failed_dataset,
@@ -81,6 +82,32 @@ def run_cell(
     except Exception as e:  # a cell must not kill the sweep (issue 8)
         return failed_dataset(f"{type(e).__name__}: {e}", key=key, index=index)
     return outcome_dataset(out, key=key, index=index)
+
+
+def run_cells(
+    kwargs: list[dict[str, Any]], keys: list[str], indices: list[int], threads: int | None = None
+) -> list[xr.Dataset]:
+    """Play cells that may be fused (``agents.fusion``) and return one Dataset per cell; never raises.
+
+    A group that cannot be fused, or fails in any cell, is played cell by cell (each cell then gets the
+    status and message of its own ``play``).
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    if len(kwargs) > 1:
+        from .fusion import play_fused
+
+        try:
+            outs = play_fused(kwargs)
+        except (
+            Exception
+        ):  # NotFusable, or anything unexpected: the cells are played one by one below
+            pass
+        else:
+            return [outcome_dataset(o, key=k, index=i) for o, k, i in zip(outs, keys, indices, strict=True)]  # fmt: skip
+    return [run_cell(kw, k, i) for kw, k, i in zip(kwargs, keys, indices, strict=True)]
 
 
 # ---- Ray -----------------------------------------------------------------------------------
@@ -193,15 +220,26 @@ def _execute(
     address: str | None,
     on_result: Callable[[Cell, xr.Dataset], None],
     state: RunState,
+    fuse: int = 1,
 ) -> None:
-    """Run the cells, calling ``on_result`` as each finishes (Ray: submit all, then ``ray.wait``)."""
+    """Run the cells, calling ``on_result`` as each finishes (Ray: submit all tasks, then ``ray.wait``).
+
+    A task is one cell, or up to ``fuse`` cells that differ only in seed and Λ solved as one ODE.
+    """
     if not cells:
         return
+    grid = exp.cells()
+    # the plan covers the whole grid, so a resumed run re-forms exactly the groups it had not finished
+    tasks = [[grid[i] for i in t] for t in plan([c.kwargs for c in grid], fuse)]
+    todo = {c.index for c in cells}
+    tasks = [[c for c in t if c.index in todo] for t in tasks]
+    tasks = [t for t in tasks if t]
     if backend == "local":
-        for c in cells:
+        for t in tasks:
             if state.cancel.is_set():
                 raise RunCancelled("run cancelled")
-            on_result(c, run_cell(c.kwargs, c.key, c.index))
+            for c, ds in zip(t, run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t]), strict=True):  # fmt: skip
+                on_result(c, ds)
         return
     init_ray(address or exp.ray.address)
     import ray
@@ -218,27 +256,31 @@ def _execute(
         finally:
             pool.close()
         return
-    task = ray.remote(run_cell).options(
+    task = ray.remote(run_cells).options(
         num_cpus=exp.ray.num_cpus,
         num_gpus=exp.ray.num_gpus,
         max_retries=exp.ray.max_retries,
         retry_exceptions=False,
     )
     threads = max(1, int(exp.ray.num_cpus))
-    pending = {task.remote(c.kwargs, c.key, c.index, threads): c for c in cells}
+    pending = {
+        task.remote([c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads): t
+        for t in tasks
+    }
     try:
         while pending:
             if state.cancel.is_set():
                 raise RunCancelled("run cancelled")
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in ready:
-                c = pending.pop(ref)
+                t = pending.pop(ref)
                 try:
-                    ds = ray.get(ref)
+                    dss = ray.get(ref)
                 except Exception as e:  # worker died beyond max_retries, or Ray itself failed
                     msg = " ".join(str(e).split())[:300]
-                    ds = failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index)
-                on_result(c, ds)
+                    dss = [failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index) for c in t]  # fmt: skip
+                for c, ds in zip(t, dss, strict=True):
+                    on_result(c, ds)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -260,6 +302,7 @@ def run_experiment(
     out: str | Path | None = None,
     keep_parts: bool = False,
     state: RunState | None = None,
+    fuse: int | None = None,
 ) -> xr.Dataset:
     """Run every cell of ``experiment`` and return the results Dataset (schema: ``agents.results``).
 
@@ -273,6 +316,8 @@ def run_experiment(
         out: NetCDF path (None: ``experiment.output``; both None: nothing is written, no resume).
         keep_parts: keep the partial files after the final file is written.
         state: a ``RunState`` to update (for ``submit_experiment``).
+        fuse: solve up to this many cells that differ only in seed and Λ as one ODE per task (1: off;
+            None: ``experiment.fuse``). Fused cells give the numbers of their stand-alone runs (to rounding).
 
     Returns:
         The Dataset; also written atomically to ``out`` when there is one.
@@ -285,6 +330,7 @@ def run_experiment(
             "experiment", "an agents.config.Experiment", type(experiment).__name__
         )
     backend = _check_backend(backend or experiment.backend)
+    fuse = experiment.fuse if fuse is None else int(number("fuse", fuse, low=1, integer=True))
     out = out if out is not None else experiment.output
     state = state or RunState()
     cells = experiment.cells()
@@ -322,7 +368,7 @@ def run_experiment(
             bar.update(task_id, completed=state.done, failed=state.failed)
 
     try:
-        _execute(todo, backend, experiment, address, on_result, state)
+        _execute(todo, backend, experiment, address, on_result, state, fuse=fuse)
     finally:
         if bar is not None:
             bar.stop()

@@ -93,6 +93,8 @@ def targets(items: dict, device: str) -> list[dict]:
     w = items.get("sweep") or {}
     where = f"{w['cells']} equal {w['scenario']} cells" if "cells" in w else "not run"
     add("Ray sweep 2 workers / 1 worker", w.get("scaling_2_over_1"), ">=", 1.7, where)
+    add("fused sweep / one cell per task (cells/s)", w.get("fusion_speedup"), ">=", 1.0,
+        where + ", 8 cells per ODE, 2 workers (our check, not an issue target)")  # fmt: skip
     return out
 
 

@@ -4,7 +4,9 @@ on equal cells (one scenario, one law, one Λ; only the seed differs), and the p
 Each worker count gets a fresh embedded Ray with ``num_cpus`` = workers (one CPU per cell) and a warm-up run
 of one cell per worker (process start and imports are not counted). The 1-minute load average before each
 phase is recorded: on a shared machine, 2 workers only scale if a second core is actually free. Per-cell overhead = wall per cell on
-one worker − the mean in-cell time ``wall_time`` that ``agents.play`` reports.
+one worker − the mean in-cell time ``wall_time`` that ``agents.play`` reports. These phases run one cell per
+task (``fuse=1``). Then, on the most workers, the same cells fused (``fuse=8``: eight cells per task, one ODE
+``[8, ·]`` per evaluation, ``agents.fusion``): ``fusion_speedup`` = fused cells/s ÷ per-cell cells/s.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import os
 import time
 
 FULL = {"cells": 32, "scenario": "lq_game", "steps": 5, "workers": (1, 2)}
-QUICK = {"cells": 4, "scenario": "cournot", "steps": 5, "workers": (1, 2)}
+QUICK = {"cells": 4, "scenario": "lq_game", "steps": 2, "workers": (1, 2)}
+FUSE = 8
+
+
+def _max_rel(a, b) -> float:
+    """Largest relative difference of the costs of two runs of the same cells."""
+    import numpy as np
+
+    x, y = a["cost"].values, b["cost"].values
+    return float(np.nanmax(np.abs(x - y) / np.maximum(np.abs(y), 1e-300)))
 
 
 def experiment(cells: int, scenario: str, steps: int, seed0: int = 0):
@@ -52,8 +63,21 @@ def run(device="cpu", quick: bool = False) -> dict:
             warm = experiment(k, size["scenario"], size["steps"], seed0=10_000)
             run_experiment(warm, backend="ray", progress=False)
             t0 = time.perf_counter()
-            ds = run_experiment(exp, backend="ray", progress=False)
+            ds = run_experiment(exp, backend="ray", progress=False, fuse=1)
             wall = time.perf_counter() - t0
+            if k == max(size["workers"]):
+                run_experiment(warm, backend="ray", progress=False, fuse=FUSE)
+                t0 = time.perf_counter()
+                fds = run_experiment(exp, backend="ray", progress=False, fuse=FUSE)
+                fwall = time.perf_counter() - t0
+                res[f"fused_workers_{k}"] = {
+                    "fuse": FUSE,
+                    "wall_s": fwall,
+                    "cells_per_s": size["cells"] / fwall,
+                    "ok": int((fds["status"].values == "ok").sum()),
+                    "max_rel_diff_vs_per_cell": _max_rel(fds, ds),
+                }
+                res["fusion_speedup"] = wall / fwall
         finally:
             ray.shutdown()
         ok = int((ds["status"].values == "ok").sum())

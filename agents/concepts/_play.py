@@ -114,51 +114,125 @@ def gradient_play(
     θ ← P(θ − η(2g_t − g_{t−1})). Stops when the step length / η (the projected-gradient residual) is
     below ``tol``. Returns (status, iterations, residual, history [iterations, n] of Λ-costs).
     """
+    if getattr(game, "n_cells", 1) != 1:
+        raise ValidationError(
+            "game", "a single game (use gradient_play_cells)", type(game).__name__
+        )
+    return gradient_play_cells(
+        game, Lambda, agents, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
+        progress=progress,
+    )[0]  # fmt: skip
+
+
+def _cell_grads(game: Game, E: Tensor, agents: Sequence[int], n: int) -> dict[int, list[Tensor]]:
+    """Own-gradients of the listed agents of a game made of independent cells of n agents each.
+
+    Agent k = c·n + j influences only cell c, so one backward of Σ_c E[c·n + j] gives every cell's ∂E_k/∂θ_k.
+    """
+    by_j: dict[int, list[int]] = {}
+    for k in agents:
+        by_j.setdefault(k % n, []).append(k)
+    out: dict[int, list[Tensor]] = {}
+    for ks in by_j.values():
+        target = E[ks[0]] if len(ks) == 1 else E[ks].sum()
+        ps = [p for k in ks for p in game.parameters_of(k)]
+        gs = torch.autograd.grad(target, ps, retain_graph=True, allow_unused=True)
+        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
+        at = 0
+        for k in ks:
+            m = len(game.parameters_of(k))
+            out[k], at = gs[at : at + m], at + m
+    return out
+
+
+def gradient_play_cells(
+    game: Game,
+    Lambda: np.ndarray,
+    agents: Sequence[int] | None = None,
+    *,
+    steps: int = 500,
+    lr: float = 0.05,
+    method: str = "gradient",
+    tol: float = 1e-8,
+    optimizer: str = "sgd",
+    progress: bool = False,
+) -> list[tuple[str, int, float, np.ndarray]]:
+    """``gradient_play`` on a game of ``game.n_cells`` independent cells (default 1), one result per cell.
+
+    Every cell keeps its own optimiser state, stopping rule, status and history, so a cell's numbers are
+    those of playing it alone; a cell that has converged or diverged is frozen while the others go on.
+    """
+    C = int(getattr(game, "n_cells", 1))
+    n = game.n_agents // C
     agents = list(range(game.n_agents)) if agents is None else list(agents)
-    ps = _params(game, agents)
-    flat = [p for pl in ps for p in pl]
-    opt = Adam(flat, lr) if optimizer == "adam" else None
-    hist, prev, status, res, it = [], None, "max_steps", float("inf"), 0
+    mine = [[k for k in agents if k // n == c] for c in range(C)]
+    ps = [[game.parameters_of(k) for k in ks] for ks in mine]
+    flat = [[p for pl in pc for p in pl] for pc in ps]
+    opt = [Adam(f, lr) if optimizer == "adam" else None for f in flat]
+    hist: list[list[np.ndarray]] = [[] for _ in range(C)]
+    status, res, its = ["max_steps"] * C, [float("inf")] * C, [0] * C
+    live = [c for c in range(C) if mine[c]]
+    prev: dict[int, list[Tensor]] = {}
     for it in range(1, steps + 1):
-        _, E = lambda_costs(game, Lambda)
-        e = E.detach().cpu().numpy()
-        hist.append(e)
-        if not np.isfinite(e).all() or not _finite(ps):
-            status = "diverged"
+        if not live:
             break
-        g = own_grads(game, E, agents)
-        before = [p.detach().clone() for p in flat]
+        _, E = lambda_costs(game, Lambda)
+        e = E.detach().cpu().numpy().reshape(C, n)
+        for c in live:
+            its[c] = it
+            hist[c].append(e[c])
+            if not np.isfinite(e[c]).all() or not _finite(ps[c]):
+                status[c] = "diverged"
+        live = [c for c in live if status[c] != "diverged"]
+        if not live:
+            break
+        ks = [k for c in live for k in mine[c]]
+        g = _cell_grads(game, E, ks, n)
+        before = {c: [p.detach().clone() for p in flat[c]] for c in live}
+        moving = [game.parameters_of(k) for k in ks]
         if method == "extragradient":
-            _apply(ps, g, lr)
+            _apply(moving, [g[k] for k in ks], lr)
             game.project()
             _, Eh = lambda_costs(game, Lambda)
-            gh = own_grads(game, Eh, agents)
+            gh = _cell_grads(game, Eh, ks, n)
             with torch.no_grad():
-                for p, b in zip(flat, before, strict=True):
-                    p.copy_(b)
-            _apply(ps, gh, lr)
+                for c in live:
+                    for p, b in zip(flat[c], before[c], strict=True):
+                        p.copy_(b)
+            _apply(moving, [gh[k] for k in ks], lr)
         elif method == "optimistic":
-            d = g if prev is None else [[2 * a - b for a, b in zip(al, bl, strict=True)] for al, bl in zip(g, prev, strict=True)]  # fmt: skip
-            _apply(ps, d, lr)
-            prev = g
-        elif opt is not None:
-            opt.step([x.detach() for gl in g for x in gl])
+            d = [g[k] if k not in prev else [2 * a - b for a, b in zip(g[k], prev[k], strict=True)] for k in ks]  # fmt: skip
+            _apply(moving, d, lr)
+            prev.update({k: g[k] for k in ks})
+        elif optimizer == "adam":
+            for c in live:
+                opt[c].step([x.detach() for k in mine[c] for x in g[k]])
         else:
-            _apply(ps, g, lr)
+            _apply(moving, [g[k] for k in ks], lr)
         game.project()
-        step = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(flat, before, strict=True)))  # fmt: skip
-        res = step / lr if opt is None else _norm(g)
+        for c in live:
+            if optimizer == "adam":
+                res[c] = _norm([g[k] for k in mine[c]])
+            else:
+                step = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(flat[c], before[c], strict=True)))  # fmt: skip
+                res[c] = step / lr
+            if not math.isfinite(res[c]):
+                status[c] = "diverged"
+            elif res[c] < tol:
+                status[c] = "converged"
         if progress and (it % max(1, steps // 10) == 0 or it == 1):
-            print(f"  iter {it:5d}  Λ-costs {np.array2string(e, precision=5)}  residual {res:.3e}")
-        if not math.isfinite(res):
-            status = "diverged"
-            break
-        if res < tol:
-            status = "converged"
-            break
-    if status != "diverged" and not _finite(ps):
-        status = "diverged"
-    return status, it, res, np.array(hist).reshape(len(hist), game.n_agents)
+            r = max(res[c] for c in live)
+            print(
+                f"  iter {it:5d}  Λ-costs {np.array2string(e[live[0]], precision=5)}  residual {r:.3e}"
+            )
+        live = [c for c in live if status[c] == "max_steps"]
+    out = []
+    for c in range(C):
+        if status[c] != "diverged" and not _finite(ps[c]):
+            status[c] = "diverged"
+        h = np.array(hist[c]).reshape(len(hist[c]), n)
+        out.append((status[c], its[c], res[c], h))
+    return out
 
 
 def finish(

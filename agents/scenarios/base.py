@@ -51,6 +51,9 @@ class Scenario:
     policies: ClassVar[tuple[str, ...]] = ("linear",)
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 0.05
+    # cells differing only in seed and Λ may be solved as one ODE (agents.fusion): a DifferentialGame whose
+    # dynamics and costs depend on the scenario's parameters only, not on the seed or Λ
+    fusable: ClassVar[bool] = False
 
     def __init__(self, n_agents: int | None = None, **params: Any):
         n = self.n_agents if n_agents is None else n_agents

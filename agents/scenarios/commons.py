@@ -42,6 +42,7 @@ class CommonsScenario(Scenario):
         "spiteful": "harvesters gain when the others lose: a race to deplete",
     }
     default_concept = "nash"
+    fusable = True
     default_policy = "linear"
     policies = ("linear", "mftt")
     default_steps = 50

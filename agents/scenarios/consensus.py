@@ -46,6 +46,7 @@ class ConsensusScenario(Scenario):
         "spiteful": "agents want the others to stay far from the mean",
     }
     default_concept = "nash"
+    fusable = True
     default_policy = "linear"
     policies = ("linear", "mftt")
     default_steps = 50

@@ -50,6 +50,7 @@ class LQGameScenario(Scenario):
         "berge": "λ_jj = 0: refused (the LQ best response is unbounded, spec §A.1 remark 3)",
     }
     default_concept = "nash"
+    fusable = True
     default_policy = "linear"
     policies = ("linear", "mftt")
     default_steps = 80

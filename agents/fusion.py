@@ -1,0 +1,318 @@
+"""Cross-cell fusion: C grid cells of one differential game, differing only in seed and Λ, as one ODE (issue 7).
+
+The cells' states are stacked ``z [C, P·d + n]`` and integrated by one ``control.solve`` call; the C·n policies
+form one ``PolicyStack`` (one batched call per field evaluation) and the scenario's dynamics and costs are
+``torch.func.vmap``-ed over the cell axis. Learning keeps every cell separate: per-cell Adam states, stopping
+rules, statuses and histories (``gradient_play_cells``), so a fused cell reproduces its stand-alone ``play``.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from control import DivergenceError, solve
+from control.errors import ValidationError
+
+from .agent import PolicyStack
+from .dynamic import DifferentialGame
+from .empathy import as_Lambda, require_self_regard
+from .game import Game
+from .scenarios import get_scenario
+
+# the play() arguments that may differ between fused cells; everything else must be equal
+PER_CELL = ("seed", "Lambda", "Lambda_alpha")
+
+
+class NotFusable(Exception):
+    """These cells cannot be solved as one ODE (different structure, a non-Nash concept, a divergence…)."""
+
+
+def fusion_key(kwargs: dict) -> str | None:
+    """Cells with equal keys may be fused; None when this cell's scenario/concept never fuses."""
+    import json
+
+    try:
+        cls = get_scenario(kwargs["scenario"])
+    except (KeyError, ValidationError):
+        return None
+    concept = kwargs.get("concept") or cls.default_concept
+    if not getattr(cls, "fusable", False) or concept != "nash" or kwargs.get("solver"):
+        return None
+    rest = {k: v for k, v in kwargs.items() if k not in PER_CELL}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def plan(kwargs: Sequence[dict], max_cells: int) -> list[list[int]]:
+    """Group cell indices into tasks: fusable cells with equal keys, in chunks of at most ``max_cells``.
+
+    The plan depends on the cells only (not on workers), so every backend fuses the same way.
+    """
+    groups: dict[str, list[int]] = {}
+    tasks: list[list[int]] = []
+    for i, kw in enumerate(kwargs):
+        key = fusion_key(kw) if max_cells > 1 else None
+        if key is None:
+            tasks.append([i])
+        else:
+            groups.setdefault(key, []).append(i)
+    for g in groups.values():
+        k = -(-len(g) // max_cells)  # chunks whose sizes differ by at most one
+        tasks.extend(g[len(g) * i // k : len(g) * (i + 1) // k] for i in range(k))
+    return sorted(tasks)
+
+
+def _same(a, b, depth: int = 0) -> bool:
+    """Structural equality of two closures' contents (code, captured numbers, tensors, nested closures)."""
+    if depth > 6:
+        return False
+    if a is b:
+        return True
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, types.FunctionType) and isinstance(b, types.FunctionType):
+        if a.__code__ is not b.__code__ or (a.__defaults__ or ()) != (b.__defaults__ or ()):
+            return False
+        ca, cb = a.__closure__ or (), b.__closure__ or ()
+        return len(ca) == len(cb) and all(
+            _same(x.cell_contents, y.cell_contents, depth + 1) for x, y in zip(ca, cb, strict=True)
+        )
+    if isinstance(a, int | float | str | bool | complex | type(None)):
+        return type(a) is type(b) and a == b
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(_same(x, y, depth + 1) for x, y in zip(a, b, strict=True))
+        )
+    return False
+
+
+class FusedGame(Game):
+    """C copies of a ``DifferentialGame`` (same dynamics and costs, own initial states and policies) as one
+    game of C·n agents, agent ``c·n + j`` being agent j of cell c; ``costs()`` solves one ODE ``[C, ·]``."""
+
+    solve_defaults: dict = {}
+
+    def __init__(self, games: Sequence[DifferentialGame]):
+        games = list(games)
+        if len(games) < 2 or not all(type(g) is DifferentialGame for g in games):
+            raise NotFusable("fusion needs at least two DifferentialGame cells")
+        g0 = games[0]
+        for g in games[1:]:
+            same = (
+                g.x0.shape == g0.x0.shape
+                and g.x0.dtype == g0.x0.dtype
+                and g.x0.device == g0.x0.device
+                and g.n_agents == g0.n_agents
+                and g.method == g0.method
+                and g.bounds == g0.bounds
+                and torch.equal(g.times, g0.times)
+                and g.stack.groups == g0.stack.groups
+                and [p.signature() for p in g.stack.policies]
+                == [p.signature() for p in g0.stack.policies]
+                and all(
+                    _same(getattr(g, k), getattr(g0, k))
+                    for k in ("dynamics", "running_cost", "terminal_cost", "summarize")
+                )
+                and (
+                    _same(g.observe, g0.observe)
+                    or (g.observe.__func__ is g0.observe.__func__ is DifferentialGame._observe_all)
+                )
+            )
+            if not same:
+                raise NotFusable("the cells' games differ in structure, dynamics or costs")
+        self.games, self.base = games, g0
+        self.n_cells, self.n_per_cell = len(games), g0.n_agents
+        self.n_agents = self.n_cells * self.n_per_cell
+        self.agents = [a for g in games for a in g.agents]
+        self.agent_names = [f"{c}:{n}" for c, g in enumerate(games) for n in g.agent_names]
+        self.device = g0.device
+        self.convex_own_cost = g0.convex_own_cost
+        self.solve_defaults = dict(g0.solve_defaults)
+        self.x0 = torch.stack([g.x0 for g in games])
+        self.stack = PolicyStack([a.policy for a in self.agents])
+        self.times, self.stage_times = g0.times, g0.stage_times
+        default_obs = getattr(g0.observe, "__func__", None) is DifferentialGame._observe_all
+        n = self.n_per_cell
+        obs = (
+            (lambda t, x: x.unsqueeze(0).expand((n,) + tuple(x.shape)))
+            if default_obs
+            else g0.observe
+        )
+        self._observe = vmap(obs, in_dims=(None, 0))
+        self._dynamics = vmap(g0.dynamics, in_dims=(None, 0, 0))
+        self._running = vmap(g0.running_cost, in_dims=(None, 0, 0))
+        self._terminal = vmap(g0.terminal_cost)
+
+    def parameters_of(self, k: int) -> list[Tensor]:
+        return self.agents[k].parameters()
+
+    def costs(self) -> Tensor:
+        """Material costs [C·n] (cell-major) of every cell, from one solve."""
+        return self.simulate()[1].reshape(-1)
+
+    def simulate(self, return_states: bool = False):
+        """(xs [K, C, P, d] or None, costs [C, n]) from one ODE over all cells."""
+        return self.stack.run(lambda: self._simulate(return_states), self.stage_times)
+
+    def _simulate(self, return_states: bool):
+        C, n = self.n_cells, self.n_per_cell
+        _, P, d = self.x0.shape
+        nx = P * d
+        lo_hi = self.base.bounds
+
+        def field(t: Tensor, z: Tensor) -> Tensor:
+            x = z[:, :nx].reshape(C, P, d)
+            o = self._observe(t, x)
+            u = self.stack(t, o.reshape((C * n,) + tuple(o.shape[2:])))
+            if lo_hi is not None:
+                u = u.clamp(*lo_hi)
+            u = u.reshape((C, n) + tuple(u.shape[1:]))
+            dx = self._dynamics(t, x, u).reshape(C, nx)
+            return torch.cat([dx, self._running(t, x, u)], 1)
+
+        z0 = torch.cat([self.x0.reshape(C, nx), self.x0.new_zeros(C, n)], 1)
+        sol = solve(field, z0, self.times, method=self.base.method)
+        zT = sol.xs[-1]
+        costs = zT[:, nx:] + self._terminal(zT[:, :nx].reshape(C, P, d))
+        if not torch.isfinite(costs).all():
+            raise DivergenceError(self.base.T, "cost")
+        xs = sol.xs[:, :, :nx].reshape(-1, C, P, d) if return_states else None
+        return xs, costs
+
+    def rollouts(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every cell's (times [K], state summary [K, k]) at the current policies."""
+        with torch.no_grad():
+            xs, _ = self.simulate(return_states=True)
+        times = self.times.cpu().numpy()
+        out = []
+        for c, g in enumerate(self.games):
+            traj = g.summarize(xs[:, c])
+            out.append((times, traj.reshape(len(times), -1).cpu().numpy()))
+        return out
+
+
+def block_Lambda(Lambdas: Sequence[np.ndarray]) -> np.ndarray:
+    """The fused game's empathy matrix: the cells' Λ on the diagonal blocks (cells do not see each other)."""
+    n = Lambdas[0].shape[0]
+    out = np.zeros((n * len(Lambdas),) * 2)
+    for c, L in enumerate(Lambdas):
+        out[c * n : (c + 1) * n, c * n : (c + 1) * n] = L
+    return out
+
+
+def play_fused(cells: Sequence[dict]) -> list:
+    """Play cells that differ only in seed and Λ as one fused game; one ``Outcome`` per cell.
+
+    Raises ``NotFusable`` when they cannot be (different settings, a non-Nash concept, a scenario without
+    ``fusable``, bad input, or a numerical failure in any cell): ``play_many`` then plays them one by one.
+    """
+    from .concepts._play import check_options, gradient_play_cells, lambda_costs
+    from .exploitability import exploitability_cells
+    from .play import Outcome, _check_inputs, _check_mftt, _reference
+
+    t0 = time.perf_counter()
+    cells = [dict(kw) for kw in cells]
+    keys = {fusion_key(kw) for kw in cells}
+    if len(cells) < 2 or None in keys or len(keys) != 1:
+        raise NotFusable("the cells differ in more than seed and Λ, or do not fuse")
+    kw0 = cells[0]
+    try:
+        cls, policy, concept, steps, lr, _ = _check_inputs(
+            kw0["scenario"], kw0.get("n_agents"), kw0.get("Lambda_alpha", 0.5),
+            kw0.get("law", "feedback"), kw0.get("policy"), kw0.get("concept"), kw0.get("steps"),
+            kw0.get("lr"), kw0.get("seed", 0), kw0.get("params"),
+        )  # fmt: skip
+        _check_mftt(kw0.get("mftt"))
+        device = kw0.get("device", "cpu")
+        scs, Ls, games, seeds = [], [], [], []
+        for kw in cells:
+            seed = int(kw.get("seed", 0))
+            sc = cls(kw.get("n_agents"), **(kw.get("params") or {}))
+            L = as_Lambda(kw.get("Lambda", "selfish"), sc.n, kw.get("Lambda_alpha", 0.5))
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            game = sc.game(Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
+                           mftt=kw0.get("mftt"), seed=seed, device=device)  # fmt: skip
+            scs.append(sc), Ls.append(L), games.append(game), seeds.append(seed)
+        fused = FusedGame(games)
+        n = fused.n_per_cell
+        Lb = block_Lambda(Ls)
+        opts = {"method": "gradient", "tol": 1e-8, "optimizer": "sgd", **fused.solve_defaults}
+        opts = {k: opts[k] for k in ("method", "tol", "optimizer")}
+        check_options(steps, lr, **opts)
+        if fused.convex_own_cost:
+            require_self_regard(Lb, range(fused.n_agents), "nash needs lambda_jj > 0 here")
+        rng = torch.get_rng_state()
+        learned = gradient_play_cells(fused, Lb, steps=steps, lr=lr, **opts)
+        if not torch.equal(rng, torch.get_rng_state()):
+            raise NotFusable("the game draws random numbers while it is played")
+        if any(r[0] == "diverged" for r in learned):
+            raise NotFusable("a cell diverged")
+        with torch.no_grad():
+            costs, _ = lambda_costs(fused, Lb)
+        costs = costs.detach().cpu().numpy().astype(float).reshape(len(cells), n)
+        if not np.isfinite(costs).all():
+            raise NotFusable("a cell diverged")
+        ex = exploitability_cells(fused, Lb, steps=max(10, steps // 4), lr=lr,
+                                  optimizer=fused.solve_defaults.get("optimizer", "sgd"))  # fmt: skip
+        rolls = fused.rollouts()
+    except (ValidationError, DivergenceError, RuntimeError, ArithmeticError, ValueError) as e:
+        raise NotFusable(f"{type(e).__name__}: {e}") from e
+    wall = (time.perf_counter() - t0) / len(cells)
+    out = []
+    for c, (sc, L, g, seed) in enumerate(zip(scs, Ls, games, seeds, strict=True)):
+        status, _, _, hist = learned[c]
+        nc = float(ex[c].nash_conv)
+        times, traj = rolls[c]
+        out.append(Outcome(
+            scenario=cls.name, Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
+            concept=concept, seed=seed, agent_names=list(g.agent_names),
+            n_params=np.asarray(g.n_params(), dtype=int), costs=costs[c],
+            empathetic_costs=np.asarray(L @ costs[c], dtype=float),
+            exploitability=nc if np.isfinite(nc) else float("inf"),
+            reference_costs=_reference(sc, L), history=np.asarray(hist, dtype=float).reshape(-1, n),
+            times=np.asarray(times, dtype=float), trajectory=np.asarray(traj, dtype=float),
+            status="ok", message=status, wall_time=wall,
+        ))  # fmt: skip
+    return out
+
+
+def play_many(cells: Sequence[dict]) -> list:
+    """``[play(**kw) for kw in cells]``, fusing the cells that can share one ODE (same numbers, fewer solves).
+
+    Cells that cannot be fused, or a fused group that fails in any cell, are played one by one, so every
+    cell gets the status, message and numbers its stand-alone ``play`` gives.
+    """
+    from .play import play
+
+    cells = list(cells)
+    results: list = [None] * len(cells)
+    for task in plan(cells, max_cells=len(cells) or 1):
+        try:
+            outs = play_fused([cells[i] for i in task])
+        except NotFusable:
+            outs = [play(**cells[i]) for i in task]
+        for i, o in zip(task, outs, strict=True):
+            results[i] = o
+    return results
+
+
+__all__ = [
+    "FusedGame",
+    "NotFusable",
+    "block_Lambda",
+    "fusion_key",
+    "plan",
+    "play_fused",
+    "play_many",
+]
