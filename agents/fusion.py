@@ -143,14 +143,13 @@ class FusedGame(Game):
         self.times, self.stage_times = g0.times, g0.stage_times
         default_obs = getattr(g0.observe, "__func__", None) is DifferentialGame._observe_all
         n = self.n_per_cell
-        obs = (
-            (lambda t, x: x.unsqueeze(0).expand((n,) + tuple(x.shape)))
-            if default_obs
-            else g0.observe
-        )
-        self._observe = vmap(obs, in_dims=(None, 0))
-        self._dynamics = vmap(g0.dynamics, in_dims=(None, 0, 0))
-        self._running = vmap(g0.running_cost, in_dims=(None, 0, 0))
+        if default_obs:  # every agent sees all particles: no vmap needed
+            self._observe = lambda t, x: x.unsqueeze(1).expand((x.shape[0], n) + tuple(x.shape[1:]))
+        else:
+            self._observe = vmap(g0.observe, in_dims=(None, 0))
+        dyn, run = g0.dynamics, g0.running_cost
+        # one vmap for both (its per-call input handling is most of the fused field's Python overhead)
+        self._rates = vmap(lambda t, x, u: (dyn(t, x, u), run(t, x, u)), in_dims=(None, 0, 0))
         self._terminal = vmap(g0.terminal_cost)
 
     def parameters_of(self, k: int) -> list[Tensor]:
@@ -177,8 +176,8 @@ class FusedGame(Game):
             if lo_hi is not None:
                 u = u.clamp(*lo_hi)
             u = u.reshape((C, n) + tuple(u.shape[1:]))
-            dx = self._dynamics(t, x, u).reshape(C, nx)
-            return torch.cat([dx, self._running(t, x, u)], 1)
+            dx, cost_rate = self._rates(t, x, u)
+            return torch.cat([dx.reshape(C, nx), cost_rate], 1)
 
         z0 = torch.cat([self.x0.reshape(C, nx), self.x0.new_zeros(C, n)], 1)
         sol = solve(field, z0, self.times, method=self.base.method)
