@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import Tensor
+from torch.func import functional_call
 
 from control.errors import ValidationError, number
 
@@ -71,6 +72,11 @@ class CournotMFTTGame(Game):
             self.models.append(
                 mftt_pkg.MeanFieldTypeTransformer(conf, device=self.device, dtype=DTYPE)
             )
+        # one batched model evaluates every firm at once with the firms' stacked weights (no loop over agents)
+        self.batched = mftt_pkg.MeanFieldTypeTransformer(
+            conf, device=self.device, dtype=DTYPE, batch=(n,)
+        )
+        self.batched.requires_grad_(False)
         self.q0 = 0.5 * (alpha - float(np.mean(c))) / (beta * (n + 1))
 
     def parameters_of(self, j: int) -> list[Tensor]:
@@ -79,10 +85,14 @@ class CournotMFTTGame(Game):
 
     def quantities(self) -> Tensor:
         """q [n, M] = q₀(1 + out): the last token's read-out, affine (no saturation traps for the learner)."""
-        outs = self.OUT_SCALE * torch.stack(
-            [m(self.tokens)[:, -1, 0] for m in self.models]
-        )  # [n, M]
-        return self.q0 * (1 + outs)
+        named = [dict(m.named_parameters()) for m in self.models]
+        stacked = {k: torch.stack([d[k] for d in named]) for k in named[0]}
+        M, W, f = self.tokens.shape
+        x = self.tokens.unsqueeze(1).expand(
+            M, self.n_agents, W, f
+        )  # [M, n, W, 2]: firms on the agent axis
+        out = functional_call(self.batched, stacked, (x,))[:, :, -1, 0]  # [M, n]
+        return self.q0 * (1 + self.OUT_SCALE * out.T)
 
     def costs(self) -> Tensor:
         """L_i = −mean_m (α_m − βQ_m − c_i) q_im."""
