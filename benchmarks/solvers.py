@@ -1,6 +1,10 @@
 """Item 3: full solves of the batched MFTT field over t ∈ [0, 1] — the share of wall time spent outside the
 vector field (solver overhead) for rk4 and dopri5, and the batched dopri5 solve against torchode.
 
+``dopri5`` is ``control.solve``'s default, the stage-major Dormand–Prince of ``control.dopri``;
+``dopri5_torchdiffeq`` (torchdiffeq's own, stages on the last axis) is measured beside it for attribution:
+both take the same steps and NFE, so the difference is the stage bookkeeping.
+
 The field is wrapped in a timer (device-synchronised around each call), so overhead = 1 − field time / solve
 time (both CPU time at one thread, wall time otherwise: ``timing.clock``); the median of repeats is reported.
 torchode (an optional extra, ``pip install .[bench]``) solves the same problem twice: as one sample holding
@@ -87,7 +91,8 @@ def torchode_solver(field: nn.Module, shape: tuple[int, ...], batch: int):
 
 
 def vs_torchode(field: nn.Module, x0: Tensor, grid: Tensor, device, repeat: int) -> dict:
-    """Wall time of control.solve(dopri5) and of torchode on the same problem, and their ratios."""
+    """Wall time of control.solve(dopri5) (the stage-major default) and of torchode on the same problem, and
+    their ratios."""
     out: dict = {}
     ours = bench(lambda: solve(field, x0, grid, method="dopri5", rtol=RTOL, atol=ATOL), device=device,
                  repeat=repeat, min_time=0)  # fmt: skip
@@ -113,7 +118,8 @@ def vs_torchode(field: nn.Module, x0: Tensor, grid: Tensor, device, repeat: int)
 
 
 def run(device="cpu", quick: bool = False) -> dict:
-    """rk4 and dopri5 overhead at one size, and dopri5 against torchode on the same field."""
+    """rk4 and dopri5 (ours and torchdiffeq's) overhead at one size, and dopri5 against torchode on the same
+    field."""
     size = QUICK if quick else (CUDA if torch.device(device).type == "cuda" else FULL)
     A, D, d, steps = size["A"], size["D"], size["d"], size["steps"]
     batched, _ = models(A, d, device=device, loop=False)
@@ -123,7 +129,7 @@ def run(device="cpu", quick: bool = False) -> dict:
     repeat = 3
     res = {"A": A, "D": D, "d": d, "steps": steps, "rtol": RTOL, "atol": ATOL}
     with torch.no_grad():
-        for method in ("rk4", "dopri5"):
+        for method in ("rk4", "dopri5", "dopri5_torchdiffeq"):
             res[method] = overhead(field, x0, grid, method, device, repeat)
             # the same without control.solve's per-evaluation finiteness check (attribution only)
             nocheck = overhead(field, x0, grid, method, device, repeat, check_finite=False)
