@@ -40,6 +40,15 @@ def _combine(basis: Tensor, U: Tensor) -> Tensor:
     return (basis @ U.flatten(-2)).unflatten(-1, U.shape[-2:])
 
 
+def _add(out: Tensor, other: Tensor) -> Tensor:
+    """out + other, in place when ``out`` is a fresh product of the full broadcast shape."""
+    return (
+        out.add_(other)
+        if out.shape == torch.broadcast_shapes(out.shape, other.shape)
+        else out + other
+    )
+
+
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
@@ -194,7 +203,11 @@ class FeedbackLaw(TimeLaw):
         Ut = Ut.reshape(self.batch + (a, b * self.rank))
         c = FEATURES[self.features](x) @ self.V.transpose(-1, -2)  # [..., N, rank]
         yU = (y @ Ut).unflatten(-1, (b, self.rank))  # [..., N, b, rank]
-        return y @ self.theta_t(t) + (yU @ c.unsqueeze(-1)).squeeze(-1)
+        # Σ_r c_ir (y_i Ũ_r): rank fused multiply-adds over [..., N, b], not N tiny (b×rank)·rank products
+        fb = yU[..., 0] * c[..., :1]
+        for r in range(1, self.rank):
+            fb.addcmul_(yU[..., r], c[..., r : r + 1])
+        return _add(y @ self.theta_t(t), fb)
 
     def forward(self, t, x, mu=None):
         self._check(x)
@@ -235,7 +248,7 @@ class MeanFieldLaw(FeedbackLaw):
         if len(self.shape) != 2:
             return super().apply_to(t, x, y, mu)
         delta = self._mu_delta(t, x, mu)
-        return super().apply_to(t, x, y) + y @ delta.reshape(delta.shape[:-2] + self.shape)
+        return _add(super().apply_to(t, x, y), y @ delta.reshape(delta.shape[:-2] + self.shape))
 
     def forward(self, t, x, mu: mf.MeanField | None = None):
         theta = super().forward(t, x)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from control.errors import ValidationError
 
-from .weights import weight_law
+from .weights import affine, agent_chunks, blockable, gemm, weight_law
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
@@ -63,10 +63,27 @@ class FeedForward(nn.Module):
 
     def forward(self, t, z: Tensor, mu=None) -> Tensor:
         """z ``[..., D, d_model]`` → ``[..., D, d_model]``."""
-        # fresh products: bias and ReLU in place (no new [..., D, d_ff] buffers; autograd-safe)
-        h = self.W1.apply_to(t, z, z, mu).add_(self.b1(t, z, mu))
-        h = h.relu_() if self.activation == "relu" else self.r(h)
-        return self.W2.apply_to(t, z, h, mu).add_(self.b2(t, z, mu))
+        if self.W1.per_particle:  # fresh products, then bias and activation in place
+            h = affine(self.W1, self.b1, t, z, z, mu)
+            return affine(self.W2, self.b2, t, z, self._act(h), mu)
+        # token-shared weights: one matrix per sample (per agent), the bias fused into the product
+        W1, b1 = self.W1(t, z, mu).squeeze(-3), self.b1(t, z, mu)
+        W2, b2 = self.W2(t, z, mu).squeeze(-3), self.b2(t, z, mu)
+        chunks = None
+        if W1.dim() == 3 and z.dim() == 3 and blockable(z, W1, b1, W2, b2):
+            chunks = agent_chunks(z.shape[0], z.shape[1] * W1.shape[-1])
+        if chunks is None:
+            return gemm(self._act(gemm(z, W1, b1)), W2, b2)
+        # per-agent weights, no autograd graph: agent chunk by agent chunk, so that each chunk's hidden
+        # [c, D, d_ff] stays in cache between its two products (the same products, cache-blocked)
+        y = z.new_empty(z.shape[:-1] + (W2.shape[-1],))
+        for s in chunks:
+            torch.baddbmm(b2[s], self._act(torch.baddbmm(b1[s], z[s], W1[s])), W2[s], out=y[s])
+        return y
+
+    def _act(self, h: Tensor) -> Tensor:
+        """The activation of a fresh hidden tensor (ReLU in place)."""
+        return h.relu_() if self.activation == "relu" else self.r(h)
 
 
 class MixtureOfExperts(nn.Module):

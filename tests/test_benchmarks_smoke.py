@@ -76,7 +76,8 @@ def test_quick_suite_runs_and_is_consistent(tmp_path):
     g = items["gradients"]
     # direct backprop keeps every step's graph; the adjoint keeps one evaluation's
     assert g["direct_mem_ratio"] > 1.4 and g["adjoint_mem_ratio"] < 1.2
-    assert [t["target"] for t in res["targets"]][-1].startswith("Ray sweep")
+    names = [t["target"] for t in res["targets"]]
+    assert names[-2].startswith("Ray sweep") and names[-1].startswith("fused sweep")
     assert "targets" in p.stdout
 
 

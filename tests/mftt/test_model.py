@@ -32,7 +32,8 @@ def test_seed_boltzmann_transformer_block_by_hand():
         m.block.ff.b1.theta0.normal_()
         m.block.ff.b2.theta0.normal_()
     a, f = m.block.attn, m.block.ff
-    WQ, WK, WV, WO = (law.theta0 for law in (a.Q, a.K, a.V, a.W))
+    WQ, WK, WV = a.QKV.theta0.split(H * dk, -1)  # token-shared laws: one fused [W_Q | W_K | W_V]
+    WO = a.W.theta0
     W1, b1, W2, b2 = (law.theta0 for law in (f.W1, f.b1, f.W2, f.b2))
     x = torch.randn(D, d)
     y = m(x)
