@@ -2,7 +2,7 @@
 on equal cells (one scenario, one law, one Λ; only the seed differs), and the per-cell overhead.
 
 Each worker count gets a fresh embedded Ray with ``num_cpus`` = workers (one CPU per cell) and a warm-up run
-of one cell per worker (process start and imports are not counted). The 1-minute load average before each
+of four cells per worker, one per task (process start and imports are not counted). The 1-minute load average before each
 phase is recorded: on a shared machine, 2 workers only scale if a second core is actually free. Per-cell overhead = wall per cell on
 one worker − the mean in-cell time ``wall_time`` that ``agents.play`` reports. These phases run one cell per
 task (``fuse=1``). Then, on the most workers, the same cells fused (``fuse=8``: eight cells per task, one ODE
@@ -60,8 +60,9 @@ def run(device="cpu", quick: bool = False) -> dict:
                  logging_level=logging.ERROR, log_to_driver=False)  # fmt: skip
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         try:
-            warm = experiment(k, size["scenario"], size["steps"], seed0=10_000)
-            run_experiment(warm, backend="ray", progress=False)
+            # several warm-up cells per worker, so that every worker process has started and imported
+            warm = experiment(4 * k, size["scenario"], size["steps"], seed0=10_000)
+            run_experiment(warm, backend="ray", progress=False, fuse=1)
             t0 = time.perf_counter()
             ds = run_experiment(exp, backend="ray", progress=False, fuse=1)
             wall = time.perf_counter() - t0
