@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from control import DivergenceError, solve
+from control import DivergenceError, limits, solve
 from control.errors import ValidationError
 
 from .agent import PolicyStack
@@ -232,7 +232,7 @@ def play_fused(cells: Sequence[dict]) -> list:
             kw0.get("lr"), kw0.get("seed", 0), kw0.get("params"),
         )  # fmt: skip
         _check_mftt(kw0.get("mftt"))
-        device = kw0.get("device", "cpu")
+        device = str(limits.device("device", kw0.get("device", "cpu")))
         scs, Ls, games, seeds = [], [], [], []
         for kw in cells:
             seed = int(kw.get("seed", 0))

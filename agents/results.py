@@ -16,7 +16,7 @@ Schema (the contract between the runner, the CLI and the app):
   - ``n_params`` (grid…, agent): trainable parameters per agent;
   - ``Lambda_matrix`` (grid…, agent, agent_j): the Λ actually used; ``agent_name`` (grid…, agent);
   - ``status`` (grid…): ``ok`` | ``diverged`` | ``failed`` | ``missing`` (not run); ``message`` (grid…);
-  - ``policy``, ``concept`` (grid…): what the cell resolved to; ``wall_time`` (grid…) seconds.
+  - ``policy``, ``concept`` (grid…): what the cell resolved to; ``wall_time`` (grid…) seconds (fused cells: their group's time divided among them).
 
   Numbers are float64 and padded with NaN where a cell has fewer agents, iterations, times or states;
   strings are padded with "".

@@ -31,6 +31,8 @@ from torchdiffeq._impl.misc import Perturb, _nextafter, _optimal_step_size, _Per
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import _RungeKuttaState, _UncheckedAssign
 
+from .errors import DivergenceError
+
 NAME = "dopri5_sm"
 
 
@@ -143,14 +145,15 @@ class StageMajorDopri5(Dopri5Solver):
                 return torch.linalg.vector_norm(err) / math.sqrt(max(err.numel(), 1))
             return self.norm(err).abs()
 
-    def _check_finite(self, y0: Tensor) -> None:
+    def _check_finite(self, y0: Tensor, t0: Tensor) -> None:
         if y0 is self._checked:
             return
         if y0.is_complex() or y0.numel() == 0:
             ok = torch.isfinite(y0).all()
         else:
             ok = torch.isfinite(torch.stack(torch.aminmax(y0))).all()  # one pass; NaN propagates
-        assert ok, f"non-finite values in state `y`: {y0}"
+        if not ok:  # torchdiffeq asserts here; a non-finite state is a divergence
+            raise DivergenceError(float(t0), "state")
         self._checked = y0
 
     def _adaptive_step(self, rk_state):
@@ -162,7 +165,7 @@ class StageMajorDopri5(Dopri5Solver):
         self.func.callback_step(t0, y0, dt)
         t1 = t0 + dt
         assert t0 + dt > t0, f"underflow in dt {dt.item()}"
-        self._check_finite(y0)
+        self._check_finite(y0, t0)
 
         on_step_t = False
         if len(self.step_t):
@@ -182,6 +185,11 @@ class StageMajorDopri5(Dopri5Solver):
 
         y1, k, y1_error, dt_y = self._rk_step(y0, f0, t0, dt, t1)
         error_ratio = self._error_ratio(y1_error, y0, y1)
+        # every stage enters the error estimate (directly, or through the later stages), so a non-finite
+        # derivative makes this ratio non-finite: the check control.solve would make on every evaluation,
+        # once per step and on a scalar the controller reads anyway
+        if not torch.isfinite(error_ratio):
+            raise DivergenceError(float(t0), "derivative")
         accept_step = error_ratio <= 1
         if dt > self.max_step:
             accept_step = False

@@ -240,3 +240,18 @@ def test_method_names():
         ValidationError, match=r"^method: expected one of .*dopri5_torchdiffeq.*got 'x'$"
     ):
         solve(forced, x0, [0.0, 1.0], method="x")
+
+
+def test_the_step_check_replaces_the_per_evaluation_check():
+    """dopri5 checks each step's error ratio (every stage enters it) instead of every evaluation."""
+    x0 = torch.tensor([1.0, 2.0], dtype=F64)
+
+    def poisoned(t, x):  # one component turns NaN after t = 0.3
+        dx = -x.clone()
+        if t > 0.3:
+            dx[1] = float("nan")
+        return dx
+
+    with pytest.raises(DivergenceError, match="non-finite derivative") as err:
+        solve(poisoned, x0, [0.0, 1.0], method="dopri5")
+    assert 0.0 < err.value.t <= 0.3
