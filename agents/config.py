@@ -324,7 +324,8 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class RaySpec:
-    """Where and how cells run: cluster address (None: embedded local Ray on 127.0.0.1), resources per cell."""
+    """Where and how cells run: cluster address (None: embedded local Ray on 127.0.0.1) and the resources of
+    each task (a cell, or a fused group of cells)."""
 
     address: str | None = None
     num_cpus: float = 1.0

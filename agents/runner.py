@@ -1,4 +1,7 @@
-"""Run an experiment's grid: one Ray task per cell (or in-process, or one Ray actor per agent), into one Dataset.
+"""Run an experiment's grid: one Ray task per cell or fused group (or in-process, or one Ray actor per agent).
+
+Cells that differ only in seed and Λ in a fusable scenario share a task and one ODE per evaluation
+(``agents.fusion``; up to ``Experiment.fuse`` cells); every cell still gets its own Dataset.
 
 Ray lives only here (spec: architecture.md, rule 5). By default an embedded local Ray bound to 127.0.0.1,
 quiet, without dashboard; ``address="auto"`` or ``"host:port"`` joins an existing cluster. Every finished
@@ -309,7 +312,8 @@ def run_experiment(
     Args:
         experiment: the validated experiment.
         address: Ray cluster (None: ``experiment.ray.address``, else an embedded local Ray).
-        backend: ``"ray"`` (one task per cell), ``"local"`` (in-process), ``"actors"`` (one actor per agent);
+        backend: ``"ray"`` (one task per cell or fused group), ``"local"`` (in-process), ``"actors"`` (one
+            actor per agent, no fusion);
             None: ``experiment.backend``.
         progress: show a live progress bar (done, failed, ETA) on stderr.
         resume: reuse finished cells found in ``<out>.parts/`` (only those whose arguments are unchanged).
