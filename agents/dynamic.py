@@ -142,6 +142,7 @@ class DifferentialGame(Game):
 
         z0 = torch.cat([self.x0.reshape(-1), self.x0.new_zeros(self.n_agents)])
         sol = solve(field, z0, self.times, method=self.method)
+        self.nfe += sol.nfe
         zT = sol.xs[-1]
         costs = zT[nx:] + self.terminal_cost(zT[:nx].reshape(P, d))
         if not torch.isfinite(costs).all():

@@ -181,6 +181,7 @@ class FusedGame(Game):
 
         z0 = torch.cat([self.x0.reshape(C, nx), self.x0.new_zeros(C, n)], 1)
         sol = solve(field, z0, self.times, method=self.base.method)
+        self.nfe += sol.nfe  # every cell takes part in every solve
         zT = sol.xs[-1]
         costs = zT[:, nx:] + self._terminal(zT[:, :nx].reshape(C, P, d))
         if not torch.isfinite(costs).all():
@@ -281,7 +282,7 @@ def play_fused(cells: Sequence[dict]) -> list:
             exploitability=nc if np.isfinite(nc) else float("inf"),
             reference_costs=_reference(sc, L), history=np.asarray(hist, dtype=float).reshape(-1, n),
             times=np.asarray(times, dtype=float), trajectory=np.asarray(traj, dtype=float),
-            status="ok", message=status, wall_time=wall,
+            status="ok", message=status, wall_time=wall, nfe=fused.nfe,
         ))  # fmt: skip
     return out
 

@@ -41,6 +41,7 @@ class Game:
     convex_own_cost: bool = False
     supports_substitution: bool = False
     solve_defaults: dict = {}
+    nfe: int = 0  # vector-field evaluations of the ODE solves made so far (differential games)
     _override: Profile | None = None
 
     # ---- the protocol -------------------------------------------------------------------------

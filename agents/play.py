@@ -44,6 +44,9 @@ class Outcome:
     status: str
     message: str = ""
     wall_time: float = 0.0
+    nfe: int = (
+        0  # vector-field evaluations of the cell's ODE solves (learning, exploitability, rollout)
+    )
 
 
 def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params):
@@ -121,7 +124,7 @@ def play(
             **base, costs=nan, empathetic_costs=nan, exploitability=float("nan"),
             reference_costs=_reference(sc, L), history=h, times=np.zeros(1),
             trajectory=np.full((1, 1), np.nan), status=status, message=msg.splitlines()[0][:300],
-            wall_time=time.perf_counter() - t0,
+            wall_time=time.perf_counter() - t0, nfe=int(getattr(game, "nfe", 0)),
         )  # fmt: skip
 
     try:
@@ -157,6 +160,7 @@ def play(
         status="ok",
         message=eq.status,
         wall_time=time.perf_counter() - t0,
+        nfe=int(getattr(game, "nfe", 0)),
     )
 
 

@@ -16,7 +16,10 @@ Schema (the contract between the runner, the CLI and the app):
   - ``n_params`` (grid…, agent): trainable parameters per agent;
   - ``Lambda_matrix`` (grid…, agent, agent_j): the Λ actually used; ``agent_name`` (grid…, agent);
   - ``status`` (grid…): ``ok`` | ``diverged`` | ``failed`` | ``missing`` (not run); ``message`` (grid…);
-  - ``policy``, ``concept`` (grid…): what the cell resolved to; ``wall_time`` (grid…) seconds (fused cells: their group's time divided among them).
+  - ``policy``, ``concept`` (grid…): what the cell resolved to;
+  - ``wall_time`` (grid…): seconds (fused cells: their group's time divided among them);
+  - ``nfe`` (grid…): vector-field evaluations of the cell's ODE solves (0 for static games; a fused cell
+    counts those of the fused solves it took part in; NaN for a failed cell).
 
   Numbers are float64 and padded with NaN where a cell has fewer agents, iterations, times or states;
   strings are padded with "".
@@ -59,6 +62,7 @@ _NUM = {  # per-cell numeric variables and their padded dims
     "n_params": ("agent",),
     "Lambda_matrix": ("agent", "agent_j"),
     "wall_time": (),
+    "nfe": (),
 }
 _STR = {"status": (), "message": (), "policy": (), "concept": (), "agent_name": ("agent",)}
 
@@ -184,6 +188,7 @@ def outcome_dataset(outcome: Any, *, key: str = "", index: int = -1) -> xr.Datas
         "n_params": (("agent",), _arr(g("n_params"), 1)),
         "Lambda_matrix": (("agent", "agent_j"), _arr(g("Lambda"), 2)),
         "wall_time": ((), float(g("wall_time", 0.0) or 0.0)),
+        "nfe": ((), float(g("nfe")) if g("nfe") is not None else np.nan),
         "status": ((), str(g("status", "failed"))),
         "message": ((), " ".join(str(g("message", "") or "").split())),
         "policy": ((), str(g("policy", "") or "")),
@@ -231,7 +236,8 @@ def read_part(path: str | Path) -> xr.Dataset:
     """Read a partial file written by ``write_part`` (``allow_pickle=False``: data only)."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(z["_meta"].tobytes().decode())
-        data = {k: (meta["dims"][k], z[k]) for k in _NUM}
+        data = {k: (meta["dims"][k], z[k]) for k in _NUM if k in z}
+    data.setdefault("nfe", ((), np.float64(np.nan)))  # parts written before the nfe variable
     for k in _STR:
         v = meta["strings"][k]
         data[k] = (meta["dims"][k], np.array(v, dtype=object) if isinstance(v, list) else v)

@@ -218,7 +218,7 @@ def summary_frame(ds) -> pd.DataFrame:
     """One row per grid cell and agent: material/empathetic costs, exploitability, status (for tables, CSV)."""
     keep = [v for v in ("cost", "empathetic_cost", "reference_cost", "n_params") if v in ds]
     per_agent = ds[keep].to_dataframe().reset_index()
-    scal = [v for v in ("exploitability", "gap", "status", "wall_time") if v in ds]
+    scal = [v for v in ("exploitability", "gap", "status", "wall_time", "nfe") if v in ds]
     per_cell = ds[scal].to_dataframe().reset_index()
     grid = [c for c in per_cell.columns if c not in scal]
     df = per_agent.merge(per_cell, on=grid, how="left")

@@ -53,6 +53,10 @@ def test_fused_cells_reproduce_their_standalone_play(common):
         close(f.exploitability, a.exploitability, rtol=1e-8, atol=1e-10)
         close(f.trajectory, a.trajectory)
         close(f.n_params, a.n_params, 0, 0)
+        # a fused cell counts the evaluations of every fused solve, also those after it stopped
+        assert f.nfe >= a.nfe > 0
+    if all(a.message == "max_steps" for a in alone):
+        assert len({f.nfe for f in fused} | {a.nfe for a in alone}) == 1
         if a.reference_costs is not None:
             close(f.reference_costs, a.reference_costs)
 
@@ -68,12 +72,15 @@ def test_one_solve_per_evaluation_for_all_cells(monkeypatch):
 
     monkeypatch.setattr(fusion, "solve", counted)
     cells = _cells(scenario="lq_game", n_agents=3, law="constant", steps=5)
-    play_fused(cells)
+    outs = play_fused(cells)
     C = len(cells)
     assert shapes and all(s[0] == C and len(s) == 2 for s in shapes)
     # stand-alone: 5 learning steps + 1 final evaluation + exploitability (10 BR steps + 1, per agent) + rollout
     per_cell = 5 + 1 + 1 + 3 * (10 + 1) + 1
     assert len(shapes) == per_cell
+    assert {o.nfe for o in outs} == {
+        per_cell * 4 * get_scenario("lq_game").defaults["n_steps"]
+    }  # rk4
 
 
 def test_each_cell_stops_on_its_own_rule():
@@ -148,7 +155,7 @@ def test_runner_fused_equals_unfused_and_fuse_is_validated():
     assert exp.fuse == 8 and Experiment.from_dict(exp.to_dict()).fuse == 8
     a = run_experiment(exp, backend="local", progress=False)
     b = run_experiment(exp, backend="local", progress=False, fuse=1)
-    for k in ("cost", "empathetic_cost", "exploitability", "history", "trajectory", "gap"):
+    for k in ("cost", "empathetic_cost", "exploitability", "history", "trajectory", "gap", "nfe"):
         close(a[k].values, b[k].values)
     assert (a["status"] == "ok").all()
     with pytest.raises(ValidationError, match="fuse"):
