@@ -49,8 +49,13 @@ def test_schema_dims_vars_and_attrs(tiny):
     assert ds["history"].dims[-2:] == ("iteration", "agent")
     assert ds["trajectory"].dims[-2:] == ("time", "state")
     for v in ("empathetic_cost", "reference_cost", "gap", "exploitability", "times", "n_params",
-              "message", "wall_time"):  # fmt: skip
+              "message", "wall_time", "nfe"):  # fmt: skip
         assert v in ds
+    # lq_game cells solve ODEs (rk4: 4 evaluations per step); Cournot's direct quantities solve none
+    assert (ds["nfe"].sel(scenario="lq_game") % 4 == 0).all() and (
+        ds["nfe"].sel(scenario="lq_game") > 0
+    ).all()
+    assert (ds["nfe"].sel(scenario="cournot") == 0).all()
     assert list(ds["scenario"].values) == ["cournot", "lq_game"]
     assert set(np.unique(ds["status"].values)) <= {"ok", "diverged", "failed"}
     assert ds.sizes["iteration"] == 3
@@ -132,6 +137,13 @@ def test_part_files_round_trip(tiny, tmp_path):
     f = failed_dataset("boom: x", key="k")
     assert f["status"].item() == "failed" and f["message"].item() == "boom: x"
     xr.testing.assert_equal(read_part(write_part(tmp_path, 8, "k", f)), f)
+    assert np.isnan(f["nfe"].item())
+    # a part written before the nfe variable existed still reads (nfe NaN)
+    with np.load(p, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if k != "nfe"}
+    np.savez(p, **old)
+    back = read_part(p)
+    assert np.isnan(back["nfe"].item()) and float(back["cost"][1]) == 2.0
 
 
 @pytest.mark.parametrize(
