@@ -203,11 +203,9 @@ class FusedGame(Game):
 
 def block_Lambda(Lambdas: Sequence[np.ndarray]) -> np.ndarray:
     """The fused game's empathy matrix: the cells' Λ on the diagonal blocks (cells do not see each other)."""
-    n = Lambdas[0].shape[0]
-    out = np.zeros((n * len(Lambdas),) * 2)
-    for c, L in enumerate(Lambdas):
-        out[c * n : (c + 1) * n, c * n : (c + 1) * n] = L
-    return out
+    from scipy.linalg import block_diag
+
+    return block_diag(*(np.asarray(L, dtype=float) for L in Lambdas))
 
 
 def play_fused(cells: Sequence[dict]) -> list:

@@ -224,14 +224,16 @@ def _execute(
     on_result: Callable[[Cell, xr.Dataset], None],
     state: RunState,
     fuse: int = 1,
+    grid: list[Cell] | None = None,
 ) -> None:
     """Run the cells, calling ``on_result`` as each finishes (Ray: submit all tasks, then ``ray.wait``).
 
     A task is one cell, or up to ``fuse`` cells that differ only in seed and Λ solved as one ODE.
+    ``grid``: all the experiment's cells (default ``exp.cells()``), over which the tasks are planned.
     """
     if not cells:
         return
-    grid = exp.cells()
+    grid = exp.cells() if grid is None else grid
     # the plan covers the whole grid, so a resumed run re-forms exactly the groups it had not finished
     tasks = [[grid[i] for i in t] for t in plan([c.kwargs for c in grid], fuse)]
     todo = {c.index for c in cells}
@@ -372,7 +374,7 @@ def run_experiment(
             bar.update(task_id, completed=state.done, failed=state.failed)
 
     try:
-        _execute(todo, backend, experiment, address, on_result, state, fuse=fuse)
+        _execute(todo, backend, experiment, address, on_result, state, fuse=fuse, grid=cells)
     finally:
         if bar is not None:
             bar.stop()

@@ -99,7 +99,7 @@ ATTENTION: dict[str, Callable[..., tuple[Tensor, Tensor | None]]] = {
 FAST_PATH: frozenset[str] = frozenset({"boltzmann", "difference"})
 # floats of intermediates (q, k, v, heads' outputs, output) an agent chunk of the fused path may touch per
 # CPU thread: 2 MiB (measured best at A = 128, D = 128, d = 64; D = 32 runs in two or three chunks)
-CHUNK_FLOATS = 1 << 19
+QKV_CHUNK_FLOATS = 1 << 19
 
 
 class MultiHeadAttention(torch.nn.Module):
@@ -235,8 +235,8 @@ class MultiHeadAttention(torch.nn.Module):
 
     def _chunks(self, u: Tensor, Wqkv: Tensor, Wo: Tensor, kw: dict) -> list[slice] | None:
         """Agent chunks for per-agent weights ``[A, d, n]`` and tokens ``[A, D, d]`` with no autograd graph
-        on the CPU (``blockable``), each touching about ``CHUNK_FLOATS`` floats; None: one pass over all agents."""
+        on the CPU (``blockable``), each touching about ``QKV_CHUNK_FLOATS`` floats; None: one pass over all agents."""
         if Wqkv.dim() != 3 or u.dim() != 3 or not blockable(u, Wqkv, Wo, *kw.values()):
             return None
         per_agent = u.shape[-2] * (Wqkv.shape[-1] + Wo.shape[-2] + Wo.shape[-1])
-        return agent_chunks(u.shape[0], per_agent, target=CHUNK_FLOATS)
+        return agent_chunks(u.shape[0], per_agent, target=QKV_CHUNK_FLOATS)

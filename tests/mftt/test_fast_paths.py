@@ -119,7 +119,7 @@ def test_agent_chunked_field_equals_one_pass(kw, monkeypatch, one_thread):
     t = torch.tensor(0.4, **F64)
     one_pass = m.field(t, x.requires_grad_())  # a graph: no chunks
     monkeypatch.setattr(mftt.weights, "CHUNK_FLOATS", D * 12 * 2)  # FFN: 2 agents a chunk
-    monkeypatch.setattr(mftt.attention, "CHUNK_FLOATS", D * 3 * d)  # attention: 1 agent a chunk
+    monkeypatch.setattr(mftt.attention, "QKV_CHUNK_FLOATS", D * 3 * d)  # attention: 1 agent a chunk
     calls = {"bmm": [], "baddbmm": []}
     for name, seen in calls.items():
         f = getattr(torch, name)
