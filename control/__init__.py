@@ -4,6 +4,13 @@ from . import costs, meanfield
 from .costs import RISKS, risk
 from .errors import DivergenceError, ValidationError
 from .fixed_point import FixedPointResult, km_flow, km_iterate, lipschitz_estimate
+from .hinf import (
+    HInfGame,
+    HInfSolution,
+    best_response_attacker,
+    best_response_defender,
+    game_riccati_closed_form,
+)
 from .integrate import METHODS, Solution, solve
 from .laws import WEIGHT_LAWS, WeightLaw, make_law
 from .lq import ParticleLQ, RiccatiLaw, Rollout
@@ -16,6 +23,8 @@ __all__ = [
     "FitResult",
     "FixedPointResult",
     "GameSolution",
+    "HInfGame",
+    "HInfSolution",
     "LQGame",
     "LQProblem",
     "LQSolution",
@@ -30,8 +39,11 @@ __all__ = [
     "ValidationError",
     "WEIGHT_LAWS",
     "WeightLaw",
+    "best_response_attacker",
+    "best_response_defender",
     "costs",
     "fit",
+    "game_riccati_closed_form",
     "km_flow",
     "km_iterate",
     "lipschitz_estimate",
