@@ -109,6 +109,91 @@ def _mftt_weights(opts: dict, laws: tuple[str, ...]) -> int:
     return per_layer * max(LAW_FACTOR.get(law, 8) for law in laws)
 
 
+def _param_max(exp: Any, name: str) -> float:
+    """The largest value of scenario parameter ``name`` over the scenarios that have it (their override,
+    their default, and every swept ``scenarios.<s>.<name>`` value); 0 when none has it."""
+    try:
+        from .scenarios import SCENARIOS
+    except ImportError:  # pragma: no cover
+        return 0.0
+    vals: list[Any] = []
+    for s in exp.scenarios:
+        cls = SCENARIOS.get(s.name)
+        if cls is None or name not in cls.defaults:
+            continue
+        vals.append(s.params.get(name, cls.defaults[name]))
+        vals += list(exp.sweep.get(f"scenarios.{s.name}.{name}", ()))
+    nums = [abs(float(v)) for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
+    return max((v for v in nums if math.isfinite(v)), default=0.0)
+
+
+def _mftt_max(exp: Any) -> dict[str, Any]:
+    """The MFTT options with each swept ``agents.mftt.<k>`` at its largest value."""
+    opts = dict(exp.agents.mftt)
+    for path, vals in exp.sweep.items():
+        if path.startswith("agents.mftt."):
+            k = path.split(".", 2)[2]
+            nums = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
+            if nums:
+                opts[k] = max(nums)
+    return opts
+
+
+def _uses_mftt(exp: Any) -> bool:
+    return (
+        "mftt" in (exp.agents.policy, *_options(exp, "policy"))
+        or bool(exp.agents.mftt)
+        or "mftt" in exp.sweep.get("agents.policy", ())
+    )
+
+
+def _scenario_floats(exp: Any, n: int, iters: int) -> float:
+    """Floats a running cell holds for its scenario's sizes: Cournot markets × window tokens (and the MFTT
+    activations over them), particles × time steps of the differential games (kept for backprop)."""
+    opts = _mftt_max(exp)
+
+    def num(k: str, default: int) -> int:
+        v = opts.get(k, default)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else default
+
+    d, dff, depth, heads = num("d_model", 8), num("d_ff", 16), num("depth", 2), num("heads", 2)
+    mftt = _uses_mftt(exp)
+    markets, window = _param_max(exp, "markets"), _param_max(exp, "window")
+    tokens = markets * window
+    floats = 2 * tokens
+    if mftt and tokens:  # activations of every firm's MFTT over every token, forward and backward
+        floats += 3 * n * tokens * depth * (6 * d + dff + heads * window)
+    particles, steps = _param_max(exp, "particles"), _param_max(exp, "n_steps")
+    dim = max(_param_max(exp, "dim"), 1.0)
+    if particles or steps:  # states at every stage of every step, kept for the backward pass
+        width = (d * depth * 6) if mftt else 4
+        floats += 3 * (steps + 1) * 4 * max(particles, 1) * (dim + n) * width
+    return floats
+
+
+# seconds per unit of horizon of the closed-form Riccati reference (scipy, measured ~2.1e-3 on one core)
+RICCATI_S_PER_T = 3e-3
+EVAL_S = 5e-5  # one vector-field evaluation of a small differential game (measured 2-5e-5)
+MAX_CELL_SECONDS = 3600.0
+
+
+def cell_seconds(exp: Any) -> tuple[float, str]:
+    """Rough seconds of the slowest cell and what drives it: the closed form over the horizon ``T`` and the
+    learning's ODE solves (iterations × time steps × 4 stages × forward and backward)."""
+    horizon = (
+        _param_max(exp, "T") if _param_max(exp, "particles") or _param_max(exp, "dim") else 0.0
+    )
+    iters = _largest_steps(exp) + 1
+    steps = _param_max(exp, "n_steps")
+    particles = max(_param_max(exp, "particles"), 1.0)
+    n = _largest_agents(exp)
+    learn = iters * 2 * steps * 4 * 2 * EVAL_S * (1 + particles * n / 1000) if steps else 0.0
+    ref = horizon * RICCATI_S_PER_T
+    if ref >= learn:
+        return ref + learn, f"the closed form over the horizon T = {horizon:g}"
+    return ref + learn, f"{iters - 1} iterations x {steps:g} time steps x {particles:g} particles"
+
+
 def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
     """Size ``exp`` (an ``agents.config.Experiment``) without running it; ``parallel``: cells at once."""
     cells = math.prod(len(v) for v in exp.coords.values())
@@ -118,10 +203,11 @@ def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
     per_cell = 4 * n + iters * n + n * n + TIME_POINTS * (1 + STATE_DIM) + 8
     result_mb = cells * per_cell * 8 * 2 / MB
     weights = 0
-    if "mftt" in (exp.agents.policy, *_options(exp, "policy")) or exp.agents.mftt:
-        weights = _mftt_weights(dict(exp.agents.mftt), tuple(exp.agents.weights))
-    # a running cell: Λ and the learning history, plus weights, gradients and two Adam moments per agent
-    cell_mb = (n * n + iters * n + 4 * n * weights) * 8 / MB
+    if _uses_mftt(exp):
+        weights = _mftt_weights(_mftt_max(exp), tuple(exp.agents.weights))
+    # a running cell: Λ and the learning history, plus weights, gradients and two Adam moments per agent,
+    # plus what the scenario's own sizes (markets, window, particles, time steps) hold
+    cell_mb = (n * n + iters * n + 4 * n * weights + _scenario_floats(exp, n, iters)) * 8 / MB
     if parallel is None:
         cpus = float(getattr(exp.ray, "num_cpus", 1.0) or 1.0)
         parallel = 1 if exp.backend == "local" else max(1, int((os.cpu_count() or 1) / cpus))
@@ -135,6 +221,18 @@ def _dominant(exp: Any, est: Estimate) -> str:
         return f"agents.n = {est.agents} (Λ alone is {est.agents**2 * 8 / MB:.3g} MB per cell)"
     if est.iterations > 100_000:
         return f"training.steps = {est.iterations - 1}"
+    sizes = {k: _param_max(exp, k) for k in ("markets", "window", "particles", "n_steps")}
+    k = max(sizes, key=sizes.get)
+    if sizes[k] > 10_000:
+        return f"scenario parameter {k} = {sizes[k]:g}"
+    d = _mftt_max(exp)
+    big_opt = max(
+        (o for o in ("d_model", "d_ff", "depth") if isinstance(d.get(o), int)),
+        key=lambda o: d[o],
+        default=None,
+    )
+    if big_opt and d[big_opt] > 1000:
+        return f"agents.mftt.{big_opt} = {d[big_opt]}"
     return (
         f"the grid ({' x '.join(f'{k}={v}' for k, v in dims.items()) or '1 cell'}; largest: {big})"
     )
@@ -167,6 +265,14 @@ def check(
             f"~{est.memory_mb:.3g} MB",
             reason=f"{est}; driven by {_dominant(exp, est)}; raise budget.max_memory_mb",
         )
+    secs, why = cell_seconds(exp)
+    if secs > MAX_CELL_SECONDS:
+        raise ValidationError(
+            "budget",
+            f"cells of at most {MAX_CELL_SECONDS:g} s",
+            f"~{secs:.3g} s per cell",
+            reason=f"driven by {why}; shorten it",
+        )
     return est
 
 
@@ -178,3 +284,35 @@ def check_agents(n: Any, field: str = "n_agents", *, budget_mb: float | None = N
     """Refuse an agent count whose n×n Λ (and n×n per-agent tables) cannot fit the memory budget."""
     check_size(field, (n, n), copies=4, budget_mb=budget_mb)
     return int(n)
+
+
+def check_resources(exp: Any, *, backend: str, address: str | None = None) -> None:
+    """Refuse Ray resources this machine cannot give (an embedded Ray would wait forever): one line each.
+
+    ``num_cpus`` above this machine's CPUs, ``num_gpus`` without (enough) GPUs. Only for the embedded Ray;
+    a cluster's resources are checked by the runner once it has joined.
+    """
+    if backend == "local" or address not in (None, "", "local"):
+        return
+    cpus = os.cpu_count() or 1
+    need = float(exp.ray.num_cpus)
+    if need <= 0:
+        raise ValidationError("ray.num_cpus", "a number > 0 (CPUs per task)", need)
+    if need > cpus:
+        raise ValidationError(
+            "ray.num_cpus", f"at most {cpus} (the CPUs of this machine)", need,
+            reason="a task asking for more would wait forever",
+        )  # fmt: skip
+    gpus = float(exp.ray.num_gpus)
+    if gpus > 0:
+        try:
+            import torch
+
+            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except ImportError:  # pragma: no cover - torch is a dependency
+            have = 0
+        if gpus > have:
+            raise ValidationError(
+                "ray.num_gpus", f"at most {have} (the GPUs of this machine)", gpus,
+                reason="a task asking for more would wait forever",
+            )  # fmt: skip

@@ -33,6 +33,8 @@ killed run resumes without recomputing it (issue 8).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
 import io
 import json
 import os
@@ -219,11 +221,68 @@ def part_path(parts_dir: str | Path, index: int, key: str) -> Path:
     return Path(parts_dir) / f"cell-{index:06d}-{key}.npz"
 
 
-def write_part(parts_dir: str | Path, index: int, key: str, ds: xr.Dataset) -> Path:
-    """Write one finished cell atomically as ``.npz`` (numbers) + JSON (strings): ~1 ms, no pickle."""
+PART_FORMAT = 2  # parts carry key, arguments hash, code version and data checksum (issue 18)
+_CODE_PACKAGES = ("control", "mftt", "agents")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """SHA-256 (16 hex) of the source of ``control``, ``mftt`` and ``agents``: a part from other code is recomputed."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pkg in _CODE_PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            try:
+                h.update(f.read_bytes())
+            except OSError:
+                h.update(b"?")
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def args_hash(kwargs: Mapping[str, Any] | None) -> str:
+    """SHA-256 of a cell's full ``agents.play`` arguments (the cell key is a 16-hex prefix of a SHA-1)."""
+    blob = json.dumps(dict(kwargs or {}), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checksum(arrays: Mapping[str, np.ndarray], strings: Any, dims: Any) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k], dtype=np.float64)
+        h.update(f"{k}:{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps([strings, dims], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def write_part(
+    parts_dir: str | Path,
+    index: int,
+    key: str,
+    ds: xr.Dataset,
+    *,
+    kwargs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one finished cell atomically as ``.npz`` (numbers) + JSON (strings): ~1 ms, no pickle.
+
+    The JSON also holds what resume checks before trusting the part: the cell key and index, the hash of
+    the cell's full arguments (``kwargs``), the code version and a checksum of the data.
+    """
     arrays = {k: np.asarray(ds[k].values, dtype=np.float64) for k in _NUM}
     strings = {k: np.asarray(ds[k].values).tolist() for k in _STR}
-    meta = {"strings": strings, "dims": {k: list(ds[k].dims) for k in (*_NUM, *_STR)}, "key": key}
+    dims = {k: list(ds[k].dims) for k in (*_NUM, *_STR)}
+    meta = {
+        "strings": strings,
+        "dims": dims,
+        "key": key,
+        "index": int(index),
+        "format": PART_FORMAT,
+        "args": args_hash(kwargs) if kwargs is not None else "",
+        "code": code_version(),
+        "checksum": _checksum(arrays, strings, dims),
+    }
     arrays["_meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -233,30 +292,95 @@ def write_part(parts_dir: str | Path, index: int, key: str, ds: xr.Dataset) -> P
 
 
 def read_part(path: str | Path) -> xr.Dataset:
-    """Read a partial file written by ``write_part`` (``allow_pickle=False``: data only)."""
+    """Read a partial file written by ``write_part`` (``allow_pickle=False``: data only).
+
+    attrs: ``cell_key``, ``cell_index``, ``args_hash``, ``code_version`` and ``checksum_ok`` (for ``part_problem``).
+    """
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(z["_meta"].tobytes().decode())
-        data = {k: (meta["dims"][k], z[k]) for k in _NUM if k in z}
+        arrays = {k: z[k] for k in _NUM if k in z}
+    data = {k: (meta["dims"][k], v) for k, v in arrays.items()}
     data.setdefault("nfe", ((), np.float64(np.nan)))  # parts written before the nfe variable
     for k in _STR:
         v = meta["strings"][k]
         data[k] = (meta["dims"][k], np.array(v, dtype=object) if isinstance(v, list) else v)
-    return xr.Dataset(data, attrs={"cell_key": meta["key"]})
+    ok = meta.get("checksum") == _checksum(arrays, meta["strings"], meta["dims"])
+    attrs = {
+        "cell_key": meta["key"],
+        "cell_index": int(meta.get("index", -1)),
+        "args_hash": str(meta.get("args", "")),
+        "code_version": str(meta.get("code", "")),
+        "checksum_ok": int(ok and "checksum" in meta),
+        "part_format": int(meta.get("format", 1)),
+    }
+    return xr.Dataset(data, attrs=attrs)
 
 
-def read_parts(parts_dir: str | Path, cells: list) -> dict[int, xr.Dataset]:
-    """Finished cells found in ``parts_dir`` whose key matches the current config (others are ignored)."""
+# why a part is not reused (the runner counts them by reason)
+PART_PROBLEMS = (
+    "unreadable",
+    "written before parts were verified",
+    "another cell's part",
+    "arguments changed",
+    "code changed",
+    "checksum mismatch",
+    "unknown status",
+    "non-finite values in an ok cell",
+)
+
+
+def part_problem(ds: xr.Dataset, cell: Any) -> str | None:
+    """Why the part ``ds`` must not stand for ``cell`` (one of ``PART_PROBLEMS``), or None when it may."""
+    from .status import STATUSES
+
+    a = ds.attrs
+    if int(a.get("part_format", 1)) < PART_FORMAT:
+        return "written before parts were verified"
+    if a.get("cell_key") != cell.key or int(a.get("cell_index", -1)) != int(cell.index):
+        return "another cell's part"
+    if a.get("args_hash") != args_hash(cell.kwargs):
+        return "arguments changed"
+    if a.get("code_version") != code_version():
+        return "code changed"
+    if not a.get("checksum_ok"):
+        return "checksum mismatch"
+    status = str(np.asarray(ds["status"].values).item()) if ds["status"].ndim == 0 else ""
+    if status not in STATUSES or status == "missing":
+        return "unknown status"
+    if status == "ok":
+        for k in ("cost", "empathetic_cost", "Lambda_matrix"):
+            v = np.asarray(ds[k].values, dtype=np.float64)
+            if v.size == 0 or not np.isfinite(v).all():
+                return "non-finite values in an ok cell"
+        if np.isnan(np.asarray(ds["exploitability"].values, dtype=np.float64)).any():
+            return "non-finite values in an ok cell"
+    return None
+
+
+def read_parts(
+    parts_dir: str | Path, cells: list, discarded: dict[str, int] | None = None
+) -> dict[int, xr.Dataset]:
+    """Finished cells in ``parts_dir`` that pass ``part_problem`` for their cell; the others are deleted
+    (they will be recomputed) and counted by reason in ``discarded``."""
     out: dict[int, xr.Dataset] = {}
     parts_dir = Path(parts_dir)
-    if not parts_dir.is_dir():
+    if not parts_dir.is_dir() or parts_dir.is_symlink():
         return out
     for c in cells:
         p = part_path(parts_dir, c.index, c.key)
-        if p.is_file():
-            try:
-                out[c.index] = read_part(p)
-            except Exception:  # a torn part (should not happen: writes are atomic) is recomputed
-                p.unlink(missing_ok=True)
+        if not p.is_file() or p.is_symlink():
+            continue
+        try:
+            ds = read_part(p)
+            why = part_problem(ds, c)
+        except Exception:  # a torn or forged part is recomputed
+            why = "unreadable"
+        if why is None:
+            out[c.index] = ds
+        else:
+            if discarded is not None:
+                discarded[why] = discarded.get(why, 0) + 1
+            p.unlink(missing_ok=True)
     return out
 
 

@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
+from rich.markup import escape
 
 from control.errors import ValidationError, choice, number
 
+from .budget import check_resources
 from .config import BACKENDS, Cell, Experiment
 from .fusion import plan
+from .outputs import check_output, output_guard
 from .results import (
     assemble,
     failed_dataset,
@@ -35,6 +38,7 @@ from .results import (
     write_part,
     write_results,
 )
+from .status import FAILED
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -56,6 +60,7 @@ class RunState:
     failed: int = 0
     resumed: int = 0
     computed: int = 0
+    discarded: dict[str, int] = field(default_factory=dict)  # saved parts not reused, by reason
     started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -308,6 +313,7 @@ def run_experiment(
     keep_parts: bool = False,
     state: RunState | None = None,
     fuse: int | None = None,
+    wait: bool = False,
 ) -> xr.Dataset:
     """Run every cell of ``experiment`` and return the results Dataset (schema: ``agents.results``).
 
@@ -324,12 +330,14 @@ def run_experiment(
         state: a ``RunState`` to update (for ``submit_experiment``).
         fuse: solve up to this many cells that differ only in seed and Λ as one ODE per task (1: off;
             None: ``experiment.fuse``). Fused cells give the numbers of their stand-alone runs (to rounding).
+        wait: when another run holds ``<out>.lock``, wait for it instead of refusing.
 
     Returns:
         The Dataset; also written atomically to ``out`` when there is one.
 
     Raises:
-        ValidationError: bad backend. RunCancelled: ``state.cancel`` was set.
+        ValidationError: bad backend, output or resources; ``OutputLocked`` when another run writes
+            ``out``. RunCancelled: ``state.cancel`` was set.
     """
     if not isinstance(experiment, Experiment):
         raise ValidationError(
@@ -338,19 +346,51 @@ def run_experiment(
     backend = _check_backend(backend or experiment.backend)
     fuse = experiment.fuse if fuse is None else int(number("fuse", fuse, low=1, integer=True))
     out = out if out is not None else experiment.output
+    if out is not None:  # refused now, not after every cell has run (issue 18)
+        out = check_output(out)
+    check_resources(experiment, backend=backend, address=address or experiment.ray.address)
     state = state or RunState()
+    if out is None:
+        return _run_grid(
+            experiment, backend, address, progress, resume, None, keep_parts, state, fuse
+        )
+    with output_guard(out, wait=wait, cancel=state.cancel):
+        return _run_grid(
+            experiment, backend, address, progress, resume, out, keep_parts, state, fuse
+        )
+
+
+def _run_grid(
+    experiment: Experiment,
+    backend: str,
+    address: str | None,
+    progress: bool,
+    resume: bool,
+    out: Path | None,
+    keep_parts: bool,
+    state: RunState,
+    fuse: int,
+) -> xr.Dataset:
+    """The body of ``run_experiment`` once its inputs are checked and the output is locked."""
     cells = experiment.cells()
     parts_dir = parts_dir_for(out) if out is not None else None
     parts: dict[int, xr.Dataset] = {}
+    discarded: dict[str, int] = {}
     if parts_dir is not None:
         if resume:
-            parts = read_parts(parts_dir, cells)
+            parts = read_parts(parts_dir, cells, discarded)
         elif parts_dir.exists():
             shutil.rmtree(parts_dir)
+    state.discarded = discarded
+    if discarded:  # say how many finished cells are recomputed, and why (issue 18)
+        why = ", ".join(f"{n} {k}" for k, n in sorted(discarded.items()))
+        log(
+            f"discarded {sum(discarded.values())} saved cells of {parts_dir} ({why}): recomputing them"
+        )
     todo = [c for c in cells if c.index not in parts]
     state.total, state.resumed = len(cells), len(parts)
     state.done = len(parts)
-    state.failed = sum(str(p["status"].values) != "ok" for p in parts.values())
+    state.failed = sum(str(p["status"].values) in FAILED for p in parts.values())
     state.started = time.monotonic()
     bar = _progress_bar(state, experiment.name) if progress else None
     task_id = None
@@ -360,15 +400,17 @@ def run_experiment(
             experiment.name, total=len(cells), completed=len(parts), failed=state.failed
         )
         if parts:
-            bar.console.print(f"resumed {len(parts)} finished cells from {parts_dir}")
+            bar.console.print(
+                f"resumed {len(parts)} finished cells from {escape(str(parts_dir))}", markup=True
+            )
 
     def on_result(c: Cell, ds: xr.Dataset) -> None:
         parts[c.index] = ds
         if parts_dir is not None:
-            write_part(parts_dir, c.index, c.key, ds)
+            write_part(parts_dir, c.index, c.key, ds, kwargs=c.kwargs)
         state.done += 1
         state.computed += 1
-        if str(ds["status"].values) != "ok":
+        if str(ds["status"].values) in FAILED:
             state.failed += 1
         if bar is not None:
             bar.update(task_id, completed=state.done, failed=state.failed)
@@ -438,6 +480,7 @@ def submit_experiment(
     address: str | None = None,
     out: str | Path | None = None,
     resume: bool = True,
+    wait: bool = False,
 ) -> RunHandle:
     """Start ``run_experiment`` in a background thread and return its handle at once."""
     if not isinstance(experiment, Experiment):
@@ -445,7 +488,11 @@ def submit_experiment(
             "experiment", "an agents.config.Experiment", type(experiment).__name__
         )
     _check_backend(backend or experiment.backend)
-    return RunHandle(experiment, backend=backend, address=address, out=out, resume=resume)
+    if out is not None:  # a bad output is refused here, not in the background thread
+        out = check_output(out)
+    return RunHandle(
+        experiment, backend=backend, address=address, out=out, resume=resume, wait=wait
+    )
 
 
 def log(msg: str) -> None:

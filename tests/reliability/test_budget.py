@@ -34,7 +34,8 @@ def test_estimate_arithmetic():
     per_cell = 4 * n + it * n + n * n + 256 * 9 + 8
     assert a.result_mb == pytest.approx(per_cell * 8 * 2 / 2**20)
     big = budget.estimate(exp(n=1000))
-    assert big.cell_mb == pytest.approx((1000**2 + 11 * 1000) * 8 / 2**20)
+    tokens = 2 * 8 * 6  # Cournot's default markets x window price/quantity tokens
+    assert big.cell_mb == pytest.approx((1000**2 + 11 * 1000 + tokens) * 8 / 2**20)
     assert "1 cells, up to 1000 agents x 11 iterations" in str(big)
 
 
