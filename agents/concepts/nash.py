@@ -1,13 +1,22 @@
-"""Nash equilibrium of the Λ-game by simultaneous gradient play (spec §A.1–A.2; team, Berge, spite are Λ choices)."""
+"""Nash equilibrium of the Λ-game (spec §A.1–A.2; team, Berge, spite are Λ choices).
+
+Every game: simultaneous gradient play (``method`` gradient / extragradient / optimistic). Finite games
+(``MatrixGame``): an exact equilibrium by default (``method="exact"``, ``agents.finite``: support
+enumeration / Lemke–Howson / n-player enumeration), or learned dynamics (``"fictitious_play"``, ``"logit"``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from control.errors import choice
+
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
-from ..game import Game
-from ._play import check_options, finish, gradient_play
+from ..game import Game, MatrixGame
+from ._play import METHODS, check_options, finish, gradient_play
+
+FINITE_METHODS = ("exact", "fictitious_play", "logit")
 
 
 def solve_nash(
@@ -16,19 +25,34 @@ def solve_nash(
     *,
     steps: int = 500,
     lr: float = 0.05,
-    method: str = "gradient",
+    method: str | None = None,
     tol: float = 1e-8,
     optimizer: str = "sgd",
     progress: bool = False,
     measure_exploitability: bool = False,
     br_steps: int = 300,
     br_lr: float | None = None,
+    solver: str = "auto",
+    select: str = "welfare",
 ) -> Equilibrium:
     """Every agent j descends (Λ L)_j in its own variables, simultaneously (gradient/extragradient/optimistic).
 
-    Games whose own costs are convex in unbounded decisions (``game.convex_own_cost``) refuse λ_jj ≤ 0:
-    such an agent would maximise its own convex cost (spec §A.1 remark 3).
+    ``method=None`` is ``"exact"`` for a ``MatrixGame`` (``solver`` and ``select`` go to
+    ``agents.finite.nash_equilibria``) and ``"gradient"`` otherwise. Games whose own costs are convex in
+    unbounded decisions (``game.convex_own_cost``) refuse λ_jj ≤ 0: such an agent would maximise its own
+    convex cost (spec §A.1 remark 3).
     """
+    if isinstance(game, MatrixGame):
+        method = choice(
+            "method", "exact" if method is None else method, [*FINITE_METHODS, *METHODS]
+        )
+        if method in FINITE_METHODS:
+            return _solve_finite(
+                game, Lambda, method, steps=steps, tol=tol, solver=solver, select=select,
+                progress=progress, measure_exploitability=measure_exploitability,
+                br={"steps": br_steps, "lr": br_lr or lr},
+            )  # fmt: skip
+    method = "gradient" if method is None else method
     check_options(steps, lr, method, tol, optimizer)
     if game.convex_own_cost:
         require_self_regard(
@@ -45,4 +69,71 @@ def solve_nash(
     return finish(
         game, Lambda, "nash", status, it, res, hist,
         measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,
+    )  # fmt: skip
+
+
+def _solve_finite(
+    game: MatrixGame,
+    Lambda: np.ndarray,
+    method: str,
+    *,
+    steps: int,
+    tol: float,
+    solver: str,
+    select: str,
+    progress: bool,
+    measure_exploitability: bool,
+    br: dict,
+) -> Equilibrium:
+    """An exact equilibrium (selected by ``select``) or the time average of learned dynamics, set into ``game``.
+
+    The residual is the largest gain of a pure deviation in Λ-payoffs (0 at a Nash equilibrium).
+    """
+    from .. import finite
+
+    u = game.payoffs.detach().cpu().numpy().astype(float)
+    U = finite.lambda_payoffs(u, Lambda)
+    scale = max(1.0, float(np.abs(U).max()))
+    if method == "exact":
+        res = finite.nash_equilibria(u, Lambda, method=solver, select=select)
+        profile, residual = res.profile, float(res.regrets[0])
+        ok = residual <= max(tol, 1e-9) * scale
+        info = {
+            "method": f"exact:{res.method}",
+            "n_equilibria": res.count,
+            "complete": res.complete,
+            "degenerate": res.degenerate,
+            "selection": select,
+            "equilibria": [[x.copy() for x in p] for p in res.profiles],
+        }
+        if res.count == 1 and res.complete:
+            several = ", the only one"
+        else:
+            several = f", {res.count} found" + ("" if res.complete else " (maybe not all)")
+        msg = f"exact equilibrium by {res.method}, selected by {select}{several}"
+        if res.note:
+            msg += f"; {res.note}"
+        iterations, hist = 1, -finite.expected_payoffs(U, profile)[None]
+    else:
+        lp = finite.LEARNED_DYNAMICS[method](U, steps=steps, init=game.strategies(), tol=tol)
+        profile, residual = lp.average, lp.regret_average
+        ok = residual <= tol * scale
+        info = {
+            "method": f"learned:{method}",
+            "last": [x.copy() for x in lp.last],
+            "average": [x.copy() for x in lp.average],
+            "regret_last": lp.regret_last,
+            "regret_average": lp.regret_average,
+        }
+        msg = (
+            f"{method}: time average (largest deviation gain {lp.regret_average:.2e}) reported; "
+            f"last iterate's gain {lp.regret_last:.2e}"
+        )
+        iterations, hist = lp.iterations, -lp.values
+    game.set_strategies(profile)
+    if progress:
+        print(f"  nash on a finite game: {msg}")
+    return finish(
+        game, Lambda, "nash", "converged" if ok else "max_steps", iterations, residual, hist,
+        measure_exploitability=measure_exploitability, message=msg, info=info, **br,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 The empathetic prisoner's dilemma U_i = u_i + λu_j changes its pure-equilibrium set exactly at
 λ_CC = (T−R)/(R−S) and λ_DD = (P−S)/(T−P) (spec §C.4); matching pennies has the unique mixed NE (½, ½).
+The reference is the exact equilibrium computed by ``agents.finite`` (support enumeration, Lemke–Howson).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from control.errors import ValidationError, choice, number
 
+from ..finite import expected_payoffs, nash_equilibria
 from ..game import MatrixGame
 from .base import Scenario, register
 
@@ -102,31 +104,17 @@ class Matrix(Scenario):
     def game(
         self, *, Lambda=None, law="constant", policy="direct", mftt=None, seed=0, device="cpu"
     ):
-        """A ``MatrixGame``; matching pennies prefers extragradient (plain gradient play cycles)."""
+        """A ``MatrixGame``; the ``nash`` concept solves it exactly by default (``agents.finite``)."""
         if policy != "direct":
             raise ValidationError("policy", "direct (mixed strategies)", policy)
-        g = MatrixGame(
+        return MatrixGame(
             self.payoffs(), init=self.params["init"], parametrisation=self.params["parametrisation"],
             agent_names=[f"player{j}" for j in range(self.n)], device=device,
         )  # fmt: skip
-        if self.params["game"] == "matching_pennies" and self.params["payoffs"] is None:
-            g.solve_defaults = {"method": "extragradient"}
-        return g
 
     def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
-        """Material costs −u at the unique pure Λ-equilibrium of a 2×2 game (spec §C.4); matching
-        pennies: 0 at (½, ½) while λ_ji < λ_jj; None when the equilibrium is not unique."""
-        U = self.payoffs()
-        kind = "custom" if self.params["payoffs"] is not None else self.params["game"]
-        L = np.asarray(Lambda, dtype=float)
-        if kind == "matching_pennies":
-            ok = L[0, 0] > L[0, 1] and L[1, 1] > L[1, 0]
-            return np.zeros(2) if ok else None
-        if U.shape != (2, 2, 2):
-            return None
-        g = MatrixGame(U)
-        eqs = g.pure_equilibria(L)
-        if len(eqs) != 1:
-            return None
-        a = eqs[0]
-        return -np.array([U[(0, *a)], U[(1, *a)]])
+        """Material costs −u at the exact Λ-equilibrium (spec §C.4) that the default ``nash`` solver selects
+        (``agents.finite.nash_equilibria``: the largest total material payoff when there are several)."""
+        u = self.payoffs()
+        eq = nash_equilibria(u, np.asarray(Lambda, dtype=float))
+        return -expected_payoffs(u, eq.profile)

@@ -51,7 +51,7 @@ def learned_pure_limits(U, lam, steps=400, lr=0.2):
     for a in [(C, C), (C, D), (D, C), (D, D)]:
         init = [[0.99, 0.01] if a[i] == C else [0.01, 0.99] for i in range(2)]
         g = MatrixGame(U, init=init)
-        eq = solve(g, "nash", sym(lam), steps=steps, lr=lr)
+        eq = solve(g, "nash", sym(lam), steps=steps, lr=lr, method="gradient")
         x = eq.actions
         if np.all(np.isclose(x, 0) | np.isclose(x, 1)):
             out.add((int(np.argmax(x[0])), int(np.argmax(x[1]))))

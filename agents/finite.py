@@ -1,0 +1,559 @@
+"""Exact Nash equilibria of finite games of the Λ-game (empathetic payoffs U = Λ u, spec §A.1, §C.4).
+
+Two players: support enumeration (every equilibrium of a nondegenerate game, by exact linear solves of the
+indifference conditions), vertex enumeration of the best-response polytopes (every *extreme* equilibrium,
+degenerate games included) and Lemke–Howson (one equilibrium, complementary pivoting). n players: our own
+support enumeration whose indifference system (polynomial for n ≥ 3) is solved by scipy root-finding from
+several starts (pygambit 16.7 is source-only and did not build here within 3 minutes, so it is not used).
+``FINITE_SOLVERS`` names them; ``nash_equilibria`` picks a default by game size and applies the selection
+rule (see ``select``). Learned dynamics (``fictitious_play``, ``logit_play``) are kept as a second,
+labelled method and report the last iterate and the time average.
+
+Payoffs are maximised here, as a tensor U [n, m_1, …, m_n]; a profile is a list of probability vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from control.errors import ValidationError, choice, number
+
+Profile = list[np.ndarray]
+SELECTIONS = ("welfare", "first")
+ENUM_LIMIT = 5000  # support pairs / polytope bases above which the 2-player default is Lemke–Howson
+NPLAYER_LIMIT = 2000  # support profiles above which n-player enumeration is refused
+
+
+@dataclass(frozen=True)
+class FiniteEquilibria:
+    """Equilibria of a finite game: ``profiles`` (the selected one first), how they were found and how many.
+
+    ``complete``: the list holds every equilibrium (support enumeration of a nondegenerate game) or every
+    extreme equilibrium (vertex enumeration, degenerate games); False for one-equilibrium methods and for
+    root-finding. ``regrets[k]``: the largest gain of a pure deviation at profile k (in Λ-payoffs).
+    """
+
+    profiles: list[Profile]
+    method: str
+    complete: bool
+    degenerate: bool = False
+    regrets: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def profile(self) -> Profile:
+        """The selected equilibrium."""
+        return self.profiles[0]
+
+    @property
+    def count(self) -> int:
+        """How many equilibria were found."""
+        return len(self.profiles)
+
+
+@dataclass(frozen=True)
+class LearnedPlay:
+    """The outcome of learned dynamics on a finite game: the last iterate and the time average, with regrets."""
+
+    method: str
+    last: Profile
+    average: Profile
+    regret_last: float
+    regret_average: float
+    iterations: int
+    history: np.ndarray  # [iterations] the time average's largest regret
+    values: np.ndarray  # [iterations, n] the time average's expected (Λ-)payoffs
+
+    @property
+    def profile(self) -> Profile:
+        """The time average (the iterate the learning theory speaks of: it converges where the last cycles)."""
+        return self.average
+
+
+# ---- payoffs and regrets ------------------------------------------------------------------------
+def lambda_payoffs(payoffs: np.ndarray, Lambda: np.ndarray | None = None) -> np.ndarray:
+    """Empathetic payoffs U_i = Σ_k λ_ik u_k [n, m_1, …, m_n] (spec §A.1); Λ = None is the material game."""
+    u = np.asarray(payoffs, dtype=float)
+    if u.ndim < 2 or u.shape[0] != u.ndim - 1:
+        raise ValidationError("payoffs", "a tensor [n, m_1, ..., m_n]", f"shape {u.shape}")
+    if not np.isfinite(u).all():
+        raise ValidationError("payoffs", "finite numbers", "NaN or inf")
+    if Lambda is None:
+        return u
+    L = np.asarray(Lambda, dtype=float)
+    if L.shape != (u.shape[0], u.shape[0]):
+        raise ValidationError("Lambda", f"a {u.shape[0]}x{u.shape[0]} matrix", f"shape {L.shape}")
+    return np.tensordot(L, u, axes=([1], [0]))
+
+
+def deviation_payoffs(U: np.ndarray, profile: Sequence[np.ndarray], i: int) -> np.ndarray:
+    """Player i's payoff of each pure action against the others' mixed strategies [m_i]."""
+    T = U[i]
+    for j in range(U.shape[0] - 1, -1, -1):
+        if j != i:
+            T = np.tensordot(T, np.asarray(profile[j], dtype=float), axes=([j], [0]))
+    return T
+
+
+def regrets(U: np.ndarray, profile: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-player gain of the best pure deviation, max_a U_i(a, x_−i) − U_i(x) ≥ 0 [n] (0 at a Nash equilibrium)."""
+    out = []
+    for i in range(U.shape[0]):
+        v = deviation_payoffs(U, profile, i)
+        out.append(max(0.0, float(v.max() - v @ np.asarray(profile[i], dtype=float))))
+    return np.array(out)
+
+
+def expected_payoffs(U: np.ndarray, profile: Sequence[np.ndarray]) -> np.ndarray:
+    """E_{a∼x}[U_i(a)] for every player [n]."""
+    return np.array([deviation_payoffs(U, profile, i) @ profile[i] for i in range(U.shape[0])])
+
+
+def _scale(U: np.ndarray) -> float:
+    return max(1.0, float(np.abs(U).max()))
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    x = np.where(np.abs(x) < 1e-13, 0.0, np.maximum(x, 0.0))
+    return x / x.sum()
+
+
+def _key(profile: Profile, digits: int = 8) -> tuple:
+    return tuple(np.round(np.concatenate(profile), digits).tolist())
+
+
+def _dedupe(profiles: list[Profile]) -> list[Profile]:
+    seen, out = set(), []
+    for p in profiles:
+        k = _key(p)
+        if k not in seen:
+            seen.add(k)
+            out.append(p)
+    return out
+
+
+def _check_two(U: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    if U.shape[0] != 2:
+        raise ValidationError(
+            "payoffs", f"a two-player game for {method}", f"{U.shape[0]} players",
+            reason="use method='auto' for n players",
+        )  # fmt: skip
+    return U[0], U[1]
+
+
+# ---- two players: support enumeration ----------------------------------------------------------
+def _indifferent(M: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Solve M z = w 1, Σ z = 1 exactly (k+1 linear equations); None when singular."""
+    k = M.shape[1]
+    S = np.zeros((M.shape[0] + 1, k + 1))
+    S[:-1, :k], S[:-1, k], S[-1, :k] = M, -1.0, 1.0
+    rhs = np.zeros(M.shape[0] + 1)
+    rhs[-1] = 1.0
+    if M.shape[0] != k or np.linalg.cond(S) > 1e12:
+        return None
+    z = np.linalg.solve(S, rhs)
+    return z[:k], float(z[k])
+
+
+def support_enumeration(U: np.ndarray, *, tol: float = 1e-9) -> FiniteEquilibria:
+    """All equilibria of a nondegenerate bimatrix game: for every pair of equal-size supports (I, J), solve the
+    indifference equations exactly and keep the nonnegative solutions with no better pure reply.
+
+    A sign of degeneracy (a singular system, a best-reply tie outside a support, a pure strategy with several
+    pure best replies) hands over to ``vertex_enumeration`` when it is affordable (every extreme equilibrium).
+    """
+    A, B = _check_two(U, "support_enumeration")
+    m, n = A.shape
+    t = tol * _scale(U)
+    degenerate = _pure_ties(A, B, t)
+    found: list[Profile] = []
+    for k in range(1, min(m, n) + 1):
+        for I in itertools.combinations(range(m), k):
+            for J in itertools.combinations(range(n), k):
+                sy = _indifferent(A[np.ix_(I, J)])
+                sx = _indifferent(B[np.ix_(I, J)].T)
+                if sy is None or sx is None:
+                    degenerate = True
+                    continue
+                (yJ, u), (xI, v) = sy, sx
+                if yJ.min() < -t or xI.min() < -t:
+                    continue
+                x, y = np.zeros(m), np.zeros(n)
+                x[list(I)], y[list(J)] = xI, yJ
+                ay, bx = A @ y, B.T @ x
+                if ay.max() > u + t or bx.max() > v + t:
+                    continue
+                out_i = np.setdiff1d(np.arange(m), I)
+                out_j = np.setdiff1d(np.arange(n), J)
+                if (
+                    xI.min() <= t
+                    or yJ.min() <= t
+                    or (out_i.size and ay[out_i].max() > u - t)
+                    or (out_j.size and bx[out_j].max() > v - t)
+                ):
+                    degenerate = True
+                found.append([_clean(x), _clean(y)])
+    if degenerate and math.comb(m + n, m) <= ENUM_LIMIT:
+        ve = vertex_enumeration(U, tol=tol)
+        return FiniteEquilibria(
+            ve.profiles, "vertex_enumeration", True, True, ve.regrets,
+            "degenerate game: support enumeration handed over to vertex enumeration (every extreme "
+            "equilibrium; the equilibrium set may contain segments between them)",
+        )  # fmt: skip
+    found = _dedupe(found)
+    note = "degenerate game: equilibria with unequal supports may be missing" if degenerate else ""
+    return FiniteEquilibria(
+        found, "support_enumeration", not degenerate, degenerate, [float(regrets(U, p).max()) for p in found], note
+    )  # fmt: skip
+
+
+def _pure_ties(A: np.ndarray, B: np.ndarray, t: float) -> bool:
+    """True when some pure strategy has several pure best replies (a degenerate game)."""
+    ca = np.sort(A, axis=0)  # row player's replies to each column
+    cb = np.sort(B, axis=1)  # column player's replies to each row
+    tie_a = A.shape[0] > 1 and bool((ca[-1] - ca[-2] <= t).any())
+    tie_b = B.shape[1] > 1 and bool((cb[:, -1] - cb[:, -2] <= t).any())
+    return tie_a or tie_b
+
+
+# ---- two players: vertex enumeration (degenerate games) -----------------------------------------
+def _vertices(G: np.ndarray, h: np.ndarray, d: int, t: float) -> list[tuple[np.ndarray, frozenset]]:
+    """Nonzero vertices of {z : G z ≤ h} in R^d with their labels (indices of the tight constraints)."""
+    out, seen = [], set()
+    for S in itertools.combinations(range(G.shape[0]), d):
+        M = G[list(S)]
+        if abs(np.linalg.det(M)) < 1e-12:
+            continue
+        z = np.linalg.solve(M, h[list(S)])
+        if (G @ z - h).max() > t or np.abs(z).max() < t:
+            continue
+        k = tuple(np.round(z, 9).tolist())
+        if k in seen:
+            continue
+        seen.add(k)
+        out.append((z, frozenset(np.flatnonzero(np.abs(G @ z - h) <= t).tolist())))
+    return out
+
+
+def vertex_enumeration(U: np.ndarray, *, tol: float = 1e-9) -> FiniteEquilibria:
+    """Every extreme equilibrium of a bimatrix game, degenerate or not: the completely labelled vertex pairs of
+    the best-response polytopes P = {x ≥ 0 : Bᵀx ≤ 1}, Q = {y ≥ 0 : Ay ≤ 1} (payoffs shifted positive).
+    """
+    A, B = _check_two(U, "vertex_enumeration")
+    m, n = A.shape
+    Ap, Bp = A - A.min() + 1.0, B - B.min() + 1.0
+    t = tol * max(1.0, float(max(Ap.max(), Bp.max())))
+    # labels 0..m−1: row strategies, m..m+n−1: column strategies
+    P = _vertices(np.vstack([-np.eye(m), Bp.T]), np.r_[np.zeros(m), np.ones(n)], m, t)
+    Qv = _vertices(np.vstack([Ap, -np.eye(n)]), np.r_[np.ones(m), np.zeros(n)], n, t)
+    allL = frozenset(range(m + n))
+    found = [
+        [_clean(x), _clean(y)] for x, lx in P for y, ly in Qv if lx | ly == allL
+    ]  # fmt: skip
+    found = _dedupe(found)
+    return FiniteEquilibria(
+        found, "vertex_enumeration", True, False, [float(regrets(U, p).max()) for p in found]
+    )  # fmt: skip
+
+
+# ---- two players: Lemke–Howson -----------------------------------------------------------------
+def _pivot(T: np.ndarray, basis: list[int], col: int, slack0: int, k: int) -> int:
+    """Pivot ``col`` into tableau T (rows: basic variables; last column: rhs) by the lexicographic minimum
+    ratio test on (rhs, inverse-basis columns); returns the label that leaves."""
+    rows = np.flatnonzero(T[:, col] > 1e-12)
+    if rows.size == 0:
+        raise ArithmeticError("Lemke-Howson: unbounded ray (payoffs not shifted positive?)")
+    keys = np.column_stack([T[rows, -1], T[rows, slack0 : slack0 + k]]) / T[rows, col][:, None]
+    r = rows[np.lexsort(keys.T[::-1])[0]]
+    T[r] /= T[r, col]
+    for i in range(T.shape[0]):
+        if i != r and T[i, col] != 0.0:
+            T[i] -= T[i, col] * T[r]
+    leaving, basis[r] = basis[r], col
+    return leaving
+
+
+def lemke_howson(U: np.ndarray, *, label: int = 0, max_pivots: int = 10_000) -> FiniteEquilibria:
+    """One equilibrium of a bimatrix game by Lemke–Howson from the artificial equilibrium, dropping ``label``
+    (0..m−1: a row strategy, m..m+n−1: a column strategy); lexicographic pivoting handles degeneracy.
+    The support found is then re-solved exactly (indifference equations) when the system is square.
+    """
+    A, B = _check_two(U, "lemke_howson")
+    m, n = A.shape
+    number("label", label, low=0, high=m + n - 1, integer=True)
+    Ap, Bp = A - A.min() + 1.0, B - B.min() + 1.0
+    # columns are labels: TX for P (x_0..x_{m−1}, s_0..s_{n−1}), TY for Q (r_0..r_{m−1}, y_0..y_{n−1})
+    TX = np.hstack([Bp.T, np.eye(n), np.ones((n, 1))])
+    TY = np.hstack([np.eye(m), Ap, np.ones((m, 1))])
+    bX, bY = list(range(m, m + n)), list(range(m))
+    entering, in_x = label, label < m
+    for _ in range(max_pivots):
+        if in_x:
+            leaving = _pivot(TX, bX, entering, m, n)
+        else:
+            leaving = _pivot(TY, bY, entering, 0, m)
+        if leaving == label:
+            break
+        entering, in_x = leaving, not in_x
+    else:
+        raise ArithmeticError(f"Lemke-Howson: no equilibrium after {max_pivots} pivots")
+    x, y = np.zeros(m), np.zeros(n)
+    for r, b in enumerate(bX):
+        if b < m:
+            x[b] = TX[r, -1]
+    for r, b in enumerate(bY):
+        if b >= m:
+            y[b - m] = TY[r, -1]
+    prof = _polish([_clean(x), _clean(y)], A, B)
+    return FiniteEquilibria(
+        [prof], f"lemke_howson(label={label})", False, False, [float(regrets(U, prof).max())]
+    )  # fmt: skip
+
+
+def _polish(prof: Profile, A: np.ndarray, B: np.ndarray) -> Profile:
+    """Re-solve the indifference equations on the profile's supports (exact up to rounding) when square."""
+    I, J = np.flatnonzero(prof[0] > 1e-12), np.flatnonzero(prof[1] > 1e-12)
+    sy, sx = _indifferent(A[np.ix_(I, J)]), _indifferent(B[np.ix_(I, J)].T)
+    if sy is None or sx is None or sy[0].min() < 0 or sx[0].min() < 0:
+        return prof
+    x, y = np.zeros(A.shape[0]), np.zeros(A.shape[1])
+    x[I], y[J] = sx[0], sy[0]
+    new = [_clean(x), _clean(y)]
+    U = np.stack([A, B])
+    return new if regrets(U, new).max() <= regrets(U, prof).max() + 1e-12 else prof
+
+
+# ---- n players ----------------------------------------------------------------------------------
+def _support_system(
+    U: np.ndarray, S: tuple[tuple[int, ...], ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """F(z) = 0 at a profile with supports S making every player indifferent on its support (value v_i)."""
+    n = U.shape[0]
+    sizes = [len(s) for s in S]
+
+    def unpack(z: np.ndarray) -> tuple[Profile, np.ndarray]:
+        xs, at = [], 0
+        for i in range(n):
+            x = np.zeros(U.shape[1 + i])
+            x[list(S[i])] = z[at : at + sizes[i]]
+            xs.append(x)
+            at += sizes[i]
+        return xs, z[at:]
+
+    def F(z: np.ndarray) -> np.ndarray:
+        xs, v = unpack(z)
+        eqs = []
+        for i in range(n):
+            eqs.append(deviation_payoffs(U, xs, i)[list(S[i])] - v[i])
+            eqs.append([xs[i].sum() - 1.0])
+        return np.concatenate(eqs)
+
+    F.unpack = unpack  # type: ignore[attr-defined]
+    return F
+
+
+def nplayer_support_enumeration(
+    U: np.ndarray, *, starts: int = 8, seed: int = 0, tol: float = 1e-9, first: bool = False
+) -> FiniteEquilibria:
+    """Equilibria of an n-player game by support enumeration: for each support profile (smallest first), the
+    indifference conditions (a polynomial system) are solved by scipy's ``root`` from ``starts`` starts; the
+    nonnegative solutions with no better pure deviation are kept. Isolated solutions may be missed, so the
+    list is not declared complete (pure equilibria are always found exactly).
+    """
+    from scipy.optimize import root
+
+    n, ms = U.shape[0], list(U.shape[1:])
+    subsets = [
+        [c for k in range(1, m + 1) for c in itertools.combinations(range(m), k)] for m in ms
+    ]  # fmt: skip
+    total = math.prod(len(s) for s in subsets)
+    if total > NPLAYER_LIMIT:
+        raise ValidationError(
+            "payoffs", f"at most {NPLAYER_LIMIT} support profiles for n-player enumeration", total,
+            reason="use a learned method (fictitious_play, logit) for larger n-player games",
+        )  # fmt: skip
+    t = tol * _scale(U)
+    rng = np.random.default_rng(seed)
+    profiles = sorted(itertools.product(*subsets), key=lambda S: (sum(map(len, S)), S))
+    found: list[Profile] = []
+    for S in profiles:
+        if all(len(s) == 1 for s in S):
+            xs = [np.eye(m)[s[0]] for m, s in zip(ms, S, strict=True)]
+            cands = [xs]
+        else:
+            F = _support_system(U, S)
+            cands = []
+            for k in range(starts):
+                z0 = [
+                    rng.dirichlet(np.ones(len(s))) if k else np.full(len(s), 1 / len(s)) for s in S
+                ]
+                xs0 = F.unpack(np.r_[np.concatenate(z0), np.zeros(n)])[0]
+                v0 = [deviation_payoffs(U, xs0, i)[list(S[i])].mean() for i in range(n)]
+                sol = root(F, np.r_[np.concatenate(z0), v0], method="hybr", options={"xtol": 1e-13})
+                if not sol.success or np.abs(F(sol.x)).max() > t:
+                    continue
+                xs, _ = F.unpack(sol.x)
+                if min(x.min() for x in xs) < -t:
+                    continue
+                cands.append([_clean(x) for x in xs])
+        for xs in cands:
+            if regrets(U, xs).max() <= t:
+                found.append(xs)
+        if first and found:
+            break
+    found = _dedupe(found)
+    return FiniteEquilibria(
+        found, "nplayer_support_enumeration", False, False, [float(regrets(U, p).max()) for p in found],
+        "n-player support enumeration with root-finding: isolated equilibria may be missing",
+    )  # fmt: skip
+
+
+FINITE_SOLVERS: dict[str, Callable[..., FiniteEquilibria]] = {
+    "support_enumeration": support_enumeration,
+    "vertex_enumeration": vertex_enumeration,
+    "lemke_howson": lemke_howson,
+    "nplayer_support_enumeration": nplayer_support_enumeration,
+}
+
+
+def default_solver(shape: Sequence[int]) -> str:
+    """The solver ``method='auto'`` uses for a game with action counts ``shape`` (m_1, …, m_n).
+
+    Two players: support enumeration while C(m_1+m_2, m_1) ≤ ``ENUM_LIMIT`` (every equilibrium), else
+    Lemke–Howson. n players: our support enumeration with root-finding.
+    """
+    ms = list(shape)
+    if len(ms) == 2:
+        return (
+            "support_enumeration"
+            if math.comb(ms[0] + ms[1], ms[0]) <= ENUM_LIMIT
+            else "lemke_howson"
+        )
+    return "nplayer_support_enumeration"
+
+
+# ---- selection ----------------------------------------------------------------------------------
+def nash_equilibria(
+    payoffs: np.ndarray,
+    Lambda: np.ndarray | None = None,
+    *,
+    method: str = "auto",
+    select: str = "welfare",
+    **opts,
+) -> FiniteEquilibria:
+    """Exact Nash equilibria of the Λ-game of ``payoffs`` [n, m_1, …, m_n] (maximised), the selected one first.
+
+    Selection (``select``) when there are several: ``"welfare"`` (default) the largest total *material*
+    payoff Σ_i u_i(x) (payoff dominance; ties: the smaller total support, then the solver's order);
+    ``"first"`` the solver's order (support sizes ascending, so pure equilibria first; Lemke–Howson: the one
+    reached from label 0). ``FiniteEquilibria.profiles`` holds them all.
+    """
+    u = lambda_payoffs(payoffs)
+    U = lambda_payoffs(u, Lambda)
+    name = default_solver(U.shape[1:]) if method == "auto" else method
+    choice("method", name, ["auto", *FINITE_SOLVERS])
+    choice("select", select, SELECTIONS)
+    res = FINITE_SOLVERS[name](U, **opts)
+    if not res.profiles and name != "lemke_howson" and U.shape[0] == 2:
+        res = lemke_howson(U)  # a numerically borderline game: every finite game has an equilibrium
+    if not res.profiles:
+        raise ArithmeticError(
+            f"{res.method}: no equilibrium found ({res.note or 'root-finding failed'})"
+        )
+    order = list(range(res.count))
+    if select == "welfare":
+        w = [float(expected_payoffs(u, p).sum()) for p in res.profiles]
+        s = _scale(u) * 1e-9
+        order.sort(
+            key=lambda k: (-round(w[k] / s), sum(int((x > 0).sum()) for x in res.profiles[k]), k)
+        )
+    return FiniteEquilibria(
+        [res.profiles[k] for k in order], res.method, res.complete, res.degenerate,
+        [res.regrets[k] for k in order], res.note,
+    )  # fmt: skip
+
+
+# ---- learned dynamics (the second, labelled method) ---------------------------------------------
+def _init_profile(U: np.ndarray, init: Sequence | None) -> Profile:
+    if init is None:
+        return [np.full(m, 1.0 / m) for m in U.shape[1:]]
+    return [np.asarray(x, dtype=float) / np.sum(x) for x in init]
+
+
+def fictitious_play(
+    U: np.ndarray, *, steps: int = 5000, init: Sequence | None = None, tol: float = 0.0
+) -> LearnedPlay:
+    """Simultaneous fictitious play: each player plays a pure best reply to the others' empirical frequencies.
+
+    The time average (the empirical frequencies) converges to a Nash equilibrium in zero-sum, 2×2 and
+    potential games (Robinson 1951, Miyasawa 1961, Monderer–Shapley 1996); the last iterate is pure and
+    may cycle. Stops early when the average's largest regret is below ``tol``.
+    """
+    number("steps", steps, low=1, integer=True)
+    n = U.shape[0]
+    avg = _init_profile(U, init)
+    last, hist, vals = avg, [], []
+    for t in range(1, steps + 1):
+        last = [
+            np.eye(U.shape[1 + i])[int(np.argmax(deviation_payoffs(U, avg, i)))] for i in range(n)
+        ]
+        avg = [a + (b - a) / (t + 1) for a, b in zip(avg, last, strict=True)]
+        hist.append(float(regrets(U, avg).max()))
+        vals.append(expected_payoffs(U, avg))
+        if hist[-1] <= tol:
+            break
+    return LearnedPlay(
+        "fictitious_play", last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
+        np.array(vals),
+    )  # fmt: skip
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def logit_play(
+    U: np.ndarray,
+    *,
+    steps: int = 5000,
+    init: Sequence | None = None,
+    tau0: float = 1.0,
+    tau_min: float = 1e-3,
+    tol: float = 0.0,
+) -> LearnedPlay:
+    """Entropy-regularised (logit) learning: smooth fictitious play x_i ← softmax(U_i(x̄_−i)/τ_t) against the time
+    average x̄, with the temperature annealed τ_t = scale·max(τ_min, τ0/√t).
+
+    At a fixed τ its rest points are the logit quantal-response equilibria; as τ → 0 they trace the logit
+    homotopy to a Nash equilibrium (McKelvey & Palfrey 1995). Reports the last logit response and x̄.
+    """
+    number("steps", steps, low=1, integer=True)
+    number("tau0", tau0, low=0.0, strict_low=True)
+    number("tau_min", tau_min, low=0.0, strict_low=True)
+    n, sc = U.shape[0], float(np.ptp(U)) or 1.0
+    avg = _init_profile(U, init)
+    last, hist, vals = avg, [], []
+    for t in range(1, steps + 1):
+        tau = sc * max(tau_min, tau0 / math.sqrt(t))
+        last = [_softmax(deviation_payoffs(U, avg, i) / tau) for i in range(n)]
+        avg = [a + (b - a) / (t + 1) for a, b in zip(avg, last, strict=True)]
+        hist.append(float(regrets(U, avg).max()))
+        vals.append(expected_payoffs(U, avg))
+        if hist[-1] <= tol:
+            break
+    return LearnedPlay(
+        "logit", last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
+        np.array(vals),
+    )  # fmt: skip
+
+
+LEARNED_DYNAMICS: dict[str, Callable[..., LearnedPlay]] = {
+    "fictitious_play": fictitious_play,
+    "logit": logit_play,
+}
