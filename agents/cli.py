@@ -37,8 +37,19 @@ _SetOpt = Annotated[
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
+    from .results import plain_text
+
+    typer.echo(f"error: {plain_text(msg, 2000)}", err=True)  # no terminal escapes from configs
     raise typer.Exit(code)
+
+
+def _safe(value: Any) -> str:
+    """A string from a config or results file, printable and escaped for Rich markup."""
+    from rich.markup import escape
+
+    from .results import plain_text
+
+    return escape(plain_text(value))
 
 
 def guarded(fn: Callable) -> Callable:
@@ -65,11 +76,9 @@ def _console():
 def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
     from .config import Experiment, parse_value
 
-    exp = (
-        Experiment.from_toml(Path(config))
-        if config.endswith(".toml")
-        else Experiment.from_toml(config)
-    )
+    exp = Experiment.from_toml(
+        Path(config)
+    )  # always a file: its content is parsed, whatever the name
     values: dict[str, Any] = {}
     grid: dict[str, list] = {}
     for s in sets or []:
@@ -92,13 +101,43 @@ def _out_for(exp, out: str | None) -> Path:
     return Path(out) if out else Path(exp.output or f"results/{exp.name}.nc")
 
 
-def _run(exp, out: Path, address, resume, backend, keep_parts, quiet):
+def _run(exp, out: Path, address, resume, backend, keep_parts, quiet, wait=False):
     from .runner import run_experiment
 
     return run_experiment(
         exp, address=address, backend=backend, progress=not quiet, resume=resume, out=out,
-        keep_parts=keep_parts,
+        keep_parts=keep_parts, wait=wait,
     )  # fmt: skip
+
+
+def _exit_if_failed(ds) -> None:
+    """Exit 1 when any cell's status is in ``agents.status.FAILED`` (the summary was printed): scripts notice."""
+    import numpy as np
+
+    from .status import FAILED
+
+    n = int(np.isin(np.asarray(ds["status"].values, dtype=str), FAILED).sum())
+    if n:
+        typer.echo(f"{n} cell(s) {'/'.join(FAILED)}: exit 1", err=True)
+        raise typer.Exit(1)
+
+
+def _figures(
+    out: Path, png: str | None, html: str | None, figures: str | None
+) -> tuple[Path, Path]:
+    """The figure paths of ``out`` (default: beside it): ``.png``/``.html`` names, never the NetCDF itself."""
+    from .outputs import check_output
+
+    if figures is not None:
+        d = Path(figures)
+        if d.exists() and not d.is_dir() or d.is_symlink():
+            raise ValidationError("--figures", "a directory", figures)
+        base = d / out.stem
+    else:
+        base = out.with_suffix("")
+    p = check_output(png or f"{base}.png", field="--png", suffixes=(".png",))
+    h = check_output(html or f"{base}.html", field="--html", suffixes=(".html", ".htm"))
+    return p, h
 
 
 _Config = Annotated[str, typer.Argument(help="Experiment TOML file.")]
@@ -119,6 +158,16 @@ _Keep = Annotated[
     bool, typer.Option("--keep-parts", help="Keep the per-cell partial files after writing.")
 ]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+_Wait = Annotated[
+    bool, typer.Option("--wait", help="Wait for another run writing the same output to finish.")
+]
+_Png = Annotated[str | None, typer.Option("--png", help="PNG figure (default: beside the NetCDF).")]
+_Html = Annotated[
+    str | None, typer.Option("--html", help="HTML figure (default: beside the NetCDF).")
+]
+_FigDir = Annotated[
+    str | None, typer.Option("--figures", help="Folder for both figures (<name>.png, <name>.html).")
+]
 
 
 @app.command()
@@ -132,16 +181,18 @@ def run(
     set_: _SetOpt = None,
     keep_parts: _Keep = False,
     quiet: _Quiet = False,
+    wait: _Wait = False,
 ) -> None:
-    """Run an experiment config and write its results NetCDF.
+    """Run an experiment config and write its results NetCDF (exit 1 when a cell failed or diverged).
 
     Example: mftt run examples/configs/cournot.toml --out results/cournot.nc --set training.steps=50
     """
     exp = _load(config, set_)
     path = _out_for(exp, out)
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
     _print_table(ds)
     typer.echo(f"wrote {path}")
+    _exit_if_failed(ds)
 
 
 @app.command()
@@ -155,17 +206,26 @@ def compare(
     set_: _SetOpt = None,
     keep_parts: _Keep = False,
     quiet: _Quiet = False,
+    wait: _Wait = False,
+    png: _Png = None,
+    html: _Html = None,
+    figures: _FigDir = None,
 ) -> None:
     """Constant vs feedback (vs meanfield) weights across scenarios: table, NetCDF, PNG and HTML.
 
-    Example: mftt compare examples/configs/demo.toml
+    --out names the NetCDF only (a .nc file); the figures go to --png/--html or --figures DIR.
+    Example: mftt compare examples/configs/demo.toml --figures results/figs
     """
+    from .outputs import check_output
+
     exp = _load(config, set_)
-    path = _out_for(exp, out)
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    path = check_output(_out_for(exp, out))
+    png_path, html_path = _figures(path, png, html, figures)  # checked before any cell runs
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
     _print_table(ds)
-    png, html = _report(ds, path.with_suffix(".png"), path.with_suffix(".html"))
-    typer.echo(f"wrote {path}, {png}, {html}")
+    png_path, html_path = _report(ds, png_path, html_path)
+    typer.echo(f"wrote {path}, {png_path}, {html_path}")
+    _exit_if_failed(ds)
 
 
 @app.command()
@@ -184,6 +244,7 @@ def sweep(
     backend: _Backend = None,
     keep_parts: _Keep = False,
     quiet: _Quiet = False,
+    wait: _Wait = False,
 ) -> None:
     """Run a config over a grid of extra values (added to its [sweep]).
 
@@ -191,9 +252,10 @@ def sweep(
     """
     exp = _load(config, set_, sweep=True)
     path = _out_for(exp, out)
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet)
+    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
     _print_table(ds)
     typer.echo(f"wrote {path}")
+    _exit_if_failed(ds)
 
 
 @app.command()
@@ -224,13 +286,16 @@ def show(results: Annotated[str, typer.Argument(help="Results NetCDF file.")]) -
 
     Example: mftt show results/demo.nc
     """
-    from .results import open_results
+    from .results import open_results, plain_text
 
     ds = open_results(results)
     a = ds.attrs
     typer.echo(
-        f"{a.get('name', '?')}: created {a.get('created', '?')}, commit {a.get('git_commit') or '-'}, "
-        f"device {a.get('device', '?')}, seeds {list(map(int, _list(a.get('seeds', []))))}"
+        plain_text(
+            f"{a.get('name', '?')}: created {a.get('created', '?')}, commit {a.get('git_commit') or '-'}, "
+            f"device {a.get('device', '?')}, seeds {_list(a.get('seeds', []))}",
+            1000,
+        )
     )
     _print_table(ds)
 
@@ -239,20 +304,24 @@ def show(results: Annotated[str, typer.Argument(help="Results NetCDF file.")]) -
 @guarded
 def report(
     results: Annotated[str, typer.Argument(help="Results NetCDF file.")],
+    png: _Png = None,
+    html: _Html = None,
+    figures: _FigDir = None,
     out_dir: Annotated[
-        str | None, typer.Option(help="Folder for the figures (default: beside the file).")
+        str | None, typer.Option(help="Same as --figures (kept for old scripts).", hidden=True)
     ] = None,
 ) -> None:
-    """Write the PNG (matplotlib) and HTML (plotly) figures of a results file.
+    """Write the PNG (matplotlib) and HTML (plotly) figures of a results file (never the file itself).
 
-    Example: mftt report results/demo.nc --out-dir results
+    Example: mftt report results/demo.nc --figures results/figs
     """
     from .results import open_results
 
+    src = Path(results)
+    png_path, html_path = _figures(src, png, html, figures if figures is not None else out_dir)
     ds = open_results(results)
-    base = Path(out_dir) / Path(results).stem if out_dir else Path(results).with_suffix("")
-    png, html = _report(ds, base.with_suffix(".png"), base.with_suffix(".html"))
-    typer.echo(f"wrote {png}, {html}")
+    png_path, html_path = _report(ds, png_path, html_path)
+    typer.echo(f"wrote {png_path}, {html_path}")
 
 
 @app.command("app")
@@ -294,19 +363,21 @@ def _fmt(x: float, pct: bool = False) -> str:
 def _print_table(ds) -> None:
     from rich.table import Table
 
-    from .results import summary_table
+    from .results import plain_text, summary_table
 
     rows = summary_table(ds)
     grid = [d for d in ds["status"].dims if d != "seed"]
-    t = Table(title=f"{ds.attrs.get('name', 'results')} (means over {ds.sizes['seed']} seeds)")
+    t = Table(
+        title=f"{_safe(ds.attrs.get('name', 'results'))} (means over {ds.sizes['seed']} seeds)"
+    )
     for d in grid:
-        t.add_column(d)
+        t.add_column(_safe(d))
     for col in ("params", "cost", "per agent", "exploitability", "gap", "ok"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         ac = r["agent_costs"]
         t.add_row(
-            *[str(r[d]) for d in grid],
+            *[_safe(r[d]) for d in grid],
             _fmt(r["n_params"]) if r["n_params"] == r["n_params"] else "-",
             _fmt(r["cost"]),
             " / ".join(f"{c:.3g}" for c in ac) if 0 < len(ac) <= 4 else ("-" if not ac else "…"),
@@ -324,7 +395,7 @@ def _print_table(ds) -> None:
         msgs = ds["message"].where(ds["status"] != "ok").values.ravel()
         first = next((m for m in msgs if isinstance(m, str) and m), "")
         n_bad = int((ds["status"] != "ok").sum())
-        typer.echo(f"{n_bad} cell(s) not ok; first message: {first}", err=True)
+        typer.echo(f"{n_bad} cell(s) not ok; first message: {plain_text(first)}", err=True)
 
 
 def _panels(ds):
@@ -365,6 +436,31 @@ def _panels(ds):
     return out
 
 
+def _texts(panels: list[dict], f: Callable[[str], str]) -> list[dict]:
+    """Panels with their labels (from the results file) passed through ``f`` (made safe for one renderer)."""
+    return [
+        {**p, "scenario": f(p["scenario"]), "Lambda": [f(x) for x in p["Lambda"]],
+         "law": [f(x) for x in p["law"]]}
+        for p in panels
+    ]  # fmt: skip
+
+
+def _mpl_text(s: str) -> str:
+    """Printable, and no mathtext (a stray ``$`` in a label would make matplotlib raise)."""
+    from .results import plain_text
+
+    return plain_text(s, 80).replace("$", r"\$")
+
+
+def _html_text(s: str) -> str:
+    """Printable and HTML-escaped (plotly renders label text as HTML)."""
+    import html
+
+    from .results import plain_text
+
+    return html.escape(plain_text(s, 80))
+
+
 _COLORS = {"constant": "#4C72B0", "time": "#8172B2", "feedback": "#DD8452", "meanfield": "#55A868"}
 
 
@@ -379,7 +475,9 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
 
     from .results import atomic_write_bytes
 
-    panels = _panels(ds)
+    all_panels = _panels(ds)
+    panels = _texts(all_panels, _mpl_text)
+    name = _mpl_text(ds.attrs.get("name", "results"))
     n = len(panels)
     fig, axes = plt.subplots(
         2, n, figsize=(max(4.2 * n, 6), 7.2), squeeze=False, constrained_layout=True
@@ -442,7 +540,7 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
         handles, labels, loc="outside lower center", ncol=len(labels), fontsize=11, frameon=False
     )
     fig.suptitle(
-        f"{ds.attrs.get('name', 'results')}: weight laws across scenarios and empathy Λ",
+        f"{name}: weight laws across scenarios and empathy Λ",
         fontsize=14,
     )
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +551,7 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
     plt.close(fig)
     os.chmod(tmp, 0o644)
     os.replace(tmp, png)
-    atomic_write_bytes(html, _html(ds, panels).encode())
+    atomic_write_bytes(html, _html(ds, _texts(all_panels, _html_text)).encode())
     return png, html
 
 
@@ -518,7 +616,7 @@ def _html(ds, panels) -> str:
     fig.update_yaxes(title_text="exploitability (log)", row=2, col=1)
     fig.update_layout(
         barmode="group",
-        title=f"{ds.attrs.get('name', 'results')}: weight laws × Λ",
+        title=f"{_html_text(ds.attrs.get('name', 'results'))}: weight laws × Λ",
         height=720,
         width=max(360 * n, 700),
         template="plotly_white",

@@ -111,15 +111,38 @@ def write_results(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def open_results(path: str | Path) -> xr.Dataset:
-    """Read a results file fully into memory; a missing, truncated or foreign file gives one clear line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationError("results", "an existing NetCDF file", str(path))
-    _probe(path)
+MAX_OBJECTS = 10_000  # groups, datasets and attributes a results file may hold
+_SCHEMA_VARS = (*_NUM, *_STR, "gap")
+_TEXT_ATTRS = ("schema", "name", "manifest", "versions", "git_commit", "device", "created")
+
+
+def max_read_mb() -> float:
+    """Cap on the bytes a results file may declare (datasets + attributes): ``MFTT_MAX_RESULTS_MB`` or 1024."""
     try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
-            ds = ds.load()
+        v = float(os.environ.get("MFTT_MAX_RESULTS_MB", 1024))
+    except ValueError:
+        return 1024.0
+    return v if v > 0 and v == v else 1024.0
+
+
+def open_results(path: str | Path, *, max_mb: float | None = None) -> xr.Dataset:
+    """Read a results file into memory, treating it as untrusted; one clear line for anything else.
+
+    Refused before any data is read: HDF5 external storage, virtual datasets and links (they read other
+    files), declared sizes over ``max_mb`` (default ``max_read_mb()``). Only the schema's variables are
+    read; a file whose variables do not have the schema's dims and kinds is refused.
+    """
+    if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+        raise ValidationError("results", "a path to a NetCDF file", type(path).__name__)
+    path = Path(path)
+    if "\x00" in str(path) or not path.is_file():
+        raise ValidationError("results", "an existing NetCDF file", str(path))
+    _probe(path, int((max_read_mb() if max_mb is None else max_mb) * 2**20))
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as raw:
+            keep = [v for v in _SCHEMA_VARS if v in raw.data_vars]
+            ds = raw[keep]
+            ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims]).load()
     except Exception as e:  # h5py/h5netcdf raise many kinds on corrupt files
         raise ValidationError(
             "results",
@@ -127,16 +150,61 @@ def open_results(path: str | Path) -> xr.Dataset:
             str(path),
             reason=f"{type(e).__name__}: corrupt or truncated",
         ) from None
-    if "status" not in ds or "manifest" not in ds.attrs:
-        raise ValidationError(
-            "results", "an mftt results file (status variable, manifest)", str(path)
+    return _check_schema(ds, path)
+
+
+def _check_schema(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """The schema's variables with their dims and kinds; attrs reduced to the known ones (strings, seeds)."""
+
+    def bad(reason: str) -> ValidationError:
+        return ValidationError(
+            "results", "an mftt results file (status variable, manifest)", str(path), reason=reason
         )
+
+    manifest_text = ds.attrs.get("manifest")
+    if "status" not in ds or not isinstance(manifest_text, str):
+        raise bad("no status variable or manifest")
+    if "nfe" not in ds:  # files written before the nfe variable
+        ds["nfe"] = (ds["status"].dims, np.full(ds["status"].shape, np.nan))
+    grid = tuple(ds["status"].dims)
+    if not set(GRID_DIMS) <= set(grid) or set(grid) & set(PAD_DIMS):
+        raise bad(f"status dims {grid}")
+    for k, extra in [*_NUM.items(), *_STR.items(), ("gap", ())]:
+        if k not in ds:
+            raise bad(f"missing variable {k}")
+        if tuple(ds[k].dims) != grid + tuple(extra):
+            raise bad(f"{k} dims {tuple(ds[k].dims)}")
+        kind = ds[k].dtype.kind
+        if (k in _STR) != (kind in "OUS") or (k not in _STR and kind not in "fiub"):
+            raise bad(f"{k} of dtype {ds[k].dtype}")
+        if k in _STR and kind == "O" and not all(isinstance(x, str) for x in ds[k].values.ravel()):
+            raise bad(f"{k} holds non-strings")
+    attrs: dict[str, Any] = {
+        k: ds.attrs[k] for k in _TEXT_ATTRS if isinstance(ds.attrs.get(k), str)
+    }
+    seeds = np.asarray(ds.attrs.get("seeds", []))
+    if seeds.dtype.kind in "iu" and seeds.ndim <= 1:
+        attrs["seeds"] = [int(x) for x in np.atleast_1d(seeds)]
+    ds.attrs = attrs
     return ds
 
 
-def _probe(path: Path) -> None:
-    """Refuse a file that is not HDF5/NetCDF4 before h5netcdf sees it (a failed open there leaves a
-    half-built object whose finaliser prints 'Exception ignored ...' noise)."""
+GRID_DIMS = ("scenario", "Lambda", "law", "seed")
+
+
+def _refuse(path: Path, feature: str, where: str) -> ValidationError:
+    return ValidationError(
+        "results",
+        "a self-contained NetCDF file",
+        str(path),
+        reason=f"{feature} at {where!r} is not allowed: it would read other files",
+    )
+
+
+def _probe(path: Path, max_bytes: int = 2**30) -> None:
+    """Check an untrusted file with h5py before h5netcdf sees it: HDF5 signature, no external storage,
+    virtual datasets or links, declared sizes within ``max_bytes``; then read every object once (a failed
+    open in h5netcdf leaves a half-built object whose finaliser prints 'Exception ignored ...' noise)."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head != b"\x89HDF\r\n\x1a\n":
@@ -144,15 +212,15 @@ def _probe(path: Path) -> None:
         raise ValidationError("results", "a readable NetCDF file", str(path), reason=kind)
     import h5py
 
-    def read(name: str, obj) -> None:
-        dict(obj.attrs)
-        if isinstance(obj, h5py.Dataset):
-            obj[()]
-
     try:
         with h5py.File(path, "r") as f:
+            datasets = _inspect(path, f, max_bytes)
             dict(f.attrs)
-            f.visititems(read)  # every object and attribute readable (results files are small)
+            for d in datasets:
+                dict(d.attrs)
+                d[()]  # within the cap: every dataset readable
+    except ValidationError:
+        raise
     except Exception as e:  # truncated or damaged HDF5
         raise ValidationError(
             "results",
@@ -160,6 +228,71 @@ def _probe(path: Path) -> None:
             str(path),
             reason=f"{type(e).__name__}: corrupt or truncated",
         ) from None
+
+
+def _attr_bytes(obj: Any) -> int:
+    import h5py
+
+    total = 0
+    for name in obj.attrs:
+        aid = h5py.h5a.open(obj.id, name.encode() if isinstance(name, str) else name)
+        total += int(np.prod(aid.shape or (), dtype=object)) * max(aid.dtype.itemsize, 1)
+    return total
+
+
+def _inspect(path: Path, f: Any, max_bytes: int) -> list:
+    """Walk the file without following links and without reading data; returns its datasets."""
+    import h5py
+
+    total = _attr_bytes(f)
+    stack, datasets, count = [("", f)], [], 0
+    while stack:
+        prefix, group = stack.pop()
+        for name in group:
+            where = f"{prefix}/{name}"
+            count += 1
+            if count > MAX_OBJECTS:
+                raise ValidationError(
+                    "results", f"a file of at most {MAX_OBJECTS} objects", str(path)
+                )
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise _refuse(path, "an HDF5 external link", where)
+            if isinstance(link, h5py.SoftLink):
+                raise _refuse(path, "an HDF5 soft link", where)
+            obj = group.get(name)
+            total += _attr_bytes(obj)
+            if isinstance(obj, h5py.Group):
+                stack.append((where, obj))
+            elif isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5py.h5d.VIRTUAL:
+                    raise _refuse(path, "an HDF5 virtual dataset (VDS)", where)
+                if plist.get_external_count() > 0:
+                    raise _refuse(path, "HDF5 external storage", where)
+                total += int(np.prod(obj.shape or (), dtype=object)) * max(obj.dtype.itemsize, 1)
+                datasets.append(obj)
+            if total > max_bytes:
+                raise ValidationError(
+                    "results",
+                    f"a file declaring at most {max_bytes / 2**20:g} MB",
+                    str(path),
+                    reason=f"{where!r} brings the declared size to {total / 2**20:.3g} MB; "
+                    "set MFTT_MAX_RESULTS_MB to raise the cap",
+                )
+    return datasets
+
+
+# ---- text from files -----------------------------------------------------------------------
+def plain_text(value: Any, limit: int = 500) -> str:
+    """``value`` as one printable line: control and format characters (ANSI escapes, bidi overrides, NUL)
+    replaced, whitespace collapsed, cut at ``limit`` characters. Escape it for Rich with ``rich.markup.escape``."""
+    text = str(value)
+    text = "".join(
+        c if c.isprintable() else (" " if c.isspace() else "?") for c in text[: 4 * limit]
+    )
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---- one cell ------------------------------------------------------------------------------
