@@ -329,44 +329,86 @@ def _polish(prof: Profile, A: np.ndarray, B: np.ndarray) -> Profile:
 
 
 # ---- n players ----------------------------------------------------------------------------------
-def _support_system(
-    U: np.ndarray, S: tuple[tuple[int, ...], ...]
-) -> Callable[[np.ndarray], np.ndarray]:
-    """F(z) = 0 at a profile with supports S making every player indifferent on its support (value v_i)."""
+def _cross(U: np.ndarray, xs: Profile, i: int, j: int) -> np.ndarray:
+    """U_i contracted with every x_k, k ∉ {i, j}: the [m_i, m_j] matrix of player i's payoffs against j."""
+    T = U[i]
+    for k in range(U.shape[0] - 1, -1, -1):
+        if k not in (i, j):
+            T = np.tensordot(T, xs[k], axes=([k], [0]))
+    return T if i < j else T.T
+
+
+def _support_system(U: np.ndarray, S: tuple[tuple[int, ...], ...]):
+    """(F, J, unpack): F(z) = 0 makes every player indifferent (value v_i) on its support S_i and its
+    probabilities sum to 1; z = (x_1[S_1], …, x_n[S_n], v); J is F's Jacobian."""
     n = U.shape[0]
     sizes = [len(s) for s in S]
+    at = np.r_[0, np.cumsum(sizes)]
+    rows = np.r_[0, np.cumsum([k + 1 for k in sizes])]
+    idx = [list(s) for s in S]
 
     def unpack(z: np.ndarray) -> tuple[Profile, np.ndarray]:
-        xs, at = [], 0
+        xs = []
         for i in range(n):
             x = np.zeros(U.shape[1 + i])
-            x[list(S[i])] = z[at : at + sizes[i]]
+            x[idx[i]] = z[at[i] : at[i + 1]]
             xs.append(x)
-            at += sizes[i]
-        return xs, z[at:]
+        return xs, z[at[-1] :]
+
+    def parts(z: np.ndarray):
+        xs, v = unpack(z)
+        j0 = [1 if i == 0 else 0 for i in range(n)]
+        M = {(i, j): _cross(U, xs, i, j) for i in range(n) for j in range(n) if j != i}
+        return xs, v, M, j0
 
     def F(z: np.ndarray) -> np.ndarray:
-        xs, v = unpack(z)
-        eqs = []
+        xs, v, M, j0 = parts(z)
+        out = []
         for i in range(n):
-            eqs.append(deviation_payoffs(U, xs, i)[list(S[i])] - v[i])
-            eqs.append([xs[i].sum() - 1.0])
-        return np.concatenate(eqs)
+            out.append((M[i, j0[i]] @ xs[j0[i]])[idx[i]] - v[i])
+            out.append([xs[i].sum() - 1.0])
+        return np.concatenate(out)
 
-    F.unpack = unpack  # type: ignore[attr-defined]
-    return F
+    def J(z: np.ndarray) -> np.ndarray:
+        xs, _, M, _ = parts(z)
+        D = np.zeros((rows[-1], z.size))
+        for i in range(n):
+            r = rows[i]
+            for j in range(n):
+                if j != i:
+                    D[r : r + sizes[i], at[j] : at[j + 1]] = M[i, j][np.ix_(idx[i], idx[j])]
+            D[r : r + sizes[i], at[-1] + i] = -1.0
+            D[r + sizes[i], at[i] : at[i + 1]] = 1.0
+        return D
+
+    return F, J, unpack
+
+
+def _dominated(U: np.ndarray, S: tuple[tuple[int, ...], ...]) -> bool:
+    """True when some a ∈ S_i is strictly beaten by another action of i against every pure profile of
+    S_−i (conditional dominance, Porter, Nudelman & Shoham 2004): no equilibrium has these supports."""
+    n = U.shape[0]
+    for i in range(n):
+        R = U[i][np.ix_(*[range(U.shape[1 + i]) if k == i else S[k] for k in range(n)])]
+        R = np.moveaxis(R, i, 0).reshape(U.shape[1 + i], -1)
+        for a in S[i]:
+            if ((R > R[a]).all(axis=1)).any():
+                return True
+    return False
 
 
 def nplayer_support_enumeration(
-    U: np.ndarray, *, starts: int = 8, seed: int = 0, tol: float = 1e-9, first: bool = False
+    U: np.ndarray, *, starts: int = 6, seed: int = 0, tol: float = 1e-9, first: bool = False
 ) -> FiniteEquilibria:
-    """Equilibria of an n-player game by support enumeration: for each support profile (smallest first), the
-    indifference conditions (a polynomial system) are solved by scipy's ``root`` from ``starts`` starts; the
-    nonnegative solutions with no better pure deviation are kept. Isolated solutions may be missed, so the
-    list is not declared complete (pure equilibria are always found exactly).
+    """Equilibria of an n-player game by support enumeration (Porter, Nudelman & Shoham 2004): for each support
+    profile (smallest first) not ruled out by conditional dominance, the indifference conditions (a polynomial
+    system) are solved by scipy's ``root`` with its exact Jacobian, from the uniform start then up to
+    ``starts`` − 1 random ones, keeping the first nonnegative solution with no better pure deviation.
+    One equilibrium per support profile at most, so the list is not declared complete.
     """
     from scipy.optimize import root
 
+    number("starts", starts, low=1, integer=True)
     n, ms = U.shape[0], list(U.shape[1:])
     subsets = [
         [c for k in range(1, m + 1) for c in itertools.combinations(range(m), k)] for m in ms
@@ -382,34 +424,36 @@ def nplayer_support_enumeration(
     profiles = sorted(itertools.product(*subsets), key=lambda S: (sum(map(len, S)), S))
     found: list[Profile] = []
     for S in profiles:
+        if _dominated(U, S):
+            continue
         if all(len(s) == 1 for s in S):
             xs = [np.eye(m)[s[0]] for m, s in zip(ms, S, strict=True)]
-            cands = [xs]
+            if regrets(U, xs).max() <= t:
+                found.append(xs)
         else:
-            F = _support_system(U, S)
-            cands = []
+            F, J, unpack = _support_system(U, S)
             for k in range(starts):
                 z0 = [
                     rng.dirichlet(np.ones(len(s))) if k else np.full(len(s), 1 / len(s)) for s in S
                 ]
-                xs0 = F.unpack(np.r_[np.concatenate(z0), np.zeros(n)])[0]
+                xs0 = unpack(np.r_[np.concatenate(z0), np.zeros(n)])[0]
                 v0 = [deviation_payoffs(U, xs0, i)[list(S[i])].mean() for i in range(n)]
-                sol = root(F, np.r_[np.concatenate(z0), v0], method="hybr", options={"xtol": 1e-13})
-                if not sol.success or np.abs(F(sol.x)).max() > t:
+                sol = root(
+                    F, np.r_[np.concatenate(z0), v0], jac=J, method="hybr", options={"xtol": 1e-13}
+                )
+                xs, _ = unpack(sol.x)
+                if not sol.success or np.abs(F(sol.x)).max() > t or min(x.min() for x in xs) < -t:
                     continue
-                xs, _ = F.unpack(sol.x)
-                if min(x.min() for x in xs) < -t:
-                    continue
-                cands.append([_clean(x) for x in xs])
-        for xs in cands:
-            if regrets(U, xs).max() <= t:
-                found.append(xs)
+                xs = [_clean(x) for x in xs]
+                if regrets(U, xs).max() <= t:
+                    found.append(xs)
+                    break
         if first and found:
             break
     found = _dedupe(found)
     return FiniteEquilibria(
         found, "nplayer_support_enumeration", False, False, [float(regrets(U, p).max()) for p in found],
-        "n-player support enumeration with root-finding: isolated equilibria may be missing",
+        "n-player support enumeration with root-finding: some equilibria may be missing",
     )  # fmt: skip
 
 
