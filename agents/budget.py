@@ -174,7 +174,7 @@ def _scenario_floats(exp: Any, n: int, iters: int) -> float:
 # seconds per unit of horizon of the closed-form Riccati reference (scipy, measured ~2.1e-3 on one core)
 RICCATI_S_PER_T = 3e-3
 EVAL_S = 5e-5  # one vector-field evaluation of a small differential game (measured 2-5e-5)
-MAX_CELL_SECONDS = 3600.0
+MAX_CELL_SECONDS = 1800.0  # a cell estimated longer is refused: half an hour
 
 
 def cell_seconds(exp: Any) -> tuple[float, str]:

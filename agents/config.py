@@ -26,6 +26,7 @@ Configs are data: parsed with ``tomllib``, never evaluated; unknown keys are ref
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -74,9 +75,15 @@ def _table(path: str, value: Any) -> dict:
     return dict(value)
 
 
+def _printable(k: Any) -> str:
+    """A key from a config as printable text (control characters would garble the one-line error)."""
+    return "".join(c if c.isprintable() else "?" for c in str(k))[:100]
+
+
 def _keys(path: str, d: Mapping, allowed: tuple[str, ...]) -> None:
     for k in d:
         if k not in allowed:
+            k = _printable(k)
             where = f"{path}.{k}" if path else k
             raise _err(where, f"a known key ({', '.join(allowed)})", "unknown key")
 
@@ -112,6 +119,19 @@ def _int(path: str, value: Any, low: int | None = None) -> int:
         return number(path, value, low=low, integer=True)
     except ValidationError as e:
         raise _err(path, e.expected, value) from None
+    except OverflowError:
+        raise _err(path, "an integer of a sane size", "too large") from None
+
+
+MAX_CONFIG_BYTES = 10 * 2**20
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
+
+def _seed(path: str, value: Any) -> int:
+    try:
+        return number(path, value, low=0, high=MAX_SEED, integer=True)
+    except (ValidationError, OverflowError):
+        raise _err(path, f"an integer in [0, {MAX_SEED}]", value) from None
 
 
 def _float(path: str, value: Any, low: float | None = None, strict: bool = False) -> float:
@@ -121,16 +141,21 @@ def _float(path: str, value: Any, low: float | None = None, strict: bool = False
         raise _err(path, e.expected, value) from None
 
 
-def _plain(path: str, value: Any) -> Any:
+MAX_DEPTH = 16  # nesting of lists/tables in a parameter (a payoff tensor needs n + 1)
+
+
+def _plain(path: str, value: Any, depth: int = 0) -> Any:
     """Scalars, strings and (nested) lists/tables of them, finite — what a scenario/mftt option may hold."""
+    if depth > MAX_DEPTH:
+        raise _err(path, f"lists or tables nested at most {MAX_DEPTH} deep", "deeper")
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
         return _float(path, value) if isinstance(value, float) else value
     if isinstance(value, list | tuple):
-        return [_plain(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        return [_plain(f"{path}[{i}]", v, depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
-        return {str(k): _plain(f"{path}.{k}", v) for k, v in value.items()}
+        return {str(k): _plain(f"{path}.{_printable(k)}", v, depth + 1) for k, v in value.items()}
     raise _err(path, "a number, string, boolean, list or table", value)
 
 
@@ -155,6 +180,51 @@ def _registry(kind: str) -> tuple[str, ...] | None:
 
 
 SCENARIO_OPTIONS = ("policy", "steps", "lr")
+# value ranges of scenario parameters the scenario classes only meet when a cell runs (issue 18):
+# parameter -> (scenarios it applies to, None: all that have it; check; what is expected)
+_ANY = None
+_RANGES: dict[str, tuple[tuple[str, ...] | None, Any, str]] = {
+    "T": (("lq_game", "security", "consensus", "commons"), lambda v: v > 0, "a horizon > 0"),
+    "beta": (("cournot", "stackelberg"), lambda v: v > 0, "a demand slope > 0"),
+    "r": (("lq_game", "security", "consensus", "berge"), lambda v: v > 0, "control costs > 0"),
+    "gamma": (("security",), lambda v: v > 0, "a number > 0"),
+    "K": (("commons",), lambda v: v > 0, "a capacity > 0"),
+    "h": (("berge",), lambda v: v != 0, "a non-zero number"),
+    "v0": (_ANY, lambda v: v >= 0, "a variance >= 0"),
+    "spread": (("cournot",), lambda v: v >= 0, "a number >= 0"),
+    "noise": (("cournot",), lambda v: v >= 0, "a number >= 0"),
+    "q_max": (("cournot",), lambda v: v > 0, "a number > 0 (or leave it out)"),
+    "u_max": (("berge",), lambda v: v > 0, "a number > 0 (or leave it out)"),
+    "e_max": (("commons",), lambda v: v > 0, "a number > 0"),
+    **{
+        k: (_ANY, lambda v: v >= 1 and float(v).is_integer(), "an integer >= 1")
+        for k in ("particles", "n_steps", "markets", "window", "dim", "order")
+    },
+}
+MAX_PARAM = 1e12  # |a scenario parameter|: beyond it the closed forms and ODEs only overflow
+
+
+def _check_ranges(scenario: str, params: Mapping[str, Any]) -> None:
+    """Types and value ranges of a scenario's parameters, named ``scenarios.<scenario>.<param>``."""
+    for k, v in params.items():
+        where = f"scenarios.{scenario}.{_printable(k)}"
+        if k in ("n_agents", "n"):
+            raise _err(where, "no agent count here (set agents.n)", v)
+        vals = v if isinstance(v, list) else [v]
+        flat = []
+        while vals:
+            x = vals.pop()
+            if isinstance(x, list):
+                vals.extend(x)
+            elif isinstance(x, int | float) and not isinstance(x, bool):
+                flat.append(x)
+        if any(abs(x) > MAX_PARAM for x in flat):
+            raise _err(where, f"numbers of magnitude at most {MAX_PARAM:g}", v)
+        rule = _RANGES.get(k)
+        if rule is None or (rule[0] is not None and scenario not in rule[0]) or v is None:
+            continue
+        if isinstance(v, str | bool) or not flat or not all(rule[1](x) for x in flat):
+            raise _err(where, rule[2], v)
 
 
 @dataclass(frozen=True)
@@ -169,6 +239,7 @@ class ScenarioSpec:
         if known is not None and self.name not in known:
             raise _err("scenarios", f"one of {', '.join(known)}", self.name)
         object.__setattr__(self, "params", _plain(f"scenarios.{self.name}", dict(self.params)))
+        _check_ranges(self.name, self.params)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -205,6 +276,43 @@ class ScenarioSpec:
             raise _err(where, e.expected, e.got, reason=e.reason) from None
 
 
+DRY_BUILD_AGENTS = (
+    8  # configs with more agents skip the trial build (it would cost more than it finds)
+)
+
+
+def _frozen(d: Mapping[str, Any]) -> str:
+    return json.dumps(dict(d), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _dry_build(scenario: str, params: str, n: int, law: str, policy: str | None, mftt: str) -> None:
+    """Build the scenario's game once on the CPU, so values its code refuses (``game = "nope"``) are
+    refused at load, named ``scenarios.<scenario>.<param>``; cached per distinct arguments."""
+    import numpy as np
+
+    from agents.scenarios import get_scenario
+
+    cls = get_scenario(scenario)
+    try:
+        sc = cls(n, **json.loads(params))
+        sc.game(
+            Lambda=np.eye(n), law=law, policy=policy or cls.default_policy,
+            mftt=json.loads(mftt) or None, seed=0, device="cpu",
+        )  # fmt: skip
+    except ValidationError as e:
+        tail = e.field.split(".", 1)[-1]
+        where = f"scenarios.{scenario}.{tail}" if tail in cls.defaults else e.field
+        raise _err(where, e.expected, e.got, reason=e.reason) from None
+    except Exception as e:  # the scenario's own code failed on these values
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise _err(
+            f"scenarios.{scenario}",
+            "parameters its game can be built from",
+            reason=f"{type(e).__name__}: {first}",
+        ) from None
+
+
 def _check_mftt_options(opts: dict) -> None:
     """MFTT options are MFTTConfig fields with valid values (the cell sets weights, d_in, d_out)."""
     if not opts:
@@ -220,11 +328,19 @@ def _check_mftt_options(opts: dict) -> None:
     )
     for k in opts:
         if k not in known:
+            k = _printable(k)
             raise _err(f"agents.mftt.{k}", f"an MFTT option ({', '.join(known)})", "unknown option")
+        v = opts[k]
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > 2**31:
+            raise _err(f"agents.mftt.{k}", "a size of at most 2**31", v)
     try:
         MFTTConfig(**opts)
     except ValidationError as e:
         raise _err(f"agents.mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
+    except (ArithmeticError, TypeError) as e:  # a size too large to compute with
+        raise _err(
+            "agents.mftt", "sizes that fit in memory", opts, reason=type(e).__name__
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -246,6 +362,16 @@ class AgentsSpec:
         _check_mftt_options(self.mftt)
 
 
+MAX_WEIGHT = 1e6  # |an empathy weight|: larger ones only overflow the linear algebra (LAPACK noise)
+
+
+def _weight(path: str, value: Any) -> float:
+    v = _float(path, value)
+    if abs(v) > MAX_WEIGHT:
+        raise _err(path, f"a weight of magnitude at most {MAX_WEIGHT:g}", value)
+    return v
+
+
 @dataclass(frozen=True)
 class LambdaSpec:
     """Empathy matrices Λ: preset names (built for each scenario's n with ``alpha``) and named matrices."""
@@ -260,7 +386,7 @@ class LambdaSpec:
         if not (empty and self.matrices):
             presets = _names("Lambda.presets", presets, _registry("preset"))
         object.__setattr__(self, "presets", tuple(presets))
-        object.__setattr__(self, "alpha", _float("Lambda.alpha", self.alpha))
+        object.__setattr__(self, "alpha", _weight("Lambda.alpha", self.alpha))
         mats = {}
         for name, m in _table("Lambda.matrices", self.matrices).items():
             p = f"Lambda.matrices.{name}"
@@ -273,7 +399,7 @@ class LambdaSpec:
             if any(not isinstance(r, list | tuple) or len(r) != k for r in rows):
                 raise _err(p, f"a square {k}x{k} matrix", m)
             mats[str(name)] = [
-                [_float(f"{p}[{i}][{j}]", v) for j, v in enumerate(r)] for i, r in enumerate(rows)
+                [_weight(f"{p}[{i}][{j}]", v) for j, v in enumerate(r)] for i, r in enumerate(rows)
             ]
         object.__setattr__(self, "matrices", mats)
         if not self.presets and not mats:
@@ -335,7 +461,10 @@ class RaySpec:
     def __post_init__(self):
         if self.address is not None:
             _str("ray.address", self.address)
-        object.__setattr__(self, "num_cpus", _float("ray.num_cpus", self.num_cpus, low=0))
+        # 0 CPUs per task would let Ray start a worker per task at once (issue 18)
+        object.__setattr__(
+            self, "num_cpus", _float("ray.num_cpus", self.num_cpus, low=0, strict=True)
+        )
         object.__setattr__(self, "num_gpus", _float("ray.num_gpus", self.num_gpus, low=0))
         object.__setattr__(self, "max_retries", _int("ray.max_retries", self.max_retries, low=0))
 
@@ -438,7 +567,7 @@ class Experiment:
         )
         if not isinstance(seeds, list | tuple) or not seeds:
             raise _err("seeds", "a non-empty list of integers", self.seeds)
-        seeds = tuple(_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
+        seeds = tuple(_seed(f"seeds[{i}]", s) for i, s in enumerate(seeds))
         if len(set(seeds)) != len(seeds):
             raise _err("seeds", "distinct seeds", list(seeds), reason="duplicate")
         object.__setattr__(self, "seeds", seeds)
@@ -454,9 +583,17 @@ class Experiment:
                 raise _err(k, f"a {v.__name__}", getattr(self, k))
         sweep = {}
         for path, vals in _table("sweep", self.sweep).items():
-            p = f"sweep.{path}"
-            if path.split(".")[0] not in _TOP or any(
-                path == n or path.startswith(n + ".") for n in _NOT_SWEEPABLE
+            p = f"sweep.{_printable(path)}"
+            names = path.split(".")
+            scenario_param = (
+                len(names) == 3
+                and names[0] == "scenarios"
+                and names[1] in {s.name for s in self.scenarios}
+                and bool(names[2])
+            )
+            if not scenario_param and (
+                names[0] not in _TOP
+                or any(path == n or path.startswith(n + ".") for n in _NOT_SWEEPABLE)
             ):
                 raise _err(
                     p,
@@ -482,6 +619,7 @@ class Experiment:
 
             device("device", self.device)
         self._check_grid()
+        self._check_sweep()
 
     # ---- the grid ------------------------------------------------------------------------
     @property
@@ -567,6 +705,24 @@ class Experiment:
 
         return estimate(self).memory_mb
 
+    def _check_sweep(self) -> None:
+        """Every swept value is valid on its own (the config with that one value set): refused at load,
+        not when its cells run (issue 18)."""
+        if not self.sweep:
+            return
+        base = self.to_dict()
+        base.pop("sweep")
+        for path, vals in self.sweep.items():
+            if path == "agents.n":  # checked per scenario by _check_grid
+                continue
+            for v in vals:
+                d = json.loads(json.dumps(base))
+                try:
+                    _set_path(d, path, v)
+                    Experiment.from_dict(d)
+                except ValidationError as e:
+                    raise _err(f"sweep.{e.field}", e.expected, e.got, reason=e.reason) from None
+
     def _check_grid(self) -> None:
         from .budget import check
 
@@ -601,6 +757,10 @@ class Experiment:
                             f"a {k}x{k} matrix for scenario {s.name} ({k} agents)",
                             f"{len(m)}x{len(m)}",
                         )
+                if k <= DRY_BUILD_AGENTS:
+                    policy = s.options.get("policy", self.agents.policy)
+                    _dry_build(s.name, _frozen(s.scenario_params), k, self.agents.weights[0],
+                               policy, _frozen(self.agents.mftt))  # fmt: skip
 
     # ---- TOML / dict -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -692,23 +852,46 @@ class Experiment:
 
     @classmethod
     def from_toml(cls, source: str | Path) -> Experiment:
-        """Parse TOML text, or a path to a ``.toml`` file; errors name the field (or the TOML line)."""
-        if isinstance(source, Path) or (
-            isinstance(source, str) and "\n" not in source and source.strip().endswith(".toml")
-        ):
+        """Parse TOML text, or a config file (a ``Path``, or a one-line string naming an existing file).
+
+        A file is read as UTF-8 with or without a BOM; a name not ending in ``.toml`` warns but its content
+        is parsed. Errors name the field (or the TOML line).
+        """
+        if isinstance(source, bytes | bytearray) or not isinstance(source, str | Path):
+            raise _err("config", "TOML text or a path to a config file", type(source).__name__)
+        if isinstance(source, str) and "\x00" in source:
+            raise _err("config", "TOML text or a path without NUL characters", "NUL")
+        is_path = isinstance(source, Path) or (
+            "\n" not in source
+            and len(source) < 4096
+            and (source.strip().endswith(".toml") or Path(source).is_file())
+        )
+        if is_path:
             path = Path(source)
             if not path.is_file():
-                raise _err("config", "an existing .toml file", str(source))
+                raise _err("config", "an existing config file", str(source))
+            if path.suffix.lower() != ".toml":
+                import warnings
+
+                warnings.warn(
+                    f"config: {path.name} does not end in .toml; parsing its content as TOML",
+                    stacklevel=2,
+                )
             try:
-                source = path.read_text()
+                if path.stat().st_size > MAX_CONFIG_BYTES:
+                    raise _err("config", f"a file of at most {MAX_CONFIG_BYTES} bytes", str(path))
+                source = path.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as e:
                 raise _err(
                     "config", "a readable UTF-8 file", str(path), reason=type(e).__name__
                 ) from None
+        source = source.removeprefix("\ufeff")
         try:
             data = tomllib.loads(source)
         except tomllib.TOMLDecodeError as e:
             raise _err("config", "valid TOML", reason=str(e)) from None
+        except RecursionError:
+            raise _err("config", "valid TOML", reason="nested too deeply") from None
         return cls.from_dict(data)
 
     def to_toml(self) -> str:
@@ -728,7 +911,7 @@ class Experiment:
 
 
 def load_experiment(source: str | Path) -> Experiment:
-    """``Experiment.from_toml`` under a verb: a path or TOML text."""
+    """``Experiment.from_toml`` under a verb: a path or TOML text (anything else: one-line error)."""
     return Experiment.from_toml(source)
 
 
