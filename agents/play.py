@@ -61,10 +61,16 @@ def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps,
     steps = cls.default_steps if steps is None else steps
     steps = int(number("steps", steps, low=1, integer=True))
     lr = float(number("lr", cls.default_lr if lr is None else lr, low=0.0, strict_low=True))
-    seed = int(number("seed", seed, low=0, integer=True))
+    try:  # numpy and torch seeds are 32-bit; 2**70 would overflow inside a cell (issue 18)
+        seed = int(number("seed", seed, low=0, high=2**32 - 1, integer=True))
+    except OverflowError:
+        raise ValidationError("seed", f"an integer in [0, {2**32 - 1}]", seed) from None
     number("Lambda_alpha", Lambda_alpha)
     if params is not None and not isinstance(params, dict):
         raise ValidationError("params", "a dict of scenario parameters", type(params).__name__)
+    for k in ("n_agents", "n"):
+        if params and k in params:  # would clash with play's own n_agents
+            raise ValidationError(f"params.{k}", "no agent count here (pass n_agents)", params[k])
     return cls, policy, concept, steps, lr, seed
 
 
