@@ -24,9 +24,10 @@ import numpy as np
 from control.errors import ValidationError, choice, number
 
 Profile = list[np.ndarray]
-SELECTIONS = ("welfare", "first")
+SELECTIONS = ("welfare", "first", "logit")
 ENUM_LIMIT = 5000  # support pairs / polytope bases above which the 2-player default is Lemke–Howson
 NPLAYER_LIMIT = 2000  # support profiles above which n-player enumeration is refused
+NPLAYER_DEFAULT = 100  # support profiles above which the n-player default is the logit homotopy
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,7 @@ def nplayer_support_enumeration(
                     F, np.r_[np.concatenate(z0), v0], jac=J, method="hybr", options={"xtol": 1e-13}
                 )
                 xs, _ = unpack(sol.x)
-                if not sol.success or np.abs(F(sol.x)).max() > t or min(x.min() for x in xs) < -t:
+                if np.abs(F(sol.x)).max() > t or min(x.min() for x in xs) < -t:
                     continue
                 xs = [_clean(x) for x in xs]
                 if regrets(U, xs).max() <= t:
@@ -457,11 +458,129 @@ def nplayer_support_enumeration(
     )  # fmt: skip
 
 
+def _qre_system(U: np.ndarray):
+    """(H, JH, sigma) of the logit QRE correspondence in log-probabilities w and λ (Turocy 2005):
+    w_ia − w_i0 = λ (D_i[a] − D_i[0]) for a ≥ 1 and Σ_a e^{w_ia} = 1, for every player i."""
+    n, ms = U.shape[0], list(U.shape[1:])
+    at = np.r_[0, np.cumsum(ms)]
+
+    def sigma(y: np.ndarray) -> Profile:
+        return [np.exp(y[at[i] : at[i + 1]]) for i in range(n)]
+
+    def H(y: np.ndarray) -> np.ndarray:
+        xs, lam, out = sigma(y), y[-1], []
+        for i in range(n):
+            w, D = y[at[i] : at[i + 1]], deviation_payoffs(U, xs, i)
+            out.append((w[1:] - w[0]) - lam * (D[1:] - D[0]))
+            out.append([xs[i].sum() - 1.0])
+        return np.concatenate(out)
+
+    def JH(y: np.ndarray) -> np.ndarray:
+        xs, lam = sigma(y), y[-1]
+        Jm = np.zeros((at[-1], at[-1] + 1))
+        for i in range(n):
+            r, m = at[i], ms[i]
+            Jm[r : r + m - 1, r + 1 : r + m] = np.eye(m - 1)
+            Jm[r : r + m - 1, r] = -1.0
+            Jm[r + m - 1, r : r + m] = xs[i]
+            for j in range(n):
+                if j != i:
+                    M = _cross(U, xs, i, j)
+                    Jm[r : r + m - 1, at[j] : at[j + 1]] = -lam * (M[1:] - M[0]) * xs[j]
+            D = deviation_payoffs(U, xs, i)
+            Jm[r : r + m - 1, -1] = -(D[1:] - D[0])
+        return Jm
+
+    return H, JH, sigma
+
+
+def _polish_support(U: np.ndarray, xs: Profile, t: float) -> Profile | None:
+    """An exact equilibrium near ``xs``: Newton on the indifference system of its (thresholded) supports."""
+    from scipy.optimize import root
+
+    for cut in (1e-8, 1e-5, 1e-3, 1e-2):
+        S = tuple(tuple(np.flatnonzero(x > cut).tolist()) for x in xs)
+        F, J, unpack = _support_system(U, S)
+        z0 = np.concatenate([x[list(s)] for x, s in zip(xs, S, strict=True)])
+        v0 = [deviation_payoffs(U, xs, i)[list(S[i])].mean() for i in range(U.shape[0])]
+        sol = root(F, np.r_[z0, v0], jac=J, method="hybr", options={"xtol": 1e-14})
+        ys, _ = unpack(sol.x)
+        if np.abs(F(sol.x)).max() <= t and min(y.min() for y in ys) >= -t:
+            ys = [_clean(y) for y in ys]
+            if regrets(U, ys).max() <= t:
+                return ys
+    return None
+
+
+def _correct(H, JH, z: np.ndarray, tan: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Newton (chord) back onto H = 0 in the hyperplane through z orthogonal to ``tan``: (point, iterations)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        J = np.vstack([JH(z), tan])  # chord method: one Jacobian per step
+        for k in range(10):
+            r = np.r_[H(z), 0.0]
+            if not np.isfinite(r).all():
+                return None, k
+            if np.abs(r).max() < 1e-11:
+                return z, k
+            try:
+                z = z - np.linalg.solve(J, r)
+            except np.linalg.LinAlgError:
+                return None, k
+        ok = np.isfinite(z).all() and np.abs(H(z)).max() < 1e-9
+    return (z if ok else None), 10
+
+
+def logit_homotopy(
+    U: np.ndarray, *, lam_end: float = 1e4, max_steps: int = 5000, tol: float = 1e-9
+) -> FiniteEquilibria:
+    """One equilibrium of an n-player game by tracing the principal branch of logit quantal-response
+    equilibria from the centroid (λ = 0) towards λ → ∞ (McKelvey & Palfrey 1995; Turocy 2005), with an
+    arc-length predictor–corrector in (log σ, λ); its end is polished into an exact equilibrium by Newton
+    on its supports. λ is in units of the payoff range; generic games' branches end at one equilibrium
+    (the logit selection), which is what this returns.
+    """
+    number("lam_end", lam_end, low=0.0, strict_low=True)
+    number("max_steps", max_steps, low=1, integer=True)
+    Un = U / (float(np.ptp(U)) or 1.0)
+    H, JH, sigma = _qre_system(Un)
+    y = np.r_[np.concatenate([np.full(m, -math.log(m)) for m in U.shape[1:]]), 0.0]
+    t_prev, h = None, 0.1
+    for _ in range(max_steps):
+        if y[-1] >= lam_end:
+            break
+        J = JH(y)
+        tan = np.linalg.svd(J)[2][-1]
+        if t_prev is None:
+            tan = tan if tan[-1] > 0 else -tan
+        elif tan @ t_prev < 0:
+            tan = -tan
+        while True:
+            z, k = _correct(H, JH, y + h * tan, tan)
+            if z is not None and np.linalg.norm(z - y) < 3 * h:
+                break
+            h /= 2
+            if h < 1e-12:
+                raise ArithmeticError("logit homotopy: the corrector failed (a bifurcation?)")
+        y, t_prev = z, tan
+        h = min(h * (1.5 if k <= 3 else 1.0), max(1.0, 0.5 * y[-1]))
+    t = tol * _scale(U)
+    xs = [_clean(x) for x in sigma(y)]
+    exact = _polish_support(U, xs, t)
+    note = (
+        "" if exact is not None else f"polishing failed: the QRE at lambda={y[-1]:.3g} is returned"
+    )
+    prof = exact if exact is not None else xs
+    return FiniteEquilibria(
+        [prof], "logit_homotopy", False, False, [float(regrets(U, prof).max())], note
+    )  # fmt: skip
+
+
 FINITE_SOLVERS: dict[str, Callable[..., FiniteEquilibria]] = {
     "support_enumeration": support_enumeration,
     "vertex_enumeration": vertex_enumeration,
     "lemke_howson": lemke_howson,
     "nplayer_support_enumeration": nplayer_support_enumeration,
+    "logit_homotopy": logit_homotopy,
 }
 
 
@@ -469,16 +588,15 @@ def default_solver(shape: Sequence[int]) -> str:
     """The solver ``method='auto'`` uses for a game with action counts ``shape`` (m_1, …, m_n).
 
     Two players: support enumeration while C(m_1+m_2, m_1) ≤ ``ENUM_LIMIT`` (every equilibrium), else
-    Lemke–Howson. n players: our support enumeration with root-finding.
+    Lemke–Howson. n players: support enumeration with root-finding while there are at most
+    ``NPLAYER_DEFAULT`` support profiles, else the logit homotopy (one equilibrium).
     """
     ms = list(shape)
     if len(ms) == 2:
-        return (
-            "support_enumeration"
-            if math.comb(ms[0] + ms[1], ms[0]) <= ENUM_LIMIT
-            else "lemke_howson"
-        )
-    return "nplayer_support_enumeration"
+        small = math.comb(ms[0] + ms[1], ms[0]) <= ENUM_LIMIT
+        return "support_enumeration" if small else "lemke_howson"
+    small = math.prod(2**m - 1 for m in ms) <= NPLAYER_DEFAULT
+    return "nplayer_support_enumeration" if small else "logit_homotopy"
 
 
 # ---- selection ----------------------------------------------------------------------------------
@@ -495,7 +613,9 @@ def nash_equilibria(
     Selection (``select``) when there are several: ``"welfare"`` (default) the largest total *material*
     payoff Σ_i u_i(x) (payoff dominance; ties: the smaller total support, then the solver's order);
     ``"first"`` the solver's order (support sizes ascending, so pure equilibria first; Lemke–Howson: the one
-    reached from label 0). ``FiniteEquilibria.profiles`` holds them all.
+    reached from label 0); ``"logit"`` the one the logit homotopy reaches (the limit of the principal branch
+    of quantal-response equilibria, McKelvey & Palfrey 1995: risk dominance in 2×2 coordination games;
+    added to the list if the solver missed it). ``FiniteEquilibria.profiles`` holds them all.
     """
     u = lambda_payoffs(payoffs)
     U = lambda_payoffs(u, Lambda)
@@ -505,10 +625,30 @@ def nash_equilibria(
     res = FINITE_SOLVERS[name](U, **opts)
     if not res.profiles and name != "lemke_howson" and U.shape[0] == 2:
         res = lemke_howson(U)  # a numerically borderline game: every finite game has an equilibrium
+    if not res.profiles and name != "logit_homotopy":
+        res = logit_homotopy(U)
     if not res.profiles:
         raise ArithmeticError(
             f"{res.method}: no equilibrium found ({res.note or 'root-finding failed'})"
         )
+    if select == "logit":
+        lh = logit_homotopy(U) if name != "logit_homotopy" else res
+        d = [
+            max(np.abs(a - b).max() for a, b in zip(p, lh.profile, strict=True))
+            for p in res.profiles
+        ]
+        if min(d) > 1e-6:
+            res = FiniteEquilibria(
+                [lh.profile, *res.profiles], res.method, res.complete, res.degenerate,
+                [lh.regrets[0], *res.regrets], res.note,
+            )  # fmt: skip
+        else:
+            k = int(np.argmin(d))
+            res = FiniteEquilibria(
+                [res.profiles[k], *res.profiles[:k], *res.profiles[k + 1 :]], res.method,
+                res.complete, res.degenerate, [res.regrets[k], *res.regrets[:k], *res.regrets[k + 1 :]],
+                res.note,
+            )  # fmt: skip
     order = list(range(res.count))
     if select == "welfare":
         w = [float(expected_payoffs(u, p).sum()) for p in res.profiles]
@@ -529,6 +669,30 @@ def _init_profile(U: np.ndarray, init: Sequence | None) -> Profile:
     return [np.asarray(x, dtype=float) / np.sum(x) for x in init]
 
 
+def _learn(
+    U: np.ndarray, name: str, respond, steps: int, init: Sequence | None, tol: float
+) -> LearnedPlay:
+    """Run x_t = respond(t, payoffs against x̄_{t−1}) and the time average x̄_t = x̄_{t−1} + (x_t − x̄_{t−1})/(t+1)."""
+    number("steps", steps, low=1, integer=True)
+    n = U.shape[0]
+    avg = _init_profile(U, init)
+    D = [deviation_payoffs(U, avg, i) for i in range(n)]
+    last, hist, vals = avg, [], []
+    for t in range(1, steps + 1):
+        last = respond(t, D)
+        avg = [a + (b - a) / (t + 1) for a, b in zip(avg, last, strict=True)]
+        D = [deviation_payoffs(U, avg, i) for i in range(n)]
+        v = np.array([d @ x for d, x in zip(D, avg, strict=True)])
+        hist.append(max(0.0, max(float(d.max() - e) for d, e in zip(D, v, strict=True))))
+        vals.append(v)
+        if hist[-1] <= tol:
+            break
+    return LearnedPlay(
+        name, last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
+        np.array(vals),
+    )  # fmt: skip
+
+
 def fictitious_play(
     U: np.ndarray, *, steps: int = 5000, init: Sequence | None = None, tol: float = 0.0
 ) -> LearnedPlay:
@@ -538,23 +702,11 @@ def fictitious_play(
     potential games (Robinson 1951, Miyasawa 1961, Monderer–Shapley 1996); the last iterate is pure and
     may cycle. Stops early when the average's largest regret is below ``tol``.
     """
-    number("steps", steps, low=1, integer=True)
-    n = U.shape[0]
-    avg = _init_profile(U, init)
-    last, hist, vals = avg, [], []
-    for t in range(1, steps + 1):
-        last = [
-            np.eye(U.shape[1 + i])[int(np.argmax(deviation_payoffs(U, avg, i)))] for i in range(n)
-        ]
-        avg = [a + (b - a) / (t + 1) for a, b in zip(avg, last, strict=True)]
-        hist.append(float(regrets(U, avg).max()))
-        vals.append(expected_payoffs(U, avg))
-        if hist[-1] <= tol:
-            break
-    return LearnedPlay(
-        "fictitious_play", last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
-        np.array(vals),
-    )  # fmt: skip
+
+    def respond(t: int, D: list[np.ndarray]) -> Profile:
+        return [np.eye(d.size)[int(np.argmax(d))] for d in D]
+
+    return _learn(U, "fictitious_play", respond, steps, init, tol)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -577,24 +729,15 @@ def logit_play(
     At a fixed τ its rest points are the logit quantal-response equilibria; as τ → 0 they trace the logit
     homotopy to a Nash equilibrium (McKelvey & Palfrey 1995). Reports the last logit response and x̄.
     """
-    number("steps", steps, low=1, integer=True)
     number("tau0", tau0, low=0.0, strict_low=True)
     number("tau_min", tau_min, low=0.0, strict_low=True)
-    n, sc = U.shape[0], float(np.ptp(U)) or 1.0
-    avg = _init_profile(U, init)
-    last, hist, vals = avg, [], []
-    for t in range(1, steps + 1):
+    sc = float(np.ptp(U)) or 1.0
+
+    def respond(t: int, D: list[np.ndarray]) -> Profile:
         tau = sc * max(tau_min, tau0 / math.sqrt(t))
-        last = [_softmax(deviation_payoffs(U, avg, i) / tau) for i in range(n)]
-        avg = [a + (b - a) / (t + 1) for a, b in zip(avg, last, strict=True)]
-        hist.append(float(regrets(U, avg).max()))
-        vals.append(expected_payoffs(U, avg))
-        if hist[-1] <= tol:
-            break
-    return LearnedPlay(
-        "logit", last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
-        np.array(vals),
-    )  # fmt: skip
+        return [_softmax(d / tau) for d in D]
+
+    return _learn(U, "logit", respond, steps, init, tol)
 
 
 LEARNED_DYNAMICS: dict[str, Callable[..., LearnedPlay]] = {

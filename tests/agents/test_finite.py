@@ -33,6 +33,9 @@ def unique_mixed_games(m, zero_sum, count, seed):
     while len(out) < count:
         A = rng.normal(size=(m, m))
         B = -A if zero_sum else rng.normal(size=(m, m))
+        mine = finite.support_enumeration(np.stack([A, B]))
+        if mine.count != 1 or max(mine.profile[0].max(), mine.profile[1].max()) == 1:
+            continue  # a quick pre-filter; the equilibrium itself comes from nashpy
         eqs = nashpy_equilibria(A, B)
         if len(eqs) == 1 and max(eqs[0][0].max(), eqs[0][1].max()) < 1 - 1e-6:
             out.append((A, B, *eqs[0]))
@@ -59,6 +62,9 @@ def test_random_games_with_a_unique_mixed_equilibrium_match_nashpy():
         for name in ("lemke_howson", "vertex_enumeration"):
             p = finite.FINITE_SOLVERS[name](np.stack([A, B])).profile
             assert np.allclose(p[0], x, atol=1e-9) and np.allclose(p[1], y, atol=1e-9), name
+    for A, B, x, y in games()[::3]:  # the logit homotopy (the n-player fallback) on a third of them
+        p = finite.logit_homotopy(np.stack([A, B])).profile
+        assert np.allclose(p[0], x, atol=1e-9) and np.allclose(p[1], y, atol=1e-9)
 
 
 def zero_sum_value(A):
@@ -129,6 +135,11 @@ def test_welfare_selection_and_all_equilibria():
     assert np.allclose(sh.reference(np.eye(2)), [-4.0, -4.0])  # payoff dominance: (stag, stag)
     mixed = [p for p in eq.info["equilibria"] if 0 < p[0][0] < 1]
     assert len(mixed) == 1 and np.allclose(mixed[0][0], [0.75, 0.25])  # 4p = 3
+    # the logit homotopy's limit selects the risk-dominant (hare, hare); "first": pure ones first
+    eq = solve(sh.game(), "nash", np.eye(2), select="logit")
+    assert np.allclose(eq.actions, [[0, 1], [0, 1]]) and eq.info["selection"] == "logit"
+    res = finite.nash_equilibria(sh.payoffs(), select="first")
+    assert [max(map(max, p)) for p in res.profiles] == [1.0, 1.0, 0.75]
 
 
 def test_degenerate_game_is_flagged_and_handled():
@@ -179,13 +190,18 @@ def test_three_player_games_have_no_profitable_pure_deviation():
     assert eq.converged and eq.info["method"] == "exact:nplayer_support_enumeration"
     assert np.allclose(eq.actions, 0.5, atol=1e-9) and eq.info["n_equilibria"] == 1
     rng = np.random.default_rng(3)
-    for _ in range(3):
-        u = rng.normal(size=(3, 2, 2, 2))
-        Lam = agents.preset("altruistic", 3, alpha=0.3)
-        eq = solve(MatrixGame(u), "nash", Lam)
-        U = np.tensordot(Lam, u, axes=([1], [0]))
-        for p in eq.info["equilibria"]:
-            assert no_pure_deviation_gain(U, p) < 1e-9
+    for shape, method in [
+        ((3, 2, 2, 2), "nplayer_support_enumeration"),
+        ((3, 3, 3, 3), "logit_homotopy"),
+    ]:
+        for _ in range(2):
+            u = rng.normal(size=shape)
+            Lam = agents.preset("altruistic", 3, alpha=0.3)
+            eq = solve(MatrixGame(u), "nash", Lam)
+            assert eq.converged and eq.info["method"] == f"exact:{method}"
+            U = np.tensordot(Lam, u, axes=([1], [0]))
+            for p in eq.info["equilibria"]:
+                assert no_pure_deviation_gain(U, p) < 1e-9
 
 
 @pytest.mark.parametrize("method", ["fictitious_play", "logit"])
