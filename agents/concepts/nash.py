@@ -35,10 +35,13 @@ def solve_nash(
     solver: str = "auto",
     select: str = "welfare",
 ) -> Equilibrium:
-    """Every agent j descends (Λ L)_j in its own variables, simultaneously (gradient/extragradient/optimistic).
+    """A Nash equilibrium of the Λ-game: exact for a finite game, else learned by simultaneous gradient play.
 
     ``method=None`` is ``"exact"`` for a ``MatrixGame`` (``solver`` and ``select`` go to
-    ``agents.finite.nash_equilibria``) and ``"gradient"`` otherwise. Games whose own costs are convex in
+    ``agents.finite.nash_equilibria``; ``info`` names the solver and counts the equilibria) and
+    ``"gradient"`` otherwise: every agent j descends (Λ L)_j in its own variables, simultaneously
+    (gradient/extragradient/optimistic). ``"fictitious_play"``/``"logit"`` (finite games) report the time
+    average as the profile and the last iterate in ``info``. Games whose own costs are convex in
     unbounded decisions (``game.convex_own_cost``) refuse λ_jj ≤ 0: such an agent would maximise its own
     convex cost (spec §A.1 remark 3).
     """
