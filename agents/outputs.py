@@ -97,6 +97,8 @@ def _check_fs(p: Path, field: str) -> None:
             st = os.lstat(q)
         except FileNotFoundError:
             continue
+        except NotADirectoryError:
+            raise _bad(field, "a path whose folders are directories", str(q)) from None
         except OSError as e:
             raise _bad(field, "an accessible path", str(q), reason=type(e).__name__) from None
         if stat.S_ISLNK(st.st_mode):
