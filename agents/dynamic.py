@@ -40,6 +40,9 @@ class DifferentialGame(Game):
     """
 
     convex_own_cost = False
+    # (j, play(t, obs_j, x) -> u_j) replaces agent j's policy while a best response is searched;
+    # (None, play(t, obs, x) -> u) replaces every agent's (a reference profile played on this grid)
+    deviation: tuple[int | None, Callable[[Tensor, Tensor, Tensor], Tensor]] | None = None
     # policy parameters (gains, Legendre coefficients, MFTT weights) are badly scaled for plain gradient steps
     solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
 
@@ -122,7 +125,16 @@ class DifferentialGame(Game):
     def controls(self, t: Tensor | float, x: Tensor) -> Tensor:
         """Every agent's actions ``[n, P_obs, m]`` at state ``x [P, d]`` (policies must be bound)."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        u = self.stack(t, self.observe(t, x))
+        obs = self.observe(t, x)
+        u = self.stack(t, obs)
+        if (
+            self.deviation is not None
+        ):  # a best-response candidate (agents.best_response) or a reference
+            j, play = self.deviation
+            if j is None:  # every agent plays the given profile: play(t, obs, x) -> [n, P_obs, m]
+                u = play(t, obs, x)
+            else:
+                u = torch.cat([u[:j], play(t, obs[j], x).unsqueeze(0), u[j + 1 :]])
         if self.bounds is not None:
             u = u.clamp(*self.bounds)
         return u

@@ -23,6 +23,7 @@ from control.errors import ValidationError
 from .agent import PolicyStack
 from .dynamic import DifferentialGame
 from .empathy import as_Lambda, require_self_regard
+from .equilibrium import Equilibrium
 from .game import Game
 from .scenarios import get_scenario
 
@@ -215,8 +216,7 @@ def play_fused(cells: Sequence[dict]) -> list:
     ``fusable``, bad input, or a numerical failure in any cell): ``play_many`` then plays them one by one.
     """
     from .concepts._play import check_options, gradient_play_cells, lambda_costs
-    from .exploitability import exploitability_cells
-    from .play import Outcome, _check_inputs, _check_mftt, _reference
+    from .play import _check_inputs, _check_mftt, br_budget, outcome
 
     t0 = time.perf_counter()
     cells = [dict(kw) for kw in cells]
@@ -261,27 +261,35 @@ def play_fused(cells: Sequence[dict]) -> list:
         costs = costs.detach().cpu().numpy().astype(float).reshape(len(cells), n)
         if not np.isfinite(costs).all():
             raise NotFusable("a cell diverged")
-        ex = exploitability_cells(fused, Lb, steps=max(10, steps // 4), lr=lr,
-                                  optimizer=fused.solve_defaults.get("optimizer", "sgd"))  # fmt: skip
-        rolls = fused.rollouts()
     except (ValidationError, DivergenceError, RuntimeError, ArithmeticError, ValueError) as e:
         raise NotFusable(f"{type(e).__name__}: {e}") from e
-    wall = (time.perf_counter() - t0) / len(cells)
+    # every cell is measured on its own game (its agents are the fused game's): one set of status rules
+    share = (time.perf_counter() - t0) / len(cells)
     out = []
     for c, (sc, L, g, seed) in enumerate(zip(scs, Ls, games, seeds, strict=True)):
-        status, _, _, hist = learned[c]
-        nc = float(ex[c].nash_conv)
-        times, traj = rolls[c]
-        out.append(Outcome(
+        status, its, res, hist = learned[c]
+        eq = Equilibrium(
+            concept=concept, Lambda=L, actions=None, policies=[], costs=costs[c],
+            empathetic_costs=L @ costs[c], history=hist, status=status, iterations=its, residual=res,
+        )  # fmt: skip
+        base = dict(
             scenario=cls.name, Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
             concept=concept, seed=seed, agent_names=list(g.agent_names),
-            n_params=np.asarray(g.n_params(), dtype=int), costs=costs[c],
-            empathetic_costs=np.asarray(L @ costs[c], dtype=float),
-            exploitability=nc if np.isfinite(nc) else float("inf"),
-            reference_costs=_reference(sc, L), history=np.asarray(hist, dtype=float).reshape(-1, n),
-            times=np.asarray(times, dtype=float), trajectory=np.asarray(traj, dtype=float),
-            status="ok", message=status, wall_time=wall, nfe=fused.nfe,
-        ))  # fmt: skip
+            n_params=np.asarray(g.n_params(), dtype=int),
+        )  # fmt: skip
+        g.nfe += fused.nfe  # the cell took part in every fused solve
+        out.append(
+            outcome(
+                g,
+                sc,
+                L,
+                eq,
+                base,
+                t0=time.perf_counter() - share,
+                tolerance=kw0.get("tolerance"),
+                budget=br_budget(sc, g, steps, lr),
+            )  # fmt: skip
+        )
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,6 +20,22 @@ from torch import Tensor
 from control.errors import ValidationError, choice, number
 
 Profile = list[list[Tensor]]
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """Agent j's raw actions, the space a best response searches whatever j's policy class is.
+
+    ``init``: the current profile's actions of j; ``low``/``high``: bounds (broadcast to ``init``, ±inf for
+    none); ``costs(z)``: the material costs [n] with j's actions replaced by ``z`` and the others frozen;
+    ``quadratic``: the costs are known to be quadratic in ``z`` (the best response is then a closed form).
+    """
+
+    init: Tensor
+    low: Tensor
+    high: Tensor
+    costs: Callable[[Tensor], Tensor]
+    quadratic: bool = False
 
 
 class Game:
@@ -55,6 +72,10 @@ class Game:
 
     def project(self) -> None:
         """Put the variables back into their feasible sets, in place (default: unconstrained)."""
+
+    def action_space(self, j: int) -> ActionSpace | None:
+        """Agent j's actions as a deviation space independent of its parametrisation (None: none declared)."""
+        return None
 
     def rollout(self) -> tuple[np.ndarray, np.ndarray]:
         """(times [T], mean state trajectory [T, state_dim]); static games: ([0.], actions [1, ·])."""
@@ -150,6 +171,7 @@ class StaticGame(Game):
     """
 
     supports_substitution = True
+    quadratic_costs = False  # set by subclasses whose cost_fn is quadratic in the actions
 
     def __init__(
         self,
@@ -231,6 +253,17 @@ class StaticGame(Game):
     def actions(self) -> np.ndarray:
         """Current actions [n, d]."""
         return torch.stack(self._u).detach().cpu().numpy()
+
+    def action_space(self, j: int) -> ActionSpace:
+        """Agent j's action vector within its box; the others' actions frozen."""
+        fixed = torch.stack([u.detach() for u in self._u])
+
+        def costs(z: Tensor) -> Tensor:
+            return self.cost_fn(torch.cat([fixed[:j], z.reshape(1, -1), fixed[j + 1 :]]))
+
+        return ActionSpace(
+            self._u[j].detach().clone(), self.low[j], self.high[j], costs, self.quadratic_costs
+        )
 
 
 def simplex_projection(x: Tensor) -> Tensor:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,8 +17,10 @@ from control import limits
 from control.errors import DivergenceError, ValidationError, choice, number
 
 from .agent import LAWS
+from .best_response import Budget
 from .empathy import as_Lambda
 from .scenarios import get_scenario
+from .verdict import Tolerance, Verdict, measure, method_label
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class Outcome:
     nfe: int = (
         0  # vector-field evaluations of the cell's ODE solves (learning, exploitability, rollout)
     )
+    gains: np.ndarray | None = None  # per-agent best-response gains [n] (inf: unbounded)
+    exploitability_method: str = (
+        ""  # "exact:<class>" or "numerical:<classes>", per distinct agent method
+    )
+    reference_grid_costs: np.ndarray | None = (
+        None  # the closed-form profile played on the cell's grid
+    )
+    iterations: int = 0  # learning steps taken
 
 
 def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params):
@@ -91,19 +100,19 @@ def play(
     device: str = "cpu",
     progress: bool = False,
     solver=None,
+    tolerance: Tolerance | None = None,
 ) -> Outcome:
     """Play one cell: ``scenario`` with empathy ``Lambda`` solved by ``concept`` with ``policy``/``law`` agents.
 
     None means the scenario's declared default. The learned profile is measured: material and empathetic
-    costs, exploitability (NashConv of best responses with ``steps`` iterations each), the closed-form
-    reference where the scenario has one, the learning history and the rollout. ``solver`` replaces
+    costs, certified exploitability (``agents.best_response``), the status rules of ``agents.verdict`` under
+    ``tolerance``, the closed-form reference where the scenario has one (and that profile played on the
+    cell's grid), the learning history and the rollout. ``solver`` replaces
     ``agents.concepts.solve`` for the learning (same signature), e.g. the per-agent Ray actors' solver.
     """
     from .concepts import solve as _solve
 
     solve = _solve if solver is None else solver
-    from .exploitability import exploitability
-
     t0 = time.perf_counter()
     cls, policy, concept, steps, lr, seed = _check_inputs(
         scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params
@@ -141,33 +150,87 @@ def play(
         return failed("diverged", str(err))
     except (RuntimeError, ArithmeticError, ValueError) as err:
         return failed("failed", f"{type(err).__name__}: {err}")
-    if eq.status == "diverged" or not np.isfinite(eq.costs).all():
-        return failed("diverged", eq.message or "the learning dynamics diverged", eq.history)
+    return outcome(
+        game, sc, L, eq, base, t0=t0, tolerance=tolerance, budget=br_budget(sc, game, steps, lr)
+    )
+
+
+def br_budget(sc, game, steps: int, lr: float) -> Budget:
+    """The best-response budget of a cell: L-BFGS defaults, the agent's own class searched briefly."""
+    return Budget(own_steps=max(10, steps // 10), own_lr=lr)
+
+
+def measured_agents(concept: str, n: int) -> list[int]:
+    """Whose best responses certify the concept: everyone (Nash, minimax) or the followers (Stackelberg)."""
+    return list(range(1, n)) if concept == "stackelberg" else list(range(n))
+
+
+def outcome(
+    game, sc, L: np.ndarray, eq, base: dict, *, t0: float, tolerance: Tolerance | None, budget
+) -> Outcome:
+    """Measure a learned game (certified exploitability, status rules, rollout) as an ``Outcome``."""
+    n = game.n_agents
+    nan = np.full(n, np.nan)
+    ref = _reference(sc, L)
+    hist = np.asarray(eq.history, dtype=float).reshape(-1, n)
+    common = dict(
+        reference_costs=ref, history=hist, iterations=int(eq.iterations),
+        reference_grid_costs=_reference_grid(sc, L, game),
+    )  # fmt: skip
     try:
-        opt = getattr(game, "solve_defaults", {}).get("optimizer", "sgd")
-        ex = exploitability(game, L, steps=max(10, steps // 4), lr=lr, optimizer=opt)
-        nash_conv = float(ex.nash_conv)
-        times, traj = game.rollout()
+        v = measure(
+            game, L, eq, agents=measured_agents(base["concept"], n), tol=tolerance,
+            budget=budget, no_equilibrium=_no_equilibrium(sc, L),
+        )  # fmt: skip
+        times, traj = game.rollout() if v.status != "diverged" else (np.zeros(1), None)
     except (DivergenceError, FloatingPointError, OverflowError) as err:
-        return failed("diverged", str(err), eq.history)
+        v, times, traj = Verdict("diverged", str(err), None, float("nan")), np.zeros(1), None
     except (RuntimeError, ArithmeticError) as err:
-        return failed("failed", f"{type(err).__name__}: {err}", eq.history)
-    if not math.isfinite(nash_conv):
-        nash_conv = float("inf")
+        v = Verdict("failed", f"{type(err).__name__}: {err}", None, float("nan"))
+        times, traj = np.zeros(1), None
+    ex = v.exploitability
+    costs = np.asarray(eq.costs, dtype=float)
+    if v.status in ("diverged", "failed"):
+        costs = nan
+    nash_conv = float("nan") if ex is None else float(ex.nash_conv)
     return Outcome(
         **base,
-        costs=np.asarray(eq.costs, dtype=float),
-        empathetic_costs=np.asarray(L @ np.asarray(eq.costs, dtype=float), dtype=float),
+        costs=costs,
+        empathetic_costs=np.asarray(L @ costs, dtype=float),
         exploitability=nash_conv,
-        reference_costs=_reference(sc, L),
-        history=np.asarray(eq.history, dtype=float).reshape(-1, n),
         times=np.asarray(times, dtype=float),
-        trajectory=np.asarray(traj, dtype=float).reshape(len(times), -1),
-        status="ok",
-        message=eq.status,
+        trajectory=(
+            np.full((1, 1), np.nan)
+            if traj is None
+            else np.asarray(traj, dtype=float).reshape(len(times), -1)
+        ),
+        status=v.status,
+        message=v.message.splitlines()[0][:300] if v.message else "",
         wall_time=time.perf_counter() - t0,
         nfe=int(getattr(game, "nfe", 0)),
+        gains=None if ex is None else np.asarray(ex.gains, dtype=float),
+        exploitability_method=method_label(ex),
+        **common,
     )
+
+
+def _no_equilibrium(sc, L: np.ndarray) -> str | None:
+    """The scenario's statement that no equilibrium exists for this Λ (e.g. H∞ below the critical γ)."""
+    fn = getattr(sc, "no_equilibrium", None)
+    return fn(L) if fn is not None else None
+
+
+def _reference_grid(sc, L: np.ndarray, game) -> np.ndarray | None:
+    """Material costs of the closed-form profile played on the cell's own grid (None where not offered)."""
+    fn = getattr(sc, "reference_on_grid", None)
+    if fn is None:
+        return None
+    try:
+        with torch.no_grad():
+            out = fn(L, game)
+    except (ValidationError, RuntimeError, ArithmeticError, ValueError):
+        return None
+    return None if out is None or not np.all(np.isfinite(out)) else np.asarray(out, dtype=float)
 
 
 def _check_mftt(opts: dict | None) -> None:

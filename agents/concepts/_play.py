@@ -18,6 +18,7 @@ from ..game import Game
 METHODS = ("gradient", "extragradient", "optimistic")
 OPTIMIZERS = ("sgd", "adam")
 BLOWUP = 1e12
+RTOL = 1e-4  # residual relative to the first one, the default stopping rule of gradient play
 
 
 def own_grads(
@@ -156,11 +157,15 @@ def gradient_play_cells(
     tol: float = 1e-8,
     optimizer: str = "sgd",
     progress: bool = False,
+    rtol: float = RTOL,
+    anneal: bool = True,
 ) -> list[tuple[str, int, float, np.ndarray]]:
     """``gradient_play`` on a game of ``game.n_cells`` independent cells (default 1), one result per cell.
 
     Every cell keeps its own optimiser state, stopping rule, status and history, so a cell's numbers are
     those of playing it alone; a cell that has converged or diverged is frozen while the others go on.
+    Stopping rule: residual < ``tol`` + ``rtol`` × the first residual. With Adam and ``anneal``, the rate follows a
+    cosine from ``lr`` to ``lr``/100 over the step budget (Adam at a fixed rate hovers instead of converging).
     """
     C = int(getattr(game, "n_cells", 1))
     n = game.n_agents // C
@@ -173,6 +178,7 @@ def gradient_play_cells(
     status, res, its = ["max_steps"] * C, [float("inf")] * C, [0] * C
     live = [c for c in range(C) if mine[c]]
     prev: dict[int, list[Tensor]] = {}
+    res0 = [math.nan] * C
     for it in range(1, steps + 1):
         if not live:
             break
@@ -216,10 +222,14 @@ def gradient_play_cells(
             else:
                 step = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(flat[c], before[c], strict=True)))  # fmt: skip
                 res[c] = step / lr
+            if math.isnan(res0[c]):
+                res0[c] = res[c]
             if not math.isfinite(res[c]):
                 status[c] = "diverged"
-            elif res[c] < tol:
+            elif res[c] < tol + rtol * res0[c]:
                 status[c] = "converged"
+            elif opt[c] is not None and anneal:  # cosine to 1 % of lr over the budget
+                opt[c].lr = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * it / steps)))
         if progress and (it % max(1, steps // 10) == 0 or it == 1):
             r = max(res[c] for c in live)
             print(

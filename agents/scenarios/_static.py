@@ -20,6 +20,8 @@ DTYPE = torch.float64
 class QuadraticGame(StaticGame):
     """A ``StaticGame`` with scalar actions and quadratic costs (vectorised over agents, no loops)."""
 
+    quadratic_costs = True
+
     def __init__(
         self,
         A: np.ndarray,

@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from control.errors import ValidationError, number
 
-from ..game import Game
+from ..game import ActionSpace, Game
 from ._static import DTYPE, QuadraticGame, nash_reference
 from .base import Scenario, register
 
@@ -99,6 +99,19 @@ class CournotMFTTGame(Game):
         q = self.quantities()
         price = self.alpha_m - self.beta * q.sum(0)
         return -((price[None, :] - self.c[:, None]) * q).mean(1)
+
+    def action_space(self, j: int) -> ActionSpace:
+        """Firm j's quantity in every market [M] (any quantity in [0, q_max]), the others' MFTTs frozen."""
+        with torch.no_grad():
+            q = self.quantities()
+
+        def costs(z: Tensor) -> Tensor:
+            qz = torch.cat([q[:j], z.reshape(1, -1), q[j + 1 :]])
+            price = self.alpha_m - self.beta * qz.sum(0)
+            return -((price[None, :] - self.c[:, None]) * qz).mean(1)
+
+        zero, top = torch.zeros_like(q[j]), torch.full_like(q[j], float(self.q_max))
+        return ActionSpace(q[j].clone(), zero, top, costs, quadratic=True)
 
     def actions(self) -> np.ndarray:
         """Mean quantity per firm over markets [n, 1]."""

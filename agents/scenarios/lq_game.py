@@ -38,7 +38,7 @@ class LQGameScenario(Scenario):
     n_agents = 2
     defaults: ClassVar[dict] = dict(
         a=0.5, abar=0.0, b=1.0, q=1.0, qbar=0.5, r=1.0, qT=1.0, qTbar=0.0, T=1.0,
-        m0=1.0, v0=0.5, particles=4, n_steps=4, order=3,
+        m0=1.0, v0=0.5, particles=4, n_steps=10, order=3,
     )  # fmt: skip
     lambda_meaning: ClassVar[dict] = {
         "selfish": "Nash: each player pays its own control and bears the shared state cost (free riding)",
@@ -83,6 +83,28 @@ class LQGameScenario(Scenario):
         except (ValidationError, RuntimeError, ArithmeticError):
             return None
         return out if np.isfinite(out).all() else None
+
+    def reference_on_grid(self, Lambda: np.ndarray, game: DifferentialGame) -> np.ndarray | None:
+        """Material costs of the exact feedback equilibrium played on ``game``'s own time grid and particles.
+
+        Its gap to ``reference`` is the discretisation error alone; the learned profile's gap to it is the
+        optimisation and policy-class error.
+        """
+        eq = self.lq(Lambda).solve_nash()
+        dt = game.x0.dtype
+
+        def profile(t, obs, x):  # u_j = −k_j(t)(x − Ex) − l_j(t)Ex for every player j: [n, P, 1]
+            tt = float(t)
+            k = torch.as_tensor(np.asarray(eq.k(tt), float), dtype=dt, device=x.device)
+            ell = torch.as_tensor(np.asarray(eq.l(tt), float), dtype=dt, device=x.device)
+            m = x.mean(0, keepdim=True)
+            return -(k[:, None, None] * (x - m)[None] + ell[:, None, None] * m[None])
+
+        old, game.deviation = game.deviation, (None, profile)
+        try:
+            return game.costs().detach().cpu().numpy().astype(float)
+        finally:
+            game.deviation = old
 
     def game(self, *, Lambda, law, policy, mftt=None, seed=0, device="cpu") -> DifferentialGame:
         c, n, p = self.coefficients(), self.n, self.params

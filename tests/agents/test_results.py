@@ -20,6 +20,7 @@ from agents.results import (
     write_results,
 )
 from agents.runner import run_experiment
+from agents.status import STATUSES
 from control.errors import ValidationError
 
 TINY = """
@@ -57,7 +58,7 @@ def test_schema_dims_vars_and_attrs(tiny):
     ).all()
     assert (ds["nfe"].sel(scenario="cournot") == 0).all()
     assert list(ds["scenario"].values) == ["cournot", "lq_game"]
-    assert set(np.unique(ds["status"].values)) <= {"ok", "diverged", "failed"}
+    assert set(np.unique(ds["status"].values)) <= set(STATUSES)
     assert ds.sizes["iteration"] == 3
     assert tomllib.loads(ds.attrs["manifest"])["training"]["steps"] == 3
     assert list(ds.attrs["seeds"]) == [0, 1]
