@@ -720,21 +720,23 @@ def logit_play(
     steps: int = 5000,
     init: Sequence | None = None,
     tau0: float = 1.0,
-    tau_min: float = 1e-3,
+    power: float = 0.75,
+    tau_min: float = 1e-4,
     tol: float = 0.0,
 ) -> LearnedPlay:
     """Entropy-regularised (logit) learning: smooth fictitious play x_i ← softmax(U_i(x̄_−i)/τ_t) against the time
-    average x̄, with the temperature annealed τ_t = scale·max(τ_min, τ0/√t).
+    average x̄, with the temperature annealed τ_t = scale·max(τ_min, τ0/t^power) (scale: the payoff range).
 
     At a fixed τ its rest points are the logit quantal-response equilibria; as τ → 0 they trace the logit
     homotopy to a Nash equilibrium (McKelvey & Palfrey 1995). Reports the last logit response and x̄.
     """
     number("tau0", tau0, low=0.0, strict_low=True)
     number("tau_min", tau_min, low=0.0, strict_low=True)
+    number("power", power, low=0.0, strict_low=True)
     sc = float(np.ptp(U)) or 1.0
 
     def respond(t: int, D: list[np.ndarray]) -> Profile:
-        tau = sc * max(tau_min, tau0 / math.sqrt(t))
+        tau = sc * max(tau_min, tau0 / t**power)
         return [_softmax(d / tau) for d in D]
 
     return _learn(U, "logit", respond, steps, init, tol)
