@@ -2,12 +2,13 @@
 
 Two players: support enumeration (every equilibrium of a nondegenerate game, by exact linear solves of the
 indifference conditions), vertex enumeration of the best-response polytopes (every *extreme* equilibrium,
-degenerate games included) and Lemke–Howson (one equilibrium, complementary pivoting). n players: our own
-support enumeration whose indifference system (polynomial for n ≥ 3) is solved by scipy root-finding from
-several starts (pygambit 16.7 is source-only and did not build here within 3 minutes, so it is not used).
-``FINITE_SOLVERS`` names them; ``nash_equilibria`` picks a default by game size and applies the selection
-rule (see ``select``). Learned dynamics (``fictitious_play``, ``logit_play``) are kept as a second,
-labelled method and report the last iterate and the time average.
+degenerate games included) and Lemke–Howson (one equilibrium, complementary pivoting). n players, our own
+(pygambit 16.7 is source-only and did not build here within 3 minutes): support enumeration whose
+indifference system (polynomial for n ≥ 3) is solved by scipy root-finding, and the logit homotopy (the
+principal branch of quantal-response equilibria traced to λ → ∞, then polished by Newton on its supports).
+``FINITE_SOLVERS`` names them; ``nash_equilibria`` picks a default by game size (``default_solver``) and
+applies the selection rule (``select``). Learned dynamics (``fictitious_play``, ``logit_play``,
+``LEARNED_DYNAMICS``) are kept as a second, labelled method and report the last iterate and the time average.
 
 Payoffs are maximised here, as a tensor U [n, m_1, …, m_n]; a profile is a list of probability vectors.
 """
