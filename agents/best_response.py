@@ -147,7 +147,10 @@ def action(
         if out is not None:
             z, cost = out
             return _result(j, "action", e0, cost, True, True, budget)
-    cost, ok = _lbfgsb(E, space.init, space.low, space.high, e0, budget)
+    try:
+        cost, ok = _lbfgsb(E, space.init, space.low, space.high, e0, budget)
+    except Unbounded as u:
+        return _result(j, "action", e0, u.cost, False, True, budget)
     return _result(j, "action", e0, cost, False, ok, budget)
 
 
@@ -371,7 +374,9 @@ def _lbfgsb(
     lo = low.expand(shape).detach().cpu().numpy().reshape(-1)
     hi = high.expand(shape).detach().cpu().numpy().reshape(-1)
     x0 = np.clip(init.detach().cpu().numpy().reshape(-1).astype(float), lo, hi)
-    bounds = list(zip(np.where(np.isfinite(lo), lo, None), np.where(np.isfinite(hi), hi, None)))
+    bounds = list(
+        zip(np.where(np.isfinite(lo), lo, None), np.where(np.isfinite(hi), hi, None), strict=True)
+    )
     scale = max(1.0, abs(e0))
     res = minimize(
         fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
