@@ -17,6 +17,8 @@ import typer
 
 from control.errors import ValidationError
 
+from .status import PLAYED, STATUSES
+
 app = typer.Typer(
     name="mftt",
     help="Mean-field-type transformers playing empathetic games: run experiments, compare weight laws, "
@@ -347,6 +349,99 @@ def app_(
     raise typer.Exit(subprocess.call(cmd))
 
 
+# ---- Ray Jobs (issue 17: agents.jobs) -------------------------------------------------------------
+_JobAddress = Annotated[
+    str,
+    typer.Option(
+        "--address",
+        envvar="MFTT_JOB_ADDRESS",
+        help="Ray job server (the head's dashboard), e.g. http://head:8265.",
+    ),
+]
+_Job = Annotated[str, typer.Argument(help="Job id printed by `mftt submit`.")]
+_JOB_DEFAULT = "http://127.0.0.1:8265"
+
+
+@app.command()
+@guarded
+def submit(
+    config: _Config,
+    address: _JobAddress = _JOB_DEFAULT,
+    out: Annotated[
+        str | None,
+        typer.Option(help="NetCDF on the cluster: relative to the job's folder, or a shared path."),
+    ] = None,
+    set_: _SetOpt = None,
+) -> None:
+    """Submit a config as a Ray job (config and code travel with it); prints the job id.
+
+    Example: mftt submit examples/configs/demo.toml --address http://head:8265
+    """
+    from . import jobs
+
+    exp = _load(config, set_)
+    job = jobs.submit(exp, address, out=out)
+    typer.echo(job)
+
+
+@app.command()
+@guarded
+def status(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
+    """Print a job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) and message.
+
+    Example: mftt status mftt-demo-1a2b3c4d
+    """
+    from . import jobs
+    from .results import plain_text
+
+    info = jobs.status(job, address)
+    msg = plain_text(info["message"], 300)
+    typer.echo(f"{job}: {info['status']}" + (f" ({msg})" if msg else ""))
+
+
+@app.command()
+@guarded
+def logs(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
+    """Print a job's driver log (the results it carries folded into one line).
+
+    Example: mftt logs mftt-demo-1a2b3c4d
+    """
+    from . import jobs
+
+    typer.echo(jobs.logs(job, address))
+
+
+@app.command()
+@guarded
+def stop(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
+    """Stop a running job (finished cells stay in its partial files on the cluster).
+
+    Example: mftt stop mftt-demo-1a2b3c4d
+    """
+    from . import jobs
+
+    stopped = jobs.stop(job, address)
+    typer.echo(f"{job}: {'stop requested' if stopped else 'not running'}")
+
+
+@app.command()
+@guarded
+def fetch(
+    job: _Job,
+    address: _JobAddress = _JOB_DEFAULT,
+    out: Annotated[
+        str | None, typer.Option(help="Local NetCDF (default: results/<name>.nc).")
+    ] = None,
+) -> None:
+    """Write a finished job's results NetCDF here (checked against its sha256).
+
+    Example: mftt fetch mftt-demo-1a2b3c4d --out results/demo.nc
+    """
+    from . import jobs
+
+    typer.echo(f"wrote {jobs.fetch(job, address, out)}")
+
+
 # ---- tables and figures ----------------------------------------------------------------------
 def _list(v: Any) -> list:
     if hasattr(v, "tolist"):
@@ -372,30 +467,36 @@ def _print_table(ds) -> None:
     )
     for d in grid:
         t.add_column(_safe(d))
-    for col in ("params", "cost", "per agent", "exploitability", "gap", "ok"):
-        t.add_column(col, justify="right", no_wrap=True)
+    for col in ("params", "cost", "per agent", "NashConv", "method", "gap", "gap (grid)", "status"):
+        t.add_column(col, justify="right", no_wrap=col != "method")
+    short = {"ok": "ok", "not_converged": "nc", "not_equilibrium": "ne", "diverged": "div",
+             "unbounded": "unb", "failed": "fail", "missing": "miss"}  # fmt: skip
     for r in rows:
         ac = r["agent_costs"]
+        st = r.get("statuses", {})
         t.add_row(
             *[_safe(r[d]) for d in grid],
             _fmt(r["n_params"]) if r["n_params"] == r["n_params"] else "-",
             _fmt(r["cost"]),
             " / ".join(f"{c:.3g}" for c in ac) if 0 < len(ac) <= 4 else ("-" if not ac else "…"),
             _fmt(r["exploitability"]),
+            _safe(r.get("method", "")).replace("numerical:", "num:"),
             _fmt(r["gap"], pct=True),
-            f"{int(r['n_ok'])}/{r['n_seeds']}",
+            _fmt(r.get("gap_grid", float("nan")), pct=True),
+            " ".join(f"{v} {short.get(k, _safe(k))}" for k, v in st.items()),
         )
     _console().print(t)
-    bad = (
-        ds["status"].where(ds["status"] != "ok", drop=True)
-        if (ds["status"] != "ok").any()
-        else None
-    )
-    if bad is not None:
-        msgs = ds["message"].where(ds["status"] != "ok").values.ravel()
+    counts = {k: int((ds["status"] == k).sum()) for k in STATUSES}
+    typer.echo(
+        "status: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        + "  (ok = converged and NashConv within tolerance; see README, What the numbers mean)",
+        err=True,
+    )  # fmt: skip
+    bad = ds["status"] != "ok"
+    if bool(bad.any()):
+        msgs = ds["message"].where(bad).values.ravel()
         first = next((m for m in msgs if isinstance(m, str) and m), "")
-        n_bad = int((ds["status"] != "ok").sum())
-        typer.echo(f"{n_bad} cell(s) not ok; first message: {plain_text(first)}", err=True)
+        typer.echo(f"{int(bad.sum())} cell(s) not ok; first message: {plain_text(first)}", err=True)
 
 
 def _panels(ds):
@@ -407,7 +508,8 @@ def _panels(ds):
     import numpy as np
 
     other = [d for d in ds["status"].dims if d not in ("scenario", "Lambda", "law", "seed")]
-    ok = ds["status"] == "ok"
+    ok = ds["status"].isin(list(PLAYED))  # cells whose numbers are a played profile's
+    certified = ds["status"] == "ok"
     out = []
     for s in ds["scenario"].values:
         d = ds.sel(scenario=s)
@@ -431,6 +533,9 @@ def _panels(ds):
             "spread": total.std("seed").transpose("Lambda", "law").values,
             "ref": np.array([np.nanmean(row) if np.isfinite(row).any() else np.nan for row in r]),
             "expl": d["exploitability"].where(okd).mean("seed").transpose("Lambda", "law").values,
+            "n_ok": (certified.sel(scenario=s).isel({o: 0 for o in other}) if other
+                     else certified.sel(scenario=s)).sum("seed").transpose("Lambda", "law").values,
+            "n_seeds": d.sizes["seed"],
             "ylabel": label,
         })  # fmt: skip
     return out
@@ -510,8 +615,11 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
                 edgecolor="white",
                 linewidth=0.5,
             )
-            for xi, v in zip(off, p["cost"][:, j], strict=True):
-                if not np.isfinite(v):  # no ok seed: say so instead of leaving a silent gap
+            for xi, v, nok in zip(off, p["cost"][:, j], p["n_ok"][:, j], strict=True):
+                if np.isfinite(v):  # how many seeds are certified equilibria (status ok)
+                    ax.text(xi, v, f"ok {int(nok)}/{p['n_seeds']}", ha="center", va="bottom",
+                            fontsize=7, color="#333333" if nok == p["n_seeds"] else "#C44E52")  # fmt: skip
+                if not np.isfinite(v):  # no played seed: say so instead of leaving a silent gap
                     ax.text(xi, 0, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
                             color="#C44E52")  # fmt: skip
                     bx.text(xi, 1e-12, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
@@ -527,9 +635,9 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
             a.set_axisbelow(True)
         bx.set_yscale("log")
         bx.set_xlabel("Λ preset", fontsize=10)
-        ax.set_ylabel(f"{p['ylabel']}\n(mean ± sd over seeds)", fontsize=10)
+        ax.set_ylabel(f"{p['ylabel']}\n(mean ± sd over seeds; ok = certified seeds)", fontsize=10)
         if k == 0:
-            bx.set_ylabel("exploitability (NashConv, log;\n0 drawn at 1e-12)", fontsize=10)
+            bx.set_ylabel("certified NashConv (log;\n0 drawn at 1e-12)", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for k in range(1, n):  # gather "closed form" from any panel
         for h, lab in zip(*axes[0, k].get_legend_handles_labels(), strict=True):

@@ -10,21 +10,28 @@ Schema (the contract between the runner, the CLI and the app):
   - ``empathetic_cost`` (grid…, agent): Λ @ cost;
   - ``reference_cost`` (grid…, agent): closed-form material costs, NaN where none is known;
   - ``gap`` (grid…): signed relative gap of the total cost to the reference, (Σ cost − Σ ref)/|Σ ref|, NaN where none;
-  - ``exploitability`` (grid…): NashConv, the sum of best-response gains (≥ 0 up to optimiser tolerance);
+  - ``exploitability`` (grid…): NashConv, the sum of certified best-response gains (inf: unbounded);
+    ``gain`` (grid…, agent): each agent's gain; ``exploitability_method`` (grid…): "exact:<class>" or
+    "numerical:<classes>" (``agents.best_response``);
+  - ``reference_grid_cost`` (grid…, agent) and ``gap_grid`` (grid…): the closed-form profile played on the
+    cell's own grid and the gap to it (the discretisation part removed); ``iterations`` (grid…): learning steps;
   - ``history`` (grid…, iteration, agent): empathetic costs over learning;
   - ``trajectory`` (grid…, time, state): mean state along the rollout; ``times`` (grid…, time) its time grid;
   - ``n_params`` (grid…, agent): trainable parameters per agent;
   - ``Lambda_matrix`` (grid…, agent, agent_j): the Λ actually used; ``agent_name`` (grid…, agent);
-  - ``status`` (grid…): ``ok`` | ``diverged`` | ``failed`` | ``missing`` (not run); ``message`` (grid…);
+  - ``status`` (grid…): one of ``agents.status.STATUSES`` (``ok``, ``not_converged``, ``not_equilibrium``,
+    ``diverged``, ``unbounded``, ``failed``, ``missing``); ``message`` (grid…);
   - ``policy``, ``concept`` (grid…): what the cell resolved to;
   - ``wall_time`` (grid…): seconds (fused cells: their group's time divided among them);
   - ``nfe`` (grid…): vector-field evaluations of the cell's ODE solves (0 for static games; a fused cell
     counts those of the fused solves it took part in; NaN for a failed cell).
+  - ``node`` (grid…): the Ray node the cell ran on (``"<ip> <node id>"``) in a cluster run, "" otherwise.
 
   Numbers are float64 and padded with NaN where a cell has fewer agents, iterations, times or states;
   strings are padded with "".
 * attrs — ``manifest`` (the config as TOML text), ``name``, ``seeds`` (list of int), ``versions`` (JSON),
-  ``git_commit``, ``device``, ``created`` (UTC ISO time), ``schema`` (``mftt-results/1``).
+  ``git_commit``, ``source_hash`` (the packages' source, ``agents.cluster``), ``device``, ``created`` (UTC ISO
+  time), ``schema`` (``mftt-results/1``).
 
 Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>.npz`` (atomically) so a
 killed run resumes without recomputing it (issue 8).
@@ -50,6 +57,8 @@ import xarray as xr
 
 from control.errors import ValidationError
 
+from .status import PLAYED
+
 SCHEMA = "mftt-results/1"
 ENGINE = "h5netcdf"
 PAD_DIMS = ("agent", "agent_j", "iteration", "time", "state")
@@ -65,8 +74,24 @@ _NUM = {  # per-cell numeric variables and their padded dims
     "Lambda_matrix": ("agent", "agent_j"),
     "wall_time": (),
     "nfe": (),
+    "gain": ("agent",),
+    "reference_grid_cost": ("agent",),
+    "iterations": (),
 }
-_STR = {"status": (), "message": (), "policy": (), "concept": (), "agent_name": ("agent",)}
+_STR = {
+    "status": (),
+    "message": (),
+    "policy": (),
+    "concept": (),
+    "agent_name": ("agent",),
+    "exploitability_method": (),
+}
+# variables added after schema 1 was first written: older files and parts read them as NaN / ""
+_LATER = {"gain": ("agent",), "reference_grid_cost": ("agent",), "iterations": ()}
+_LATER_STR = ("exploitability_method",)
+# issue 17: the Ray node each cell ran on ("<ip> <node id>" on a cluster; "" for local runs and older files)
+_STR["node"] = ()
+_LATER_STR = (*_LATER_STR, "node")
 
 
 # ---- atomic files --------------------------------------------------------------------------
@@ -112,8 +137,9 @@ def write_results(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 MAX_OBJECTS = 10_000  # groups, datasets and attributes a results file may hold
-_SCHEMA_VARS = (*_NUM, *_STR, "gap")
+_SCHEMA_VARS = (*_NUM, *_STR, "gap", "gap_grid")
 _TEXT_ATTRS = ("schema", "name", "manifest", "versions", "git_commit", "device", "created")
+_TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # issue 17: the code version (agents.cluster)
 
 
 def max_read_mb() -> float:
@@ -166,6 +192,15 @@ def _check_schema(ds: xr.Dataset, path: Path) -> xr.Dataset:
         raise bad("no status variable or manifest")
     if "nfe" not in ds:  # files written before the nfe variable
         ds["nfe"] = (ds["status"].dims, np.full(ds["status"].shape, np.nan))
+    for k, extra in _LATER.items():  # files written before best responses were certified
+        if k not in ds:
+            shape = ds["status"].shape + tuple(ds.sizes.get(d, 0) for d in extra)
+            ds[k] = (ds["status"].dims + extra, np.full(shape, np.nan))
+    for k in _LATER_STR:
+        if k not in ds:
+            ds[k] = (ds["status"].dims, np.full(ds["status"].shape, "", dtype=object))
+    if "gap_grid" not in ds:
+        ds["gap_grid"] = (ds["status"].dims, np.full(ds["status"].shape, np.nan))
     grid = tuple(ds["status"].dims)
     if not set(GRID_DIMS) <= set(grid) or set(grid) & set(PAD_DIMS):
         raise bad(f"status dims {grid}")
@@ -324,6 +359,16 @@ def outcome_dataset(outcome: Any, *, key: str = "", index: int = -1) -> xr.Datas
         "Lambda_matrix": (("agent", "agent_j"), _arr(g("Lambda"), 2)),
         "wall_time": ((), float(g("wall_time", 0.0) or 0.0)),
         "nfe": ((), float(g("nfe")) if g("nfe") is not None else np.nan),
+        "gain": (("agent",), _arr(g("gains"), 1) if g("gains") is not None else np.full(n, np.nan)),
+        "reference_grid_cost": (
+            ("agent",),
+            _arr(g("reference_grid_costs"), 1)
+            if g("reference_grid_costs") is not None
+            else np.full(n, np.nan),
+        ),
+        "iterations": ((), float(g("iterations", 0) or 0)),
+        "exploitability_method": ((), str(g("exploitability_method", "") or "")),
+        "node": ((), str(g("node", "") or "")),
         "status": ((), str(g("status", "failed"))),
         "message": ((), " ".join(str(g("message", "") or "").split())),
         "policy": ((), str(g("policy", "") or "")),
@@ -354,6 +399,7 @@ def part_path(parts_dir: str | Path, index: int, key: str) -> Path:
     return Path(parts_dir) / f"cell-{index:06d}-{key}.npz"
 
 
+MAX_PART_BYTES = 256 * 2**20  # one cell's numbers; a larger file is not a part we wrote
 PART_FORMAT = 2  # parts carry key, arguments hash, code version and data checksum (issue 18)
 _CODE_PACKAGES = ("control", "mftt", "agents")
 
@@ -429,12 +475,25 @@ def read_part(path: str | Path) -> xr.Dataset:
 
     attrs: ``cell_key``, ``cell_index``, ``args_hash``, ``code_version`` and ``checksum_ok`` (for ``part_problem``).
     """
-    with np.load(path, allow_pickle=False) as z:
+    with open(
+        path, "rb"
+    ) as f:  # read once and closed here (np.load leaks the handle of a damaged file)
+        blob = f.read(MAX_PART_BYTES + 1)
+    if len(blob) > MAX_PART_BYTES:
+        raise ValueError(f"part larger than {MAX_PART_BYTES} bytes")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         meta = json.loads(z["_meta"].tobytes().decode())
         arrays = {k: z[k] for k in _NUM if k in z}
     data = {k: (meta["dims"][k], v) for k, v in arrays.items()}
     data.setdefault("nfe", ((), np.float64(np.nan)))  # parts written before the nfe variable
+    for k, extra in _LATER.items():
+        if k not in data:
+            n = len(meta["strings"].get("agent_name") or []) if extra else 0
+            data[k] = (extra, np.full((n,) * len(extra), np.nan))
     for k in _STR:
+        if k in _LATER_STR and k not in meta["strings"]:
+            data[k] = ((), "")
+            continue
         v = meta["strings"][k]
         data[k] = (meta["dims"][k], np.array(v, dtype=object) if isinstance(v, list) else v)
     ok = meta.get("checksum") == _checksum(arrays, meta["strings"], meta["dims"])
@@ -560,12 +619,21 @@ def assemble(
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.where(has_ref, (total - ref_total) / np.abs(ref_total), np.nan)
     data["gap"] = (dims, gap)
+    # the same gap to the closed-form profile played on the cell's own grid (discretisation removed)
+    refg = num["reference_grid_cost"]
+    has_g = np.isfinite(refg).any(-1) & np.isfinite(num["cost"]).all(-1, where=np.isfinite(refg))
+    g_total = np.where(has_g, np.nansum(refg, -1), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        data["gap_grid"] = (dims, np.where(has_g, (total - g_total) / np.abs(g_total), np.nan))
     ds_coords: dict[str, Any] = {d: _coord(coords[d]) for d in dims}
     for d in PAD_DIMS:
         ds_coords[d] = np.arange(sizes[d])
     out = xr.Dataset(data, coords=ds_coords, attrs=manifest(experiment, device=device))
     out["cost"].attrs["long_name"] = "material cost"
     out["gap"].attrs["long_name"] = "relative gap of total cost to the closed form"
+    out["gap_grid"].attrs["long_name"] = (
+        "relative gap of total cost to the closed form played on the grid"
+    )
     return out
 
 
@@ -628,6 +696,13 @@ def _scrub(text: str) -> str:
     return text.replace(home, "~") if home and home != "/" else text
 
 
+def _source_hash() -> str:
+    """The shipped packages' source hash (``agents.cluster.source_hash``): the code version of a run."""
+    from .cluster import source_hash
+
+    return source_hash()
+
+
 def manifest(experiment: Any, *, device: str | None = None) -> dict[str, Any]:
     """Dataset attrs: the config as TOML, seeds, versions, git commit, device, time (no home paths)."""
     return {
@@ -637,6 +712,7 @@ def manifest(experiment: Any, *, device: str | None = None) -> dict[str, Any]:
         "seeds": [int(s) for s in experiment.seeds],
         "versions": json.dumps(_versions(), sort_keys=True),
         "git_commit": git_commit(),
+        "source_hash": _source_hash(),
         "device": device_description(device or experiment.device),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
@@ -655,15 +731,21 @@ def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
     keep = [d for d in grid if d != "seed"]
     rows = []
     total = ds["cost"].sum("agent", min_count=1)
-    ok = ds["status"] == "ok"
+    ok = ds["status"].isin(list(PLAYED))  # cells with the numbers of a played profile
     stacked = {
         "cost": total.where(ok).mean("seed"),
         "exploitability": ds["exploitability"].where(ok).mean("seed"),
         "gap": ds["gap"].where(ok).mean("seed"),
         "n_params": ds["n_params"].sum("agent", min_count=1).max("seed"),
-        "n_ok": ok.sum("seed"),
+        "n_ok": (ds["status"] == "ok").sum("seed"),
     }
+    if "gap_grid" in ds:
+        stacked["gap_grid"] = ds["gap_grid"].where(ok).mean("seed")
     agent_mean = ds["cost"].where(ok).mean("seed")
+    if "exploitability_method" not in ds:
+        ds = ds.assign(
+            exploitability_method=ds["status"].copy(data=np.full(ds["status"].shape, ""))
+        )
     idx = np.ndindex(*[ds.sizes[d] for d in keep])
     for ix in idx:
         sel = dict(zip(keep, ix, strict=True))
@@ -676,5 +758,9 @@ def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
         per_agent = agent_mean.isel(sel).values
         row["agent_costs"] = [float(c) for c in per_agent[np.isfinite(per_agent)]]
         row["n_seeds"] = ds.sizes["seed"]
+        statuses = [str(x) for x in np.asarray(ds["status"].isel(sel).values).ravel()]
+        row["statuses"] = {k: statuses.count(k) for k in dict.fromkeys(statuses)}
+        methods = np.asarray(ds["exploitability_method"].isel(sel).values).ravel()
+        row["method"] = ",".join(dict.fromkeys(str(m) for m in methods if str(m)))
         rows.append(row)
     return rows
