@@ -68,7 +68,9 @@ def test_unbounded_best_response_is_inf():
     ex = exploitability(g, None)
     assert ex.nash_conv == math.inf and ex.bounded == [False, True]
     assert "without bound" in ex.message
-    eq = Equilibrium("nash", np.eye(2), None, [], np.ones(2), np.ones(2), np.ones((3, 2)), "converged")
+    eq = Equilibrium(
+        "nash", np.eye(2), None, [], np.ones(2), np.ones(2), np.ones((3, 2)), "converged"
+    )
     assert measure(g, np.eye(2), eq).status == "unbounded"
 
 
@@ -147,3 +149,41 @@ def test_perturbed_profiles_are_never_ok():
         v = measure(g, L, e, budget=Budget(max_iter=60))
         assert v.status == "not_equilibrium", (name, v.message)
         assert v.exploitability.gains[0] > 1e-3
+
+
+def _effective(sc, L, k, ell, j):
+    """Agent j's single-agent LQ problem with the others' constant gains frozen (spec §C.2)."""
+    from control.riccati import LQProblem
+
+    c = sc.coefficients()
+    lam, o = L[j], [i for i in range(sc.n) if i != j]
+    ay = c["a"] - sum(c["b"][i] * k[i] for i in o)
+    am = c["a"] + c["abar"] - sum(c["b"][i] * ell[i] for i in o)
+    qy = lam @ c["q"] + sum(lam[i] * c["r"][i] * k[i] ** 2 for i in o)
+    qm = lam @ (c["q"] + c["qbar"]) + sum(lam[i] * c["r"][i] * ell[i] ** 2 for i in o)
+    qT, qTm = lam @ c["qT"], lam @ (c["qT"] + c["qTbar"])
+    return LQProblem(
+        ay, am - ay, c["b"][j], 0.0, qy, qm - qy, lam[j] * c["r"][j], qT, qTm - qT, c["T"]
+    )
+
+
+@pytest.mark.parametrize(("n", "Lambda"), [(2, "selfish"), (3, "altruistic")])
+def test_default_budget_within_ten_percent_of_exact(n, Lambda):
+    """On the default grid the platform's NashConv of a linear profile is within 10 % of the exact one."""
+    sc = agents.get_scenario("lq_game")(n)
+    L = as_Lambda(Lambda, n)
+    g = sc.game(Lambda=L, law="constant", policy="linear", seed=0, device="cpu")
+    rng = np.random.default_rng(7 + n)
+    k, ell = rng.uniform(0.2, 1.5, n), rng.uniform(0.1, 1.2, n)
+    with torch.no_grad():
+        for i, a in enumerate(g.agents):
+            a.policy.gains.theta0.copy_(torch.tensor([[[k[i]]], [[ell[i]]]]))
+    ex = exploitability(g, L)
+    c = sc.coefficients()
+    exact = 0.0
+    for j in range(n):
+        prob = _effective(sc, L, k, ell, j)
+        now = prob.policy_cost(lambda t, j=j: k[j], lambda t, j=j: ell[j], c["m0"], c["v0"])
+        exact += now - prob.solve().cost(c["m0"], c["v0"])
+    assert exact > 1e-3
+    assert ex.nash_conv == pytest.approx(exact, rel=0.10)
