@@ -107,7 +107,7 @@ def test_issue_example_lands_on_the_mixed_equilibrium():
     assert eq.converged and eq.info["n_equilibria"] == 1 and "support_enumeration" in eq.message
     # gradient play stays selectable, labelled, and still misses it
     g = MatrixGame(np.stack([A, -A]))
-    eq = agents.solve(g, "nash", None, method="gradient", steps=600, lr=0.25)
+    eq = agents.solve(g, "nash", None, method="gradient", steps=300, lr=0.25)
     assert np.abs(eq.actions - 0.4).min() > 0.1 and "method" not in eq.info
 
 
@@ -202,6 +202,17 @@ def test_three_player_games_have_no_profitable_pure_deviation():
             U = np.tensordot(Lam, u, axes=([1], [0]))
             for p in eq.info["equilibria"]:
                 assert no_pure_deviation_gain(U, p) < 1e-9
+    # completeness signs on 2×2×2 games: an odd count (generic games), every pure equilibrium, the logit limit
+    for _ in range(3):
+        u = rng.normal(size=(3, 2, 2, 2))
+        res = finite.nash_equilibria(u)
+        keys = {finite._key(p) for p in res.profiles}
+        assert res.count % 2 == 1 and finite._key(finite.logit_homotopy(u).profile) in keys
+        pure = {
+            a for a in np.ndindex(2, 2, 2) if no_pure_deviation_gain(u, np.eye(2)[list(a)]) < 1e-12
+        }
+        found = [p for p in res.profiles if all(x.max() == 1 for x in p)]
+        assert pure == {tuple(int(np.argmax(x)) for x in p) for p in found}
 
 
 @pytest.mark.parametrize("method", ["fictitious_play", "logit"])
