@@ -117,4 +117,4 @@ class Matrix(Scenario):
         (``agents.finite.nash_equilibria``: the largest total material payoff when there are several)."""
         u = self.payoffs()
         eq = nash_equilibria(u, np.asarray(Lambda, dtype=float))
-        return -expected_payoffs(u, eq.profile)
+        return 0.0 - expected_payoffs(u, eq.profile)  # 0.0 − v: no negative zeros
