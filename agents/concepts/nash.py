@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from control.errors import choice
+from control.errors import choice, number
 
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
@@ -94,6 +94,9 @@ def _solve_finite(
     """
     from .. import finite
 
+    number("tol", tol, low=0.0)
+    choice("solver", solver, ["auto", *finite.FINITE_SOLVERS])
+    choice("select", select, finite.SELECTIONS)
     u = game.payoffs.detach().cpu().numpy().astype(float)
     U = finite.lambda_payoffs(u, Lambda)
     scale = max(1.0, float(np.abs(U).max()))
@@ -110,10 +113,10 @@ def _solve_finite(
             "equilibria": [[x.copy() for x in p] for p in res.profiles],
         }
         if res.count == 1 and res.complete:
-            several = ", the only one"
+            msg = f"exact equilibrium by {res.method} (the only one)"
         else:
-            several = f", {res.count} found" + ("" if res.complete else " (maybe not all)")
-        msg = f"exact equilibrium by {res.method}, selected by {select}{several}"
+            found = f"{res.count} found" + ("" if res.complete else ", maybe not all")
+            msg = f"exact equilibrium by {res.method}, selected by {select} ({found})"
         if res.note:
             msg += f"; {res.note}"
         iterations, hist = 1, -finite.expected_payoffs(U, profile)[None]

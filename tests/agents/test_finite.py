@@ -104,7 +104,8 @@ def test_issue_example_lands_on_the_mixed_equilibrium():
     assert np.allclose(out.trajectory.reshape(2, 2), [[0.4, 0.6], [0.4, 0.6]], atol=1e-12)
     assert np.allclose(out.costs, out.reference_costs) and np.allclose(out.costs, [-0.2, 0.2])
     eq = agents.solve(MatrixGame(np.stack([A, -A])), "nash", None)
-    assert eq.converged and eq.info["n_equilibria"] == 1 and "support_enumeration" in eq.message
+    assert eq.converged and eq.info["n_equilibria"] == 1
+    assert eq.message == "exact equilibrium by support_enumeration (the only one)"
     # gradient play stays selectable, labelled, and still misses it
     g = MatrixGame(np.stack([A, -A]))
     eq = agents.solve(g, "nash", None, method="gradient", steps=300, lr=0.25)
@@ -237,6 +238,8 @@ def test_bad_options_name_their_field():
         solve(g, "nash", method="simplex")
     with pytest.raises(ValidationError, match="^select"):
         solve(g, "nash", select="best")
+    with pytest.raises(ValidationError, match="^solver"):
+        solve(g, "nash", solver="gambit")
     with pytest.raises(ValidationError, match="^payoffs"):
         finite.lemke_howson(np.zeros((3, 2, 2, 2)))
     with pytest.raises(ValidationError, match="^label"):
