@@ -50,8 +50,9 @@ class Matrix(Scenario):
     name = "matrix"
     description = (
         "Finite game in mixed strategies (prisoner's dilemma by default; matching pennies, stag hunt, or "
-        "any payoff tensor [n, m_1, ..., m_n]). Empathy λ changes the prisoner's dilemma's equilibria at "
-        "λ = (T−R)/(R−S) and λ = (P−S)/(T−P)."
+        "any payoff tensor [n, m_1, ..., m_n]), solved exactly by default (support enumeration, Lemke–Howson; "
+        "fictitious play and logit learning as options). Empathy λ changes the prisoner's dilemma's "
+        "equilibria at λ = (T−R)/(R−S) and λ = (P−S)/(T−P)."
     )
     n_agents = 2
     defaults: ClassVar[dict] = dict(
