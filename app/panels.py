@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 import mftt
+from agents.status import PLAYED
 from app import figures, state
 from control.errors import ValidationError
 
@@ -156,10 +157,12 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> Non
     bad = [s for s in status if s != "ok"]
     if bad:
         msgs = {str(m) for m in np.asarray(cell["message"].values).ravel() if str(m)}
+        counts = ", ".join(f"{bad.count(k)} {k}" for k in dict.fromkeys(bad))
         st.warning(
-            f"{len(bad)} of {status.size} cells did not finish cleanly: " + "; ".join(sorted(msgs))
+            f"{len(bad)} of {status.size} cells are not certified equilibria ({counts}; ok = "
+            "converged and NashConv within tolerance): " + "; ".join(sorted(msgs))
         )
-    if not (status == "ok").any() or cell.sizes.get("agent", 0) == 0:
+    if not np.isin(status, PLAYED).any() or cell.sizes.get("agent", 0) == 0:
         st.error(
             "No cell of this run finished: change the settings (e.g. the learning rate or Λ) and run again."
         )
@@ -173,7 +176,12 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> Non
     m1, m2, m3, m4 = st.columns(4)
     with np.errstate(all="ignore"):
         m1.metric("Total material cost", f"{np.nanmean(cost.sum(1)):.4g}")
-        m2.metric("Exploitability (NashConv)", f"{np.nanmean(expl):.3g}")
+        meth = {str(m) for m in np.asarray(cell["exploitability_method"].values).ravel() if str(m)}
+        m2.metric(
+            "Exploitability (NashConv)",
+            f"{np.nanmean(expl):.3g}",
+            help="certified by best responses: " + (", ".join(sorted(meth)) or "n/a"),
+        )
         gap = np.asarray(cell["gap"].values, float) if "gap" in cell else np.array([np.nan])
         m3.metric("Gap to closed form", "n/a" if np.isnan(gap).all() else f"{np.nanmean(gap):.2%}")
         m4.metric("Wall time", f"{np.nansum(np.asarray(cell['wall_time'].values, float)):.1f} s")

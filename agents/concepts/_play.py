@@ -18,7 +18,7 @@ from ..game import Game
 METHODS = ("gradient", "extragradient", "optimistic")
 OPTIMIZERS = ("sgd", "adam")
 BLOWUP = 1e12
-RTOL = 1e-4  # residual relative to the first one, the default stopping rule of gradient play
+RTOL = 1e-3  # residual relative to the first one, the default stopping rule of gradient play
 
 
 def own_grads(

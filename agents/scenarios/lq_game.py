@@ -38,7 +38,7 @@ class LQGameScenario(Scenario):
     n_agents = 2
     defaults: ClassVar[dict] = dict(
         a=0.5, abar=0.0, b=1.0, q=1.0, qbar=0.5, r=1.0, qT=1.0, qTbar=0.0, T=1.0,
-        m0=1.0, v0=0.5, particles=4, n_steps=10, order=3,
+        m0=1.0, v0=0.5, particles=4, n_steps=6, order=3,
     )  # fmt: skip
     lambda_meaning: ClassVar[dict] = {
         "selfish": "Nash: each player pays its own control and bears the shared state cost (free riding)",
@@ -53,7 +53,7 @@ class LQGameScenario(Scenario):
     fusable = True
     default_policy = "linear"
     policies = ("linear", "mftt")
-    default_steps = 80
+    default_steps = 200  # a safety net: gradient play stops on its residual rule first
     default_lr = 0.1
 
     def coefficients(self) -> dict:

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from agents import empathy
+from agents.status import PLAYED
 from app import figures, state
 from control.errors import ValidationError
 
@@ -82,12 +83,15 @@ st.divider()
 st.subheader("Results")
 cell = ds.isel({d: 0 for d in state.grid_dims(ds) if d not in ("law", "seed")})
 status = np.asarray(cell["status"].values).astype(str).ravel()
-if not (status == "ok").any():
+if not np.isin(status, PLAYED).any():
     msgs = {str(m) for m in np.asarray(cell["message"].values).ravel() if str(m)}
     st.error("No cell of this comparison finished: " + "; ".join(sorted(msgs)))
     st.stop()
 if (status != "ok").any():
-    st.warning(f"{int((status != 'ok').sum())} of {status.size} cells did not finish cleanly.")
+    st.warning(
+        f"{int((status != 'ok').sum())} of {status.size} cells are not certified equilibria "
+        f"({', '.join(f'{int((status == k).sum())} {k}' for k in dict.fromkeys(status) if k != 'ok')})."
+    )
 table = state.ranked_table(cell)
 st.markdown(
     "**Ranking** (lower total material cost is better; ± is the 95% confidence half-width over seeds)"

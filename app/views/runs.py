@@ -66,7 +66,10 @@ if ds is not None:
     status = np.asarray(ds["status"].values).astype(str).ravel() if "status" in ds else np.array([])
     c = st.columns(4)
     c[0].metric("Cells", status.size)
-    c[1].metric("ok", int((status == "ok").sum()))
+    c[1].metric(
+        "ok", int((status == "ok").sum()),
+        help=", ".join(f"{int((status == k).sum())} {k}" for k in dict.fromkeys(status)),
+    )  # fmt: skip
     c[2].metric("Created", str(ds.attrs.get("created", "?"))[:10])
     c[3].metric("Commit", str(ds.attrs.get("git_commit", "?"))[:10])
     tab_sum, tab_man, tab_fig = st.tabs(["Summary", "Manifest", "Figure"])
