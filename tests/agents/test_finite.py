@@ -120,7 +120,11 @@ def test_pd_exact_equilibria_at_the_thresholds():
     for lam in (ldd - 0.02, ldd + 0.02, lcc - 0.02, lcc + 0.02):
         L = np.array([[1.0, lam], [lam, 1.0]])
         res = finite.nash_equilibria(u, L, select="first")
-        pure = [tuple(int(np.argmax(x)) for x in p) for p in res.profiles if max(map(max, p)) == 1]
+        pure = [
+            tuple(int(np.argmax(x)) for x in p)
+            for p in res.profiles
+            if all(x.max() == 1 for x in p)
+        ]
         assert set(pure) == set(MatrixGame(u).pure_equilibria(L)) and res.complete
         # anti-coordination between the thresholds: CD, DC and one mixed equilibrium
         assert res.count == (3 if ldd < lam < lcc else 1)
@@ -157,6 +161,28 @@ def test_degenerate_game_is_flagged_and_handled():
     assert res.degenerate and res.complete and max(res.regrets) < 1e-12
     want = {finite._key([np.asarray(x), np.asarray(y)]) for x, y in nashpy_equilibria(A, B)}
     assert {finite._key(p) for p in res.profiles} == want
+
+
+def test_degenerate_integer_games_keep_every_pure_and_nashpy_equilibrium():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        A, B = rng.integers(0, 3, size=(2, 3, 3)).astype(float)
+        res = finite.nash_equilibria(np.stack([A, B]))
+        assert max(res.regrets) < 1e-12
+        keys = {finite._key(p) for p in res.profiles}
+        pure = {
+            tuple(int(np.argmax(x)) for x in p)
+            for p in res.profiles
+            if all(x.max() == 1 for x in p)
+        }
+        assert pure == set(MatrixGame(np.stack([A, B])).pure_equilibria())
+        try:
+            theirs = nashpy_equilibria(A, B)
+        except TypeError:  # nashpy's vertex enumeration fails on some degenerate polytopes
+            continue
+        assert {
+            finite._key([x, y]) for x, y in theirs
+        } <= keys  # nashpy misses some, never the reverse
 
 
 def test_lemke_howson_from_every_label_on_rectangular_games():
