@@ -93,13 +93,30 @@ def run_cell(
 
 
 def run_cells(
-    kwargs: list[dict[str, Any]], keys: list[str], indices: list[int], threads: int | None = None
+    kwargs: list[dict[str, Any]],
+    keys: list[str],
+    indices: list[int],
+    threads: int | None = None,
+    node: bool = False,
 ) -> list[xr.Dataset]:
     """Play cells that may be fused (``agents.fusion``) and return one Dataset per cell; never raises.
 
     A group that cannot be fused, or fails in any cell, is played cell by cell (each cell then gets the
-    status and message of its own ``play``).
+    status and message of its own ``play``). ``node``: record the Ray node it ran on (cluster runs).
     """
+    dss = _run_cells(kwargs, keys, indices, threads)
+    if node:
+        from .cluster import node_label
+
+        label = node_label()
+        for ds in dss:
+            ds["node"] = ((), label)
+    return dss
+
+
+def _run_cells(
+    kwargs: list[dict[str, Any]], keys: list[str], indices: list[int], threads: int | None
+) -> list[xr.Dataset]:
     if threads:
         import torch
 
@@ -125,11 +142,13 @@ def ray_env() -> None:
         os.environ.setdefault(k, v)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads: int = 1) -> bool:
     """Start (or join) Ray unless it is up; returns True when this call started it.
 
     ``address`` None/"local": an embedded Ray on 127.0.0.1 with this machine's CPUs and no dashboard;
-    ``"auto"`` or ``"host:port"``: an existing cluster.
+    ``"auto"`` or ``"host:port"``: an existing cluster, which receives the driver's packages and thread pins
+    (``agents.cluster.runtime_env``; ``threads`` per task) unless ``MFTT_WORKER_CODE=installed``, when the
+    workers' own copy is used and checked against the driver's source hash.
     """
     ray_env()
     import ray
@@ -149,15 +168,26 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
             include_dashboard=False,
             **common,
         )
-    else:
-        check_address(address)
+        return True
+    from . import cluster
+
+    check_address(address)
+    mode = cluster.worker_code_mode()
+    if not cluster.in_ray_job():  # a job's driver inherits the job's runtime_env (``mftt submit``)
+        common["runtime_env"] = cluster.runtime_env(threads, ship=mode == "ship")
+    try:
+        ray.init(address=address, **common)
+    except Exception as e:  # ConnectionError, a refused runtime_env upload, a version mismatch, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ValidationError(
+            "address", "a running Ray cluster ('auto' or host:port)", address, reason=first
+        ) from None
+    if mode == "installed":
         try:
-            ray.init(address=address, **common)
-        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
-            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
-            raise ValidationError(
-                "address", "a running Ray cluster ('auto' or host:port)", address, reason=first
-            ) from None
+            cluster.verify_workers()
+        except BaseException:
+            ray.shutdown()
+            raise
     return True
 
 
@@ -169,7 +199,14 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ValidationError("address", "'auto', 'local' or host:port", address)
     if address == "auto":
         return
-    target = address.split("://", 1)[-1]
+    scheme, sep, target = address.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        raise ValidationError(
+            "address",
+            "a Ray GCS address host:port (a job server http://…:8265 is for `mftt submit`)",
+            address,
+        )
+    target = target if sep else address
     host, _, port = target.rpartition(":")
     if (
         not host
@@ -184,6 +221,11 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ValidationError(
             "address", "a reachable Ray head (host:port)", address, reason=type(e).__name__
         ) from None
+    from .cluster import probe_gcs
+
+    why = probe_gcs(host.strip("[]"), int(port), timeout=timeout)
+    if why is not None:  # e.g. an HTTP server: Ray would retry it for minutes
+        raise ValidationError("address", "a Ray GCS (host:port)", address, reason=why)
 
 
 def _check_backend(backend: str) -> str:
@@ -251,7 +293,9 @@ def _execute(
             for c, ds in zip(t, run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t]), strict=True):  # fmt: skip
                 on_result(c, ds)
         return
-    init_ray(address or exp.ray.address)
+    address = address or exp.ray.address
+    on_cluster = address not in (None, "", "local")
+    init_ray(address, threads=max(1, int(exp.ray.num_cpus)))
     import ray
 
     if backend == "actors":
@@ -273,15 +317,28 @@ def _execute(
         retry_exceptions=False,
     )
     threads = max(1, int(exp.ray.num_cpus))
-    pending = {
-        task.remote([c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads): t
-        for t in tasks
-    }
+    # stream: at most ``window`` tasks in flight, results consumed as they finish (ray.wait), so the driver
+    # holds O(window) futures however large the sweep (issue 17)
+    window = in_flight_window(exp.ray.num_cpus)
+    queue = iter(tasks)
+    pending: dict[Any, list[Cell]] = {}
+
+    def submit() -> None:
+        for t in queue:
+            ref = task.remote([c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster)  # fmt: skip
+            pending[ref] = t
+            if len(pending) >= window:
+                return
+
     try:
+        submit()
         while pending:
             if state.cancel.is_set():
                 raise RunCancelled("run cancelled")
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            refs = list(pending)
+            ready, rest = ray.wait(refs, num_returns=1, timeout=0.5)
+            if ready and rest:  # take every other finished task too, without waiting
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in ready:
                 t = pending.pop(ref)
                 try:
@@ -289,11 +346,22 @@ def _execute(
                 except Exception as e:  # worker died beyond max_retries, or Ray itself failed
                     msg = " ".join(str(e).split())[:300]
                     dss = [failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index) for c in t]  # fmt: skip
+                del ref
                 for c, ds in zip(t, dss, strict=True):
                     on_result(c, ds)
+            submit()
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
+
+
+def in_flight_window(num_cpus: float, *, floor: int = 4, per_slot: int = 2) -> int:
+    """Tasks kept in flight: ``per_slot`` per task slot of the cluster (CPUs / ``num_cpus``), at least ``floor``."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    slots = int(cpus / max(float(num_cpus), 1e-3))
+    return max(floor, per_slot * slots)
 
 
 # ---- the public API ------------------------------------------------------------------------
