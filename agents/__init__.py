@@ -3,20 +3,43 @@ solution concepts and exploitability (spec §A.1–A.3, §C.2, §C.4)."""
 
 from . import empathy
 from .agent import POLICIES, Agent, DirectPolicy, LinearPolicy, MFTTPolicy, Policy, make_policy
+from .best_response import BEST_RESPONSES, BestResponse, Budget, best_response
 from .concepts import SOLUTION_CONCEPTS, solve
 from .config import Experiment, load_experiment
 from .dynamic import DifferentialGame
 from .empathy import PRESETS, classify, preset
 from .equilibrium import Equilibrium
 from .exploitability import Exploitability, exploitability
+from .finite import (
+    FINITE_SOLVERS,
+    LEARNED_DYNAMICS,
+    FiniteEquilibria,
+    LearnedPlay,
+    nash_equilibria,
+    regrets,
+)
 from .fusion import FusedGame, play_fused, play_many
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
 from .results import open_results, write_results
 from .runner import RunHandle, run_experiment, submit_experiment
 from .scenarios import SCENARIOS, Scenario, get_scenario
+from .status import STATUSES
+from .verdict import Tolerance
 
 __all__ = [
+    "FINITE_SOLVERS",
+    "LEARNED_DYNAMICS",
+    "FiniteEquilibria",
+    "LearnedPlay",
+    "nash_equilibria",
+    "regrets",
+    "BEST_RESPONSES",
+    "BestResponse",
+    "Budget",
+    "STATUSES",
+    "Tolerance",
+    "best_response",
     "submit_experiment",
     "run_experiment",
     "RunHandle",

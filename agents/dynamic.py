@@ -44,7 +44,7 @@ class DifferentialGame(Game):
     # (None, play(t, obs, x) -> u) replaces every agent's (a reference profile played on this grid)
     deviation: tuple[int | None, Callable[[Tensor, Tensor, Tensor], Tensor]] | None = None
     # policy parameters (gains, Legendre coefficients, MFTT weights) are badly scaled for plain gradient steps
-    solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
+    solve_defaults: ClassVar[dict] = {"optimizer": "adam", "polish_rounds": 6}
 
     def __init__(
         self,

@@ -215,7 +215,7 @@ def play_fused(cells: Sequence[dict]) -> list:
     Raises ``NotFusable`` when they cannot be (different settings, a non-Nash concept, a scenario without
     ``fusable``, bad input, or a numerical failure in any cell): ``play_many`` then plays them one by one.
     """
-    from .concepts._play import check_options, gradient_play_cells, lambda_costs
+    from .concepts._play import check_options, gradient_play_cells, lambda_costs, polished
     from .play import _check_inputs, _check_mftt, br_budget, outcome
 
     t0 = time.perf_counter()
@@ -256,6 +256,13 @@ def play_fused(cells: Sequence[dict]) -> list:
             raise NotFusable("the game draws random numbers while it is played")
         if any(r[0] == "diverged" for r in learned):
             raise NotFusable("a cell diverged")
+        rounds = int(fused.solve_defaults.get("polish_rounds", 0))
+        if (
+            rounds
+        ):  # best-response rounds per cell, on the cell's own game (its agents are the fused ones)
+            learned = [
+                polished(g, L, r, rounds) for g, L, r in zip(games, Ls, learned, strict=True)
+            ]
         with torch.no_grad():
             costs, _ = lambda_costs(fused, Lb)
         costs = costs.detach().cpu().numpy().astype(float).reshape(len(cells), n)

@@ -132,7 +132,7 @@ def measure(
         return Verdict("not_equilibrium", "; ".join(notes), ex, scale)
     if not all(ex.converged):
         notes.append("a numerical best-response search stopped before its tolerance")
-    return Verdict("ok", "; ".join(notes) or "converged", ex, scale)
+    return Verdict("ok", "; ".join(notes) or eq.message or "converged", ex, scale)
 
 
 def method_label(ex: Exploitability | None) -> str:

@@ -27,7 +27,7 @@ def learned(U: np.ndarray, lam: float, steps: int) -> set[str]:
     out = set()
     for a in NAMES:
         init = [[0.99, 0.01] if a[i] == 0 else [0.01, 0.99] for i in range(2)]
-        eq = solve(MatrixGame(U, init=init), "nash", Lam, steps=steps, lr=0.2)
+        eq = solve(MatrixGame(U, init=init), "nash", Lam, steps=steps, lr=0.2, method="gradient")
         x = eq.actions
         if np.all(np.isclose(x, 0, atol=1e-6) | np.isclose(x, 1, atol=1e-6)):
             out.add(NAMES[(int(np.argmax(x[0])), int(np.argmax(x[1])))])

@@ -157,14 +157,15 @@ def gradient_play_cells(
     tol: float = 1e-8,
     optimizer: str = "sgd",
     progress: bool = False,
-    rtol: float = RTOL,
+    rtol: float | None = None,
     anneal: bool = True,
 ) -> list[tuple[str, int, float, np.ndarray]]:
     """``gradient_play`` on a game of ``game.n_cells`` independent cells (default 1), one result per cell.
 
     Every cell keeps its own optimiser state, stopping rule, status and history, so a cell's numbers are
     those of playing it alone; a cell that has converged or diverged is frozen while the others go on.
-    Stopping rule: residual < ``tol`` + ``rtol`` × the first residual. With Adam and ``anneal``, the rate follows a
+    Stopping rule: residual < ``tol`` + ``rtol`` × the first residual (``rtol`` default: ``RTOL`` with Adam,
+    whose residual is a gradient norm of badly scaled policy parameters; 0 otherwise). With Adam and ``anneal``, the rate follows a
     cosine from ``lr`` to ``lr``/100 over the step budget (Adam at a fixed rate hovers instead of converging).
     """
     C = int(getattr(game, "n_cells", 1))
@@ -179,6 +180,7 @@ def gradient_play_cells(
     live = [c for c in range(C) if mine[c]]
     prev: dict[int, list[Tensor]] = {}
     res0 = [math.nan] * C
+    rtol = (RTOL if optimizer == "adam" else 0.0) if rtol is None else float(rtol)
     for it in range(1, steps + 1):
         if not live:
             break
@@ -284,3 +286,85 @@ def finish(
         message=message,
         info=info or {},
     )
+
+
+def polish(
+    game: Game,
+    Lambda: np.ndarray,
+    history: np.ndarray,
+    *,
+    rounds: int = 6,
+    rtol: float = 1e-5,
+    max_iter: int = 60,
+) -> tuple[bool, int, float, np.ndarray]:
+    """Gauss–Seidel best responses in each agent's own class (L-BFGS-B over its parameters, others frozen).
+
+    Gradient play gets near an equilibrium slowly; best-response rounds finish the job where they contract
+    (LQ-type games). Stops when, in a full round, no agent lowers its Λ-cost by more than ``rtol`` × the
+    cost scale: the profile is then an equilibrium of the policy classes up to that gain. Returns
+    (converged, rounds done, largest gain of the last round, history with one row per round appended).
+    """
+    from scipy.optimize import minimize
+
+    n = game.n_agents
+    rows = [np.asarray(history, float).reshape(-1, n)]
+    gain = math.inf
+    for r in range(1, rounds + 1):
+        gain = 0.0
+        for j in range(n):
+            ps = game.parameters_of(j)
+            if not ps:
+                continue
+            others = [p for k in range(n) if k != j for p in game.parameters_of(k)]
+            flags = [p.requires_grad for p in others]
+            sizes = [p.numel() for p in ps]
+
+            def fg(v: np.ndarray, j=j, ps=ps, sizes=sizes) -> tuple[float, np.ndarray]:
+                with torch.no_grad():
+                    at = 0
+                    for p, m in zip(ps, sizes, strict=True):
+                        p.copy_(torch.as_tensor(v[at : at + m], dtype=p.dtype).reshape(p.shape))
+                        at += m
+                try:
+                    f = lambda_costs(game, Lambda)[1][j]
+                except (RuntimeError, ArithmeticError):
+                    return math.inf, np.zeros_like(v)
+                if not torch.isfinite(f):
+                    return math.inf, np.zeros_like(v)
+                gs = torch.autograd.grad(f, ps, allow_unused=True)
+                g = [torch.zeros_like(p) if x is None else x for p, x in zip(ps, gs, strict=True)]
+                return float(f.detach()), torch.cat([x.reshape(-1) for x in g]).cpu().numpy()
+
+            x0 = torch.cat([p.detach().reshape(-1) for p in ps]).cpu().numpy().astype(float)
+            try:
+                for p in others:
+                    p.requires_grad_(False)
+                f0, _ = fg(x0)
+                res = minimize(fg, x0, jac=True, method="L-BFGS-B",
+                               options={"maxiter": max_iter, "gtol": 1e-10})  # fmt: skip
+                best = res.x if res.fun <= f0 else x0
+                f1, _ = fg(best)
+            finally:
+                for p, f in zip(others, flags, strict=True):
+                    p.requires_grad_(f)
+            if not (math.isfinite(f0) and math.isfinite(f1)):
+                fg(x0)
+                return False, r, math.inf, np.concatenate(rows)
+            gain = max(gain, f0 - f1)
+        with torch.no_grad():
+            E = lambda_costs(game, Lambda)[1].detach().cpu().numpy().astype(float)
+        rows.append(E[None])
+        if gain <= rtol * max(float(np.abs(E).max()), 1e-9):
+            return True, r, gain, np.concatenate(rows)
+    return False, rounds, gain, np.concatenate(rows)
+
+
+def polished(
+    game: Game, Lambda: np.ndarray, learned: tuple[str, int, float, np.ndarray], rounds: int
+) -> tuple[str, int, float, np.ndarray]:
+    """Gradient play's (status, iterations, residual, history) followed by ``polish``: converged when it is."""
+    status, it, res, hist = learned
+    ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds)
+    if ok:
+        return "converged", it + r, gain, hist
+    return ("max_steps" if status == "converged" else status), it + r, gain, hist

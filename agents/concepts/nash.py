@@ -14,7 +14,7 @@ from control.errors import choice, number
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game, MatrixGame
-from ._play import METHODS, check_options, finish, gradient_play
+from ._play import METHODS, check_options, finish, gradient_play, polished
 
 FINITE_METHODS = ("exact", "fictitious_play", "logit")
 
@@ -34,6 +34,7 @@ def solve_nash(
     br_lr: float | None = None,
     solver: str = "auto",
     select: str = "welfare",
+    polish_rounds: int = 0,
 ) -> Equilibrium:
     """A Nash equilibrium of the Λ-game: exact for a finite game, else learned by simultaneous gradient play.
 
@@ -43,7 +44,8 @@ def solve_nash(
     (gradient/extragradient/optimistic). ``"fictitious_play"``/``"logit"`` (finite games) report the time
     average as the profile and the last iterate in ``info``. Games whose own costs are convex in
     unbounded decisions (``game.convex_own_cost``) refuse λ_jj ≤ 0: such an agent would maximise its own
-    convex cost (spec §A.1 remark 3).
+    convex cost (spec §A.1 remark 3). ``polish_rounds`` > 0 (differential games' default) follows gradient
+    play with rounds of own-class best responses (``_play.polish``) until no agent gains.
     """
     if isinstance(game, MatrixGame):
         method = choice(
@@ -69,6 +71,8 @@ def solve_nash(
         game, Lambda, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
         progress=progress,
     )  # fmt: skip
+    if polish_rounds and status != "diverged":
+        status, it, res, hist = polished(game, Lambda, (status, it, res, hist), polish_rounds)
     return finish(
         game, Lambda, "nash", status, it, res, hist,
         measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,
