@@ -633,7 +633,8 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
             a.set_xticks(x, p["Lambda"], fontsize=10)
             a.grid(axis="y", alpha=0.3)
             a.set_axisbelow(True)
-        bx.set_yscale("log")
+        if (p["expl"] > 0).any():  # a log axis needs one positive value (all failed: none)
+            bx.set_yscale("log")
         bx.set_xlabel("Λ preset", fontsize=10)
         ax.set_ylabel(f"{p['ylabel']}\n(mean ± sd over seeds; ok = certified seeds)", fontsize=10)
         if k == 0:
