@@ -76,11 +76,15 @@ def _console():
 
 
 def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
+    import warnings
+
     from .config import Experiment, parse_value
 
-    exp = Experiment.from_toml(
-        Path(config)
-    )  # always a file: its content is parsed, whatever the name
+    with warnings.catch_warnings(record=True) as caught:  # one line each, not a warnings traceback
+        warnings.simplefilter("always")
+        exp = Experiment.from_toml(Path(config))  # always a file, whatever its name
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
     values: dict[str, Any] = {}
     grid: dict[str, list] = {}
     for s in sets or []:
