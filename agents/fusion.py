@@ -215,7 +215,13 @@ def play_fused(cells: Sequence[dict]) -> list:
     Raises ``NotFusable`` when they cannot be (different settings, a non-Nash concept, a scenario without
     ``fusable``, bad input, or a numerical failure in any cell): ``play_many`` then plays them one by one.
     """
-    from .concepts._play import check_options, gradient_play_cells, lambda_costs, polished
+    from .concepts._play import (
+        POLISH_RTOL,
+        check_options,
+        gradient_play_cells,
+        lambda_costs,
+        polished,
+    )
     from .play import _check_inputs, _check_mftt, br_budget, outcome
 
     t0 = time.perf_counter()
@@ -251,7 +257,10 @@ def play_fused(cells: Sequence[dict]) -> list:
         if fused.convex_own_cost:
             require_self_regard(Lb, range(fused.n_agents), "nash needs lambda_jj > 0 here")
         rng = torch.get_rng_state()
-        learned = gradient_play_cells(fused, Lb, steps=steps, lr=lr, **opts)
+        rounds = int(fused.solve_defaults.get("polish_rounds", 0))
+        learned = gradient_play_cells(
+            fused, Lb, steps=steps, lr=lr, **opts, rtol=POLISH_RTOL if rounds else None
+        )
         if not torch.equal(rng, torch.get_rng_state()):
             raise NotFusable("the game draws random numbers while it is played")
         if any(r[0] == "diverged" for r in learned):

@@ -156,8 +156,13 @@ def play(
 
 
 def br_budget(sc, game, steps: int, lr: float) -> Budget:
-    """The best-response budget of a cell: L-BFGS defaults, the agent's own class searched briefly."""
-    return Budget(own_steps=max(10, steps // 10), own_lr=lr)
+    """The best-response budget of a cell: L-BFGS defaults, the agent's own class searched briefly.
+
+    Games learned with best-response rounds (``polish_rounds``) end certified in their own class already,
+    so their own-class search is skipped.
+    """
+    own = 0 if game.solve_defaults.get("polish_rounds") else max(10, steps // 10)
+    return Budget(own_steps=own, own_lr=lr)
 
 
 def measured_agents(concept: str, n: int) -> list[int]:

@@ -19,6 +19,7 @@ METHODS = ("gradient", "extragradient", "optimistic")
 OPTIMIZERS = ("sgd", "adam")
 BLOWUP = 1e12
 RTOL = 1e-3  # residual relative to the first one, the default stopping rule of gradient play
+POLISH_RTOL = 1e-2  # gradient play before best-response rounds only needs to get near
 
 
 def own_grads(
@@ -108,6 +109,7 @@ def gradient_play(
     tol: float = 1e-8,
     optimizer: str = "sgd",
     progress: bool = False,
+    rtol: float | None = None,
 ) -> tuple[str, int, float, np.ndarray]:
     """Simultaneous gradient play of the listed agents on their Λ-costs (the others stay frozen).
 
@@ -121,7 +123,7 @@ def gradient_play(
         )
     return gradient_play_cells(
         game, Lambda, agents, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
-        progress=progress,
+        progress=progress, rtol=rtol,
     )[0]  # fmt: skip
 
 
@@ -294,8 +296,8 @@ def polish(
     history: np.ndarray,
     *,
     rounds: int = 6,
-    rtol: float = 1e-5,
-    max_iter: int = 60,
+    rtol: float = 1e-4,
+    max_iter: int = 25,
 ) -> tuple[bool, int, float, np.ndarray]:
     """Gauss–Seidel best responses in each agent's own class (L-BFGS-B over its parameters, others frozen).
 

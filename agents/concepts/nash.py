@@ -14,7 +14,7 @@ from control.errors import choice, number
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game, MatrixGame
-from ._play import METHODS, check_options, finish, gradient_play, polished
+from ._play import METHODS, POLISH_RTOL, check_options, finish, gradient_play, polished
 
 FINITE_METHODS = ("exact", "fictitious_play", "logit")
 
@@ -69,7 +69,7 @@ def solve_nash(
         )
     status, it, res, hist = gradient_play(
         game, Lambda, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
-        progress=progress,
+        progress=progress, rtol=POLISH_RTOL if polish_rounds else None,
     )  # fmt: skip
     if polish_rounds and status != "diverged":
         status, it, res, hist = polished(game, Lambda, (status, it, res, hist), polish_rounds)
