@@ -1,65 +1,114 @@
-"""``security``: an attacker perturbs the inputs of a defender MI that stabilises a state (spec §A.2, adversarial).
+"""``security``: an attacker disturbs a state that a defender MI stabilises: the H∞ game of spec §C.5.
 
-A population of states x (particles, mean m0, variance v0) follows dx/dt = a x + b u_D. The defender's policy
-reads a corrupted observation x + δ, where δ is the attacker's action (its own policy of the true state), so
-u_D = π_D(x + δ). The material costs are zero-sum: the defender pays
-L_D = E∫(q x² + r u_D² − γ δ²) dt + q_T E x_T² (the attacker's spent energy γδ² is the defender's gain) and the
-attacker pays L_A = −L_D. The saddle min_D max_A L_D is an H∞-type robust-control game (concept ``minimax``); with
-Λ = zero_sum ([[1, −1], [−1, 1]]) the empathetic costs are ±2 L_D, the same saddle. No closed form for this
-information structure (the defender's gain also scales the attack).
+A population of states x (particles, mean m0, variance v0) follows dx/dt = a x + ā Ex + b u + w: the defender's
+policy sets u, the attacker's policy injects the disturbance w, both from the state. Costs are zero-sum: the
+defender pays L_D = E∫(q x² + q̄ (Ex)² + r u² − γ² w²) dt + q_T E x_T² + q̄_T (Ex_T)², the attacker L_A = −L_D.
+The saddle (concept ``minimax``) is given by one game Riccati equation per part (fluctuation, mean) when γ > γ*(T)
+and does not exist below: then the attacker's best response is unbounded (``no_equilibrium`` says so).
+
+Variant ``attack = "observation"``: the attacker corrupts the defender's observation instead, the defender acts
+on x + δ with δ = δ_max·tanh(π_A(x)/δ_max), so |δ| ≤ δ_max; the defender pays ... − γ² δ². The bound keeps the
+attacker's best response finite (unbounded gains let it flip the loop's sign); no closed form.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from control.errors import ValidationError
+from control.errors import ValidationError, choice, number
+from control.hinf import HInfGame
 
 from ..dynamic import DifferentialGame
 from ._common import DTYPE, make_agents, particles
 from .base import Scenario, register
 
+ATTACKS = ("dynamics", "observation")
+
 
 @register
 class SecurityScenario(Scenario):
-    """Zero-sum attacker/defender game on the defender's inputs."""
+    """Zero-sum defender/attacker game: H∞ disturbance attenuation (default) or bounded observation attack."""
 
     name = "security"
     description = (
-        "An attacker perturbs the observations of a defender MI that stabilises a state; zero-sum by "
-        "default (Λ = zero_sum): the defender minimises state and control cost minus the attack energy, "
-        "the attacker maximises it (robust / H∞-type control), solved as a minimax saddle."
+        "An attacker injects a disturbance w into the state that a defender MI stabilises (H∞ disturbance "
+        "attenuation, spec §C.5): the defender minimises E∫(q x² + r u² − γ² w²) + q_T x_T², the attacker "
+        "maximises it; the game-Riccati saddle is the exact reference when γ > γ*(T); for γ ≤ γ* no saddle "
+        "exists (the attack pays without bound) and the cell says so. Variant attack='observation': a "
+        "bounded (|δ| ≤ delta_max) corruption of the defender's observation, no closed form."
     )
     n_agents = 2
     defaults: ClassVar[dict] = dict(
-        a=0.5, b=1.0, q=1.0, r=0.5, qT=1.0, gamma=2.0, T=1.0, m0=1.0, v0=0.5, particles=4,
-        n_steps=4, order=3,
+        a=0.5, abar=0.0, b=1.0, q=1.0, qbar=0.0, r=0.5, qT=1.0, qTbar=0.0, gamma=1.0, T=1.0,
+        m0=1.0, v0=0.5, particles=4, n_steps=4, order=3, attack="dynamics", delta_max=0.5,
     )  # fmt: skip
     lambda_meaning: ClassVar[dict] = {
-        "zero_sum": "Λ = [[1, −1], [−1, 1]]: costs ±2 L_D, the same saddle (the game is already zero-sum)",
-        "selfish": "Λ = I: the material game is zero-sum, the attacker gains what the defender loses",
+        "zero_sum": "Λ = [[1, −1], [−1, 1]]: costs ±2 L_D, the same H∞ saddle (exists iff γ > γ*)",
+        "selfish": "Λ = I: the material game is zero-sum, the H∞ saddle (exists iff γ > γ*; below, the "
+        "attacker's best response is unbounded)",
         "team": "Λ = 11ᵀ: both minimise L_D + L_A = 0, no incentive at all (degenerate)",
     }
     default_concept = "minimax"
     default_policy = "linear"
     policies = ("linear", "mftt")
-    default_steps = 30
-    default_lr = 0.03
+    default_steps = 60
+    default_lr = 0.05
 
     def __init__(self, n_agents: int | None = None, **params):
         super().__init__(n_agents, **params)
         if self.n != 2:
             raise ValidationError("security.n_agents", "2 (defender, attacker)", self.n)
+        choice("security.attack", self.params["attack"], ATTACKS)
+        number("security.delta_max", self.params["delta_max"], low=0.0, strict_low=True)
+
+    def hinf(self) -> HInfGame:
+        """The matching ``control.hinf.HInfGame`` (σ = 0: the randomness is in x0)."""
+        p = self.params
+        keys = ("a", "abar", "b", "q", "qbar", "r", "qT", "qTbar", "gamma", "T", "m0", "v0")
+        try:
+            return HInfGame(**{k: float(p[k]) for k in keys})
+        except ValidationError as e:
+            raise ValidationError(
+                f"security.{e.field}", e.expected, e.got, reason=e.reason
+            ) from None
+
+    @staticmethod
+    def _saddle_scale(Lambda: np.ndarray) -> float | None:
+        """c > 0 with Λ(1, −1) = c(1, −1): then the Λ-game is c times the H∞ game (selfish, zero_sum); else None."""
+        L = np.asarray(Lambda, dtype=float)
+        v = L @ np.array([1.0, -1.0])
+        c = float(v[0])
+        return c if c > 0 and np.allclose(v, [c, -c], rtol=1e-12, atol=1e-12) else None
+
+    def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
+        """Material costs (V, −V) at the game-Riccati saddle (spec §C.5), V = P(0)v0 + Π(0)m0²; None if no saddle,
+        for the observation variant, or for a Λ that is not a positive multiple of the zero-sum game."""
+        if self.params["attack"] != "dynamics" or self._saddle_scale(Lambda) is None:
+            return None
+        g = self.hinf()
+        if not g.exists():
+            return None
+        v = g.solve().value
+        return np.array([v, -v])
+
+    def no_equilibrium(self, Lambda: np.ndarray) -> str | None:
+        """One line naming γ and γ* when γ ≤ γ*(T) (no saddle: the attacker's best response is unbounded)."""
+        if self.params["attack"] != "dynamics" or self._saddle_scale(Lambda) is None:
+            return None
+        return self.hinf().no_saddle_message()
 
     def game(self, *, Lambda, law, policy, mftt=None, seed=0, device="cpu") -> DifferentialGame:
         p = self.params
-        a, b, q, r = float(p["a"]), float(p["b"]), float(p["q"]), float(p["r"])
-        qT, gamma = float(p["qT"]), float(p["gamma"])
+        g = self.hinf()
+        a, abar, b, q, qbar, r, g2 = g.a, g.abar, g.b, g.q, g.qbar, g.r, g.gamma**2
+        qT, qTbar, dmax = g.qT, g.qTbar, float(p["delta_max"])
+        observation = p["attack"] == "observation"
         agents = make_agents(
             ["defender", "attacker"], ["defender", "attacker"], policy=policy, law=law, d_obs=1,
-            d_act=1, T=float(p["T"]), seed=seed, mftt=mftt, law_options={"order": p["order"]},
+            d_act=1, T=g.T, seed=seed, mftt=mftt, law_options={"order": p["order"]},
             init=0.0, device=device,
         )  # fmt: skip
         if (
@@ -67,26 +116,39 @@ class SecurityScenario(Scenario):
         ):  # the defender starts from a stabilising gain, the attacker from no attack
             with torch.no_grad():
                 agents[0].policy.gains.theta0.fill_(1.0)
-        attacker = agents[1].policy
-
-        def observe(t, x):  # the attacker sees x; the defender sees x + δ(x)
-            delta = attacker(t, x)  # [P, 1]
-            return torch.stack([x + delta, x])
-
-        def dynamics(t, x, u):  # u [2, P, 1]: (defender control, attack δ)
-            return a * x + b * u[0]
-
         sign = torch.tensor([1.0, -1.0], dtype=DTYPE, device=device)
 
+        if observation:
+            attacker = agents[1].policy
+
+            def observe(t, x):  # the attacker sees x; the defender sees x + δ(x), |δ| ≤ δ_max
+                delta = dmax * torch.tanh(attacker(t, x) / dmax)
+                return torch.stack([x + delta, x])
+
+            def attack(u):  # the attacker's action as played: the bounded δ
+                return dmax * torch.tanh(u[1] / dmax)
+
+            def dynamics(t, x, u):  # u [2, P, 1]: (defender control, raw attack)
+                return a * x + abar * x.mean(0, keepdim=True) + b * u[0]
+
+        else:
+            observe = None
+
+            def attack(u):
+                return u[1]
+
+            def dynamics(t, x, u):  # u [2, P, 1]: (defender control u, disturbance w)
+                return a * x + abar * x.mean(0, keepdim=True) + b * u[0] + u[1]
+
         def running(t, x, u):
-            uD, delta = u[0], u[1]
-            return sign * (q * x.square() + r * uD.square() - gamma * delta.square()).mean()
+            L = q * x.square().mean() + qbar * x.mean(0).square().sum()
+            return sign * (L + r * u[0].square().mean() - g2 * attack(u).square().mean())
 
         def terminal(x):
-            return sign * qT * x.square().mean()
+            return sign * (qT * x.square().mean() + qTbar * x.mean(0).square().sum())
 
-        x0 = particles(float(p["m0"]), float(p["v0"]), int(p["particles"]), device)
+        x0 = particles(g.m0, g.v0, int(p["particles"]), device)
         return DifferentialGame(
-            agents, x0, dynamics, running, terminal, T=float(p["T"]), n_steps=int(p["n_steps"]),
+            agents, x0, dynamics, running, terminal, T=g.T, n_steps=int(p["n_steps"]),
             observe=observe,
         )  # fmt: skip
