@@ -21,7 +21,6 @@ from typing import Any
 from control.errors import ValidationError
 
 PACKAGES = ("control", "mftt", "agents")
-ROOT = Path(__file__).resolve().parents[1]
 EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".ruff_cache"]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 WORKER_CODE_VAR = "MFTT_WORKER_CODE"  # "ship" (default) | "installed"
@@ -39,7 +38,7 @@ def _hasher() -> Callable[[list[str]], str]:
         import os as _os
 
         h = _h.sha256()
-        for d in sorted(dirs):
+        for d in sorted(dirs, key=lambda d: _os.path.basename(d.rstrip("/"))):  # by package name
             base = _os.path.dirname(d.rstrip("/"))
             for root, subdirs, files in _os.walk(d):
                 subdirs[:] = sorted(s for s in subdirs if s not in ("__pycache__", ".pytest_cache"))
@@ -57,8 +56,11 @@ def _hasher() -> Callable[[list[str]], str]:
 
 
 def package_dirs() -> list[str]:
-    """The driver's package folders that a cluster receives (``control``, ``mftt``, ``agents``)."""
-    return [str(ROOT / p) for p in PACKAGES]
+    """The driver's package folders that a cluster receives (``control``, ``mftt``, ``agents``), where they
+    were imported from (a checkout, an installation, or the separate folders a Ray job unpacked)."""
+    import importlib
+
+    return [str(Path(importlib.import_module(p).__file__).parent) for p in PACKAGES]
 
 
 @functools.lru_cache(maxsize=1)

@@ -60,7 +60,13 @@ def job_server(address: str, timeout: float = 5.0) -> str:
 def client(address: str):
     """A ``JobSubmissionClient`` for a checked job server (Ray's own client; needs ``ray[default]``)."""
     url = job_server(address)
+    import logging
+
     from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray").setLevel(
+        logging.WARNING
+    )  # no "Uploading package …" lines on the terminal
 
     return JobSubmissionClient(url)
 
@@ -101,7 +107,7 @@ def submit(exp, address: str, *, out: str | None = None, job_id: str | None = No
         env["working_dir"] = stage
         try:
             return c.submit_job(
-                entrypoint=f"python -m agents.jobs {CONFIG_NAME} --out {_quote(out)}",
+                entrypoint=f"python -m agents.jobs {CONFIG_NAME} --out {_quote(out)} --job {job_id}",
                 runtime_env=env,
                 submission_id=job_id,
                 metadata={"mftt": "1", "name": exp.name, "out": out, **cluster.code_version()},
@@ -220,6 +226,12 @@ def encode_payload(path: Path, name: str) -> list[str]:
 
 
 # ---- the job's driver ----------------------------------------------------------------------
+def job_dir(job: str) -> Path:
+    """Where a job's relative outputs go on the head: ``$MFTT_JOB_DIR`` or ``<tmp>/mftt-jobs/<job id>``."""
+    base = os.environ.get("MFTT_JOB_DIR") or str(Path(tempfile.gettempdir()) / "mftt-jobs")
+    return Path(base) / re.sub(r"[^A-Za-z0-9_.-]", "_", job)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a submitted job: run the config on this cluster, write and print the results."""
     import argparse
@@ -227,13 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.jobs")
     p.add_argument("config")
     p.add_argument("--out", required=True)
+    p.add_argument("--job", default="job")
     a = p.parse_args(argv)
+    from . import fusion  # noqa: F401  (imported now: the job's unpacked folders are Ray's cache)
     from .config import Experiment
     from .runner import run_experiment
 
     try:
         exp = Experiment.from_toml(Path(a.config))
         out = Path(a.out)
+        if not out.is_absolute():  # not in the job's working folder, which Ray may clean up
+            out = job_dir(a.job) / out
         ds = run_experiment(exp, address="auto", out=out, progress=False)
     except ValidationError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -241,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     n_ok = int((ds["status"] == "ok").sum())
     print(f"mftt job: {ds['status'].size} cells ({n_ok} ok), code {cluster.source_hash()}")
     print(f"wrote {out.resolve()}")
-    if out.is_absolute() or out.stat().st_size > MAX_FETCH_MB * 2**20:
+    if Path(a.out).is_absolute() or out.stat().st_size > MAX_FETCH_MB * 2**20:
         print(f"MFTT-RESULT-AT {out.resolve()}")
     else:
         sys.stdout.write("\n".join(encode_payload(out, exp.name)) + "\n")

@@ -125,13 +125,14 @@ class LoopbackCluster:
         return f"http://127.0.0.1:{self.dash}"
 
     def _popen(self, args: list[str], log: str) -> subprocess.Popen:
-        p = subprocess.Popen(
-            [str(self.python), "-c", _START, "start", "--block", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={self.cpus}", "--disable-usage-stats",
-             f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-             *args],
-            cwd=self.tmp, env=self.env, stdout=open(self.tmp / log, "wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with open(self.tmp / log, "wb") as out:  # the child keeps its own descriptor
+            p = subprocess.Popen(
+                [str(self.python), "-c", _START, "start", "--block", "--node-ip-address=127.0.0.1",
+                 f"--num-cpus={self.cpus}", "--disable-usage-stats",
+                 f"--dashboard-agent-listen-port={free_port()}",
+                 f"--metrics-export-port={free_port()}", *args],
+                cwd=self.tmp, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         self.nodes.append(p)
         self.tree.add(p.pid)
         return p

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -283,7 +284,7 @@ def test_two_node_sweep_resumes_and_survives_a_killed_worker_node(loopback_clust
         assert time.monotonic() - t0 < 150, "no cells finished"
         time.sleep(0.1)
     os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    p.communicate()  # reaps it and closes its pipes
     before = _parts(out)
     assert 3 <= len(before) < 16
     # 2. resume; the worker node is SIGKILLed while it holds cells
@@ -341,8 +342,7 @@ def test_ray_jobs_submit_status_logs_fetch_stop(loopback_cluster, tmp_path):
     cfg.write_text(JOB)
     res = r.invoke(app, ["submit", str(cfg), "--address", addr])
     assert res.exit_code == 0, res.output
-    job = res.output.strip().splitlines()[-1]
-    assert job.startswith("mftt-jobrun-")
+    job = re.findall(r"mftt-jobrun-[0-9a-f]{8}", res.output)[-1]
     t0 = time.monotonic()
     while True:
         res = r.invoke(app, ["status", job, "--address", addr])
@@ -368,7 +368,7 @@ def test_ray_jobs_submit_status_logs_fetch_stop(loopback_cluster, tmp_path):
     # a long job is stopped
     res = r.invoke(app, ["submit", str(cfg), "--address", addr, "--set", "training.steps=100000"])
     assert res.exit_code == 0, res.output
-    long_job = res.output.strip().splitlines()[-1]
+    long_job = re.findall(r"mftt-jobrun-[0-9a-f]{8}", res.output)[-1]
     time.sleep(2)
     res = r.invoke(app, ["stop", long_job, "--address", addr])
     assert res.exit_code == 0, res.output
