@@ -301,3 +301,64 @@ def test_fuzz_output_names(tmp_path, name, suffix):
         assert p.suffix.lower() == ".nc" and len(os.fsencode(p.name)) <= 200
         assert "\0" not in str(p)
     assert set(tmp_path.iterdir()) == before
+
+
+PLANTS = st.sampled_from(
+    ["none", "dir", "fifo", "link_dir", "link_file", "file", "parts_file", "lock_dir"]
+)
+
+
+def _plant(d: Path, target: Path, kind: str) -> None:
+    if kind == "dir":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "link_dir":
+        target.symlink_to(d)
+    elif kind == "link_file":
+        (d / "f").write_text("x")
+        target.symlink_to(d / "f")
+    elif kind == "file":
+        target.write_bytes(b"old")
+    elif kind == "parts_file":
+        Path(str(target) + ".parts").write_text("x")
+    elif kind == "lock_dir":
+        Path(str(target) + ".lock").mkdir()
+
+
+def _fuzz_planted(tmp_path_factory, name: str, kind: str) -> None:
+    d = tmp_path_factory.mktemp("pl")
+    target = d / (name + ".nc")
+    try:
+        _plant(d, target, kind)
+    except (OSError, ValueError):
+        return  # a name the file system refuses
+    before = {p.name: p.lstat().st_mode for p in d.iterdir()}
+    try:
+        p = check_output(target)
+    except ValidationError as e:
+        assert "\n" not in str(e) and str(e).startswith("out:")
+        odd = any(ord(c) < 32 or ord(c) == 127 for c in name)
+        assert kind != "none" or odd or len(os.fsencode(target.name)) > 200
+    else:
+        assert kind in ("none", "file")  # only a free name or a regular file is ever written
+        assert not p.is_symlink()
+    assert {p.name: p.lstat().st_mode for p in d.iterdir()} == before
+
+
+SAFE_NAMES = st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=210)
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=SAFE_NAMES, kind=PLANTS)
+def test_fuzz_planted_outputs(tmp_path_factory, name, kind):
+    _fuzz_planted(tmp_path_factory, name, kind)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None)
+@given(name=NAMES, kind=PLANTS)
+def test_fuzz_planted_outputs_slow(tmp_path_factory, name, kind):
+    if "/" in name or "\0" in name or name in ("", ".", ".."):
+        return
+    _fuzz_planted(tmp_path_factory, name, kind)

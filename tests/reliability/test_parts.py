@@ -181,14 +181,7 @@ def test_resume_recomputes_discarded_parts_and_says_why(tmp_path, exp, cells, ca
 MUTATIONS = st.sampled_from(["flip", "truncate", "swap", "empty", "meta", "nan", "drop_key"])
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    which=st.lists(st.tuples(st.integers(0, 7), MUTATIONS, st.integers(0, 10**6)), max_size=6),
-    code_changed=st.booleans(),
-)
-def test_fuzz_parts(tmp_path_factory, cells, which, code_changed):
+def _fuzz_parts(tmp_path_factory, cells, which, code_changed):
     """Planted and damaged parts: read_parts never raises, never returns a part that fails part_problem,
     and counts every part it drops."""
     d = tmp_path_factory.mktemp("fz")
@@ -249,3 +242,20 @@ def _check(d, cells, code_changed) -> None:
     assert {p.name for p in d.iterdir()} == {
         part_path(d, cells[i].index, cells[i].key).name for i in got
     }
+
+
+_FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_WHICH = st.lists(st.tuples(st.integers(0, 7), MUTATIONS, st.integers(0, 10**6)), max_size=6)
+
+
+@settings(max_examples=60, **_FUZZ)
+@given(which=_WHICH, code_changed=st.booleans())
+def test_fuzz_parts(tmp_path_factory, cells, which, code_changed):
+    _fuzz_parts(tmp_path_factory, cells, which, code_changed)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, **_FUZZ)
+@given(which=_WHICH, code_changed=st.booleans())
+def test_fuzz_parts_slow(tmp_path_factory, cells, which, code_changed):
+    _fuzz_parts(tmp_path_factory, cells, which, code_changed)
