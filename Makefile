@@ -16,7 +16,7 @@ FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
 EXTRA_INDEX := $(shell pip config get global.extra-index-url 2>/dev/null)
 UV_FLAGS := --index-strategy unsafe-best-match $(foreach f,$(FIND_LINKS),--find-links $(f)) $(foreach u,$(EXTRA_INDEX),--extra-index-url $(u))
 
-.PHONY: install demo test lint test-fast test-slow e2e bench app clean
+.PHONY: install demo test lint test-fast test-slow e2e bench app clean gpu-check
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -45,6 +45,9 @@ e2e: install
 bench: install  ## torchode (benchmark-only comparator) pins typeguard 2.x, so it is kept out of the main install
 	$(BIN)/uv pip install -q --python $(BIN)/python $(UV_FLAGS) "$(TORCH)" -e ".[bench]"
 	env -u OMP_NUM_THREADS $(BIN)/python -m benchmarks.run
+
+gpu-check: install  ## on a GPU machine (make TORCH=torch gpu-check): gpu tests, games on CUDA, field vs matmul peak
+	$(BIN)/python -m benchmarks.gpu --out $(or $(GPU_OUT),benchmarks/GPU.md)
 
 app: install
 	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false

@@ -2,7 +2,7 @@
 
 Runs the items, prints one rich table per item and the targets, writes ``benchmarks/results.json`` and (full
 runs) appends the run to ``benchmarks/RESULTS.md``. Every ratio is measured in this process, next to its
-comparator. Items: roofline, field, solvers, gradients, sweep, end_to_end (CUDA: the first four at larger
+comparator. Items: roofline, field, solvers, gradients, sweep, end_to_end, cluster (CUDA: the first four at larger
 sizes, chosen by ``--device``).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import end_to_end, field, gradients, roofline, solvers, sweep
+from . import cluster, end_to_end, field, gradients, roofline, solvers, sweep
 from .timing import machine
 
 HERE = Path(__file__).resolve().parent
@@ -30,10 +30,11 @@ ITEMS: dict[str, Callable[..., dict]] = {
     "gradients": gradients.run,
     "sweep": sweep.run,
     "end_to_end": end_to_end.run,
+    "cluster": cluster.run,  # issue 17: driver RSS over 5,000 cells, 2-node vs 1-node (loopback)
 }
 CUDA_ITEMS = ("roofline", "field", "solvers", "gradients")
 # Ray start-up and the demo take minutes on a loaded 2-core machine: --quick runs them only when named
-SLOW_ITEMS = ("sweep", "end_to_end")
+SLOW_ITEMS = ("sweep", "end_to_end", "cluster")
 
 
 def _get(d: dict, *path, default=None):
