@@ -82,7 +82,8 @@ def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
 
     with warnings.catch_warnings(record=True) as caught:  # one line each, not a warnings traceback
         warnings.simplefilter("always")
-        exp = Experiment.from_toml(Path(config))  # always a file, whatever its name
+        # a file whatever its name (TOML text with newlines is accepted too, for scripts)
+        exp = Experiment.from_toml(Path(config) if "\n" not in config else config)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
     values: dict[str, Any] = {}
