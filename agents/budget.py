@@ -174,6 +174,7 @@ def _scenario_floats(exp: Any, n: int, iters: int) -> float:
 # seconds per unit of horizon of the closed-form Riccati reference (scipy, measured ~2.1e-3 on one core)
 RICCATI_S_PER_T = 3e-3
 EVAL_S = 5e-5  # one vector-field evaluation of a small differential game (measured 2-5e-5)
+STEP_S = 5e-4  # one learning iteration of a small static game (Cournot with MFTT firms: 0.3-1 ms)
 MAX_CELL_SECONDS = 1800.0  # a cell estimated longer is refused: half an hour
 
 
@@ -188,9 +189,12 @@ def cell_seconds(exp: Any) -> tuple[float, str]:
     particles = max(_param_max(exp, "particles"), 1.0)
     n = _largest_agents(exp)
     learn = iters * 2 * steps * 4 * 2 * EVAL_S * (1 + particles * n / 1000) if steps else 0.0
+    learn += iters * STEP_S * (1 + n / 100)  # the optimiser step and the cost of a static game
     ref = horizon * RICCATI_S_PER_T
     if ref >= learn:
         return ref + learn, f"the closed form over the horizon T = {horizon:g}"
+    if not steps:
+        return ref + learn, f"{iters - 1} learning iterations"
     return ref + learn, f"{iters - 1} iterations x {steps:g} time steps x {particles:g} particles"
 
 

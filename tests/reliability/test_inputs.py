@@ -225,3 +225,10 @@ def test_exit_1_when_a_cell_fails_2_for_bad_configs(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["run", str(cfg), "--set", "seeds=[2147483648000]"])
     assert r.exit_code == 2 and r.output.startswith("error: seeds[0]")
+
+
+def test_step_counts_that_take_hours_refused():
+    msg = _refused("budget", _exp, training={"steps": 10**7})
+    assert "10000000 learning iterations" in msg
+    msg = _refused("budget", _exp, scenarios={"lq_game": {}}, training={"steps": 10**6})
+    assert "time steps" in msg
