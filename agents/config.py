@@ -605,8 +605,10 @@ class Experiment:
                 raise _err(p, "a non-empty list of values", vals)
             sweep[path] = tuple(_plain(p, v) for v in vals)
         object.__setattr__(self, "sweep", sweep)
-        if self.output is not None:
-            _str("output", self.output)
+        if self.output is not None:  # the name only: the folder is checked when a run writes it
+            from .outputs import check_output
+
+            check_output(_str("output", self.output), field="output", fs=False)
         choice("backend", self.backend, BACKENDS)
         # up to `fuse` cells differing only in seed and Λ are solved as one ODE per task (agents.fusion)
         object.__setattr__(self, "fuse", _int("fuse", self.fuse, low=1))

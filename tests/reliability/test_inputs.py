@@ -232,3 +232,8 @@ def test_step_counts_that_take_hours_refused():
     assert "10000000 learning iterations" in msg
     msg = _refused("budget", _exp, scenarios={"lq_game": {}}, training={"steps": 10**6})
     assert "time steps" in msg
+
+
+@pytest.mark.parametrize("output", ["r.png", "r.nc\x00x", "a/" + "x" * 240 + ".nc", "results/"])
+def test_config_output_name_refused_at_load(output):
+    _refused("output", _exp, output=output)
