@@ -1,4 +1,4 @@
-"""Best responses that do not depend on the deviating agent's own parametrisation (docs: theory.md#best-responses).
+"""Best responses that do not depend on the deviating agent's own parametrisation (docs/theory.md#best-responses).
 
 Agent j's best response minimises its Λ-cost E_j = Σ_i λ_ji L_i over a *deviation class* with every other agent
 frozen. Each class is a registered method, chosen by what the game offers:

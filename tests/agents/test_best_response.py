@@ -1,5 +1,5 @@
 """Best responses against references written independently: brute-force enumeration, clipped closed forms, and
-the Riccati best response of an LQ game (docs: theory.md#best-responses)."""
+the Riccati best response of an LQ game (docs/theory.md#best-responses)."""
 
 from __future__ import annotations
 
