@@ -10,8 +10,8 @@ fatal:
 
 1. the card: name, capability, memory, torch and CUDA versions;
 2. the ``gpu``-marked tests (``pytest -m gpu``; skipped without CUDA);
-3. small games on the device: ``agents.play("lq_game")`` (linear feedback) and a population game with MFTT
-   policies (``consensus``, mean-field weights), each against the same cell on the CPU;
+3. small games on the device: ``agents.play("lq_game")`` (linear feedback, particles) and a cell with MFTT
+   policies (``cournot``, feedback weights), each against the same cell on the CPU (subprocesses, 90 s each);
 4. the card's matmul rate: a large dense ``torch.matmul`` in fp32 (TF32 off) and in TF32;
 5. the batched field and solver benchmarks (``benchmarks.field``, ``benchmarks.solvers``) with ``--device``;
 6. the fraction of the fp32 (and TF32) matmul rate the field reaches at its largest batch.
@@ -92,24 +92,45 @@ def gpu_tests(timeout: float) -> dict:
             "failures": [s for s in tail if s.startswith(("FAILED", "ERROR"))][:10]}  # fmt: skip
 
 
-def _cell(scenario: str, device: str, **kw) -> dict:
-    """One ``agents.play`` cell on ``device`` and on the CPU: status, costs, seconds, largest relative diff."""
-    import numpy as np
+_CELL = """
+import json, sys, time
+import numpy as np
+from agents import play
+kw = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+o = play(**kw)
+print(json.dumps({"status": o.status, "costs": [float(c) for c in np.asarray(o.costs).ravel()],
+                  "seconds": round(time.perf_counter() - t0, 3), "nfe": getattr(o, "nfe", None)}))
+"""
 
-    from agents import play
+
+def _cell(scenario: str, device: str, timeout: float = 90.0, **kw) -> dict:
+    """One ``agents.play`` cell on ``device`` and on the CPU, each in a subprocess bounded by ``timeout``:
+    status, costs, seconds and the largest relative difference of the costs."""
+    import numpy as np
 
     out = {}
     for dev in dict.fromkeys([device, "cpu"]):
-        t0 = time.perf_counter()
-        o = play(scenario, device=dev, **kw)
-        out[dev] = {
-            "status": o.status,
-            "costs": [float(c) for c in np.asarray(o.costs).ravel()],
-            "seconds": round(time.perf_counter() - t0, 3),
-            "nfe": getattr(o, "nfe", None),
-        }
-    a, b = np.array(out[device]["costs"]), np.array(out["cpu"]["costs"])
-    rel = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))) if a.size else None
+        args = json.dumps({"scenario": scenario, "device": dev, **kw})
+        try:
+            r = subprocess.run(
+                [sys.executable, "-c", _CELL, args], cwd=REPO, capture_output=True, text=True,
+                timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            out[dev] = {"error": f"over {timeout:.0f} s"}
+            continue
+        lines = r.stdout.strip().splitlines()
+        out[dev] = json.loads(lines[-1]) if r.returncode == 0 and lines else {
+            "error": (r.stderr.strip().splitlines() or ["?"])[-1][:300]
+        }  # fmt: skip
+    a = np.array(out[device].get("costs", []))
+    b = np.array(out["cpu"].get("costs", []))
+    rel = (
+        float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+        if a.size and a.shape == b.shape
+        else None
+    )
     return {"scenario": scenario, **kw, "runs": out, "max_rel_diff_vs_cpu": rel}
 
 
@@ -153,7 +174,7 @@ def field_fraction(field_res: dict, peaks: dict, device: str, quick: bool) -> di
     return out
 
 
-def run(device: str = "cuda", quick: bool = False, test_timeout: float = 240.0) -> dict:
+def run(device: str = "cuda", quick: bool = False, test_timeout: float = 180.0) -> dict:
     """Every step of the check; the returned dict is what ``--out`` records."""
     from . import field, solvers
 
@@ -167,12 +188,12 @@ def run(device: str = "cuda", quick: bool = False, test_timeout: float = 240.0) 
     res["steps"] = steps
     _step(steps, "card", lambda: card(device))
     _step(steps, "gpu_tests", lambda: gpu_tests(test_timeout))
-    n = 2 if quick else 20
+    n = 2  # learning steps: a check that the cell runs on the device, not a converged equilibrium
     _step(steps, "lq_game", lambda: _cell("lq_game", device, seed=0, steps=n))
     _step(
         steps,
-        "mftt_population_game",
-        lambda: _cell("consensus", device, policy="mftt", law="meanfield", seed=0, steps=n),
+        "mftt_cell",
+        lambda: _cell("cournot", device, policy="mftt", law="feedback", seed=0, steps=n),
     )
     peaks = _step(steps, "matmul_peak", lambda: matmul_peaks(device, quick))
     fres = _step(steps, "field", lambda: field.run(device=device, quick=quick))
@@ -210,7 +231,7 @@ def markdown(res: dict) -> str:
     outcome = {
         "gpu_tests": t.get("summary", ""),
         "lq_game": _game(get("lq_game"), res["device"]),
-        "mftt_population_game": _game(get("mftt_population_game"), res["device"]),
+        "mftt_cell": _game(get("mftt_cell"), res["device"]),
         "matmul_peak": ", ".join(f"{k} {_fmt(v)}" for k, v in pk.items() if k.endswith("gflops")),
         "field_fraction": ", ".join(f"{k} {_fmt(v)}" for k, v in ff.items()),
     }
@@ -251,8 +272,10 @@ def _game(g: dict, device: str) -> str:
     runs = g.get("runs", {})
     d = runs.get(device, {})
     cpu = runs.get("cpu", {})
+    if "error" in d:
+        return f"error: {d['error']}"
     return (
-        f"{d.get('status')} in {d.get('seconds')} s (cpu {cpu.get('seconds')} s), "
+        f"{d.get('status')} in {d.get('seconds')} s (cpu {cpu.get('seconds') or cpu.get('error')} s), "
         f"max rel diff vs cpu {_fmt(g.get('max_rel_diff_vs_cpu'))}"
     )
 
@@ -264,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda[:i] (default) or cpu (smoke test)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "GPU.md"), help="Markdown summary")
-    ap.add_argument("--test-timeout", type=float, default=240.0, help="seconds for pytest -m gpu")
+    ap.add_argument("--test-timeout", type=float, default=180.0, help="seconds for pytest -m gpu")
     a = ap.parse_args(argv)
     if torch.device(a.device).type == "cuda" and not torch.cuda.is_available():
         ap.error(
