@@ -2,11 +2,10 @@
 
 One script for a lent GPU machine (about 6 minutes on an H100), from a fresh checkout:
 
-    python -m pip install -q torch && python -m pip install -q -e . && \\
-        python -m benchmarks.gpu --out $OUT/gpu.md
+    python -m pip install -q -e ".[dev]" && python -m benchmarks.gpu --out $OUT/gpu.md
 
-(``make gpu-check`` runs the same with the project venv.) Steps, each timed, each failure recorded rather than
-fatal:
+pip takes torch from PyPI (a CUDA build; a torch already installed is kept); ``make gpu-check`` runs the
+same with the project venv. Steps, each timed, each failure recorded rather than fatal:
 
 1. the card: name, capability, memory, torch and CUDA versions;
 2. the ``gpu``-marked tests (``pytest -m gpu``; skipped without CUDA);
@@ -80,8 +79,13 @@ def card(device: str) -> dict:
 
 def gpu_tests(timeout: float) -> dict:
     """``pytest -m gpu`` on the test suite: counts of passed/skipped/failed and the summary line."""
+    files = sorted(
+        str(f.relative_to(REPO))
+        for f in (REPO / "tests").rglob("test_*.py")
+        if "mark.gpu" in f.read_text(errors="replace")
+    )  # only the files that hold gpu tests: no app/browser test collection
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *files],
         cwd=REPO, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
