@@ -270,7 +270,7 @@ def play_fused(cells: Sequence[dict]) -> list:
             rounds
         ):  # best-response rounds per cell, on the cell's own game (its agents are the fused ones)
             learned = [
-                polished(g, L, r, rounds) for g, L, r in zip(games, Ls, learned, strict=True)
+                polished(g, L, r, rounds, steps) for g, L, r in zip(games, Ls, learned, strict=True)
             ]
         with torch.no_grad():
             costs, _ = lambda_costs(fused, Lb)

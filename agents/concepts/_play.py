@@ -296,26 +296,30 @@ def polish(
     history: np.ndarray,
     *,
     rounds: int = 6,
-    rtol: float = 1e-4,
+    rtol: float = 2e-4,
     max_iter: int = 25,
+    budget: int | None = None,
 ) -> tuple[bool, int, float, np.ndarray]:
     """Gauss–Seidel best responses in each agent's own class (L-BFGS-B over its parameters, others frozen).
 
     Gradient play gets near an equilibrium slowly; best-response rounds finish the job where they contract
     (LQ-type games). Stops when, in a full round, no agent lowers its Λ-cost by more than ``rtol`` × the
-    cost scale: the profile is then an equilibrium of the policy classes up to that gain. Returns
-    (converged, rounds done, largest gain of the last round, history with one row per round appended).
+    cost scale: the profile is then an equilibrium of the policy classes up to that gain. ``budget`` caps the
+    L-BFGS iterations of all rounds together (the learning's step budget left). Returns (converged, L-BFGS
+    iterations used, largest gain of the last round, history with one row per round appended).
     """
     from scipy.optimize import minimize
 
     n = game.n_agents
     rows = [np.asarray(history, float).reshape(-1, n)]
     gain = math.inf
-    for r in range(1, rounds + 1):
+    left = math.inf if budget is None else int(budget)
+    used = 0
+    for _ in range(rounds):
         gain = 0.0
         for j in range(n):
             ps = game.parameters_of(j)
-            if not ps:
+            if not ps or left <= 0:
                 continue
             others = [p for k in range(n) if k != j for p in game.parameters_of(k)]
             flags = [p.requires_grad for p in others]
@@ -343,7 +347,8 @@ def polish(
                     p.requires_grad_(False)
                 f0, _ = fg(x0)
                 res = minimize(fg, x0, jac=True, method="L-BFGS-B",
-                               options={"maxiter": max_iter, "gtol": 1e-10})  # fmt: skip
+                               options={"maxiter": int(min(max_iter, left)), "gtol": 1e-10})  # fmt: skip
+                left, used = left - max(1, res.nit), used + max(1, res.nit)
                 best = res.x if res.fun <= f0 else x0
                 f1, _ = fg(best)
             finally:
@@ -351,22 +356,31 @@ def polish(
                     p.requires_grad_(f)
             if not (math.isfinite(f0) and math.isfinite(f1)):
                 fg(x0)
-                return False, r, math.inf, np.concatenate(rows)
+                return False, used, math.inf, np.concatenate(rows)
             gain = max(gain, f0 - f1)
         with torch.no_grad():
             E = lambda_costs(game, Lambda)[1].detach().cpu().numpy().astype(float)
         rows.append(E[None])
-        if gain <= rtol * max(float(np.abs(E).max()), 1e-9):
-            return True, r, gain, np.concatenate(rows)
-    return False, rounds, gain, np.concatenate(rows)
+        if gain <= rtol * max(float(np.abs(E).max()), 1e-9) and left >= 0:
+            return True, used, gain, np.concatenate(rows)
+        if left <= 0:
+            break
+    return False, used, gain, np.concatenate(rows)
 
 
 def polished(
-    game: Game, Lambda: np.ndarray, learned: tuple[str, int, float, np.ndarray], rounds: int
+    game: Game,
+    Lambda: np.ndarray,
+    learned: tuple[str, int, float, np.ndarray],
+    rounds: int,
+    steps: int,
 ) -> tuple[str, int, float, np.ndarray]:
-    """Gradient play's (status, iterations, residual, history) followed by ``polish``: converged when it is."""
+    """Gradient play's (status, iterations, residual, history) followed by ``polish`` with the steps left
+    (each L-BFGS iteration counts as a step): converged when it is."""
     status, it, res, hist = learned
-    ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds)
+    if steps - it <= 0:
+        return ("max_steps" if status == "converged" else status), it, res, hist
+    ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds, budget=steps - it)
     if ok:
         return "converged", it + r, gain, hist
     return ("max_steps" if status == "converged" else status), it + r, gain, hist

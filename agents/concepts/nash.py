@@ -72,7 +72,9 @@ def solve_nash(
         progress=progress, rtol=POLISH_RTOL if polish_rounds else None,
     )  # fmt: skip
     if polish_rounds and status != "diverged":
-        status, it, res, hist = polished(game, Lambda, (status, it, res, hist), polish_rounds)
+        status, it, res, hist = polished(
+            game, Lambda, (status, it, res, hist), polish_rounds, steps
+        )
     return finish(
         game, Lambda, "nash", status, it, res, hist,
         measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,

@@ -53,7 +53,7 @@ class LQGameScenario(Scenario):
     fusable = True
     default_policy = "linear"
     policies = ("linear", "mftt")
-    default_steps = 200  # a safety net: gradient play stops on its residual rule first
+    default_steps = 400  # a safety net: learning stops on its own rule first (about 300 steps)
     default_lr = 0.1
 
     def coefficients(self) -> dict:
