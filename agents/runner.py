@@ -324,11 +324,9 @@ def _execute(
     pending: dict[Any, list[Cell]] = {}
 
     def submit() -> None:
-        for t in queue:
+        while len(pending) < window and (t := next(queue, None)) is not None:
             ref = task.remote([c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster)  # fmt: skip
             pending[ref] = t
-            if len(pending) >= window:
-                return
 
     try:
         submit()
