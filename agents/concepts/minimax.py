@@ -25,7 +25,7 @@ ALIASES = {"gda": "gradient", "extragradient": "extragradient", "optimistic": "o
            "gradient": "gradient", "newton": "newton", "auto": "auto"}  # fmt: skip
 NEWTON_MAX_PARAMS = 16  # the exact Hessian costs one double backward per parameter
 NEWTON_TOL = (
-    1e-7  # default residual tolerance of newton: the in-class duality gap is ~ tol²/curvature
+    1e-6  # default residual tolerance of newton: the in-class duality gap is ~ tol²/curvature
 )
 MAX_HESSIANS = 3  # exact Hessians per newton run (the first one included)
 STALL = 10  # newton gives up after this many iterations without a lower residual
@@ -50,7 +50,7 @@ def solve_minimax(
     "extragradient"), "newton" (regularised quasi-Newton on the gradient field, see ``newton_saddle``),
     "extragradient" (converges on monotone games incl. the bilinear L = uv), "optimistic", or "gda" /
     "gradient" (simultaneous gradient descent-ascent; rotates outward on uv). ``tol``: residual tolerance
-    (default 1e-7 for newton, 1e-8 for the first-order methods).
+    (default 1e-6 for newton, 1e-8 for the first-order methods).
     """
     if game.n_agents != 2:
         raise ValidationError("concept", "a two-player game for minimax", f"{game.n_agents} agents")

@@ -57,7 +57,7 @@ def same(a: xr.Dataset, b: xr.Dataset) -> None:
 DIVERGE = """
 name = "diverge"
 seeds = [0]
-[scenarios.security]
+[scenarios.lq_game]
 [scenarios.consensus]
 [agents]
 weights = ["constant"]
@@ -71,19 +71,19 @@ steps = 4
 
 
 def test_divergence_marks_the_cell_and_the_sweep_completes(tmp_path):
-    """ODE blow-up (security) and non-finite loss (consensus) at lr=1e8: those cells are 'diverged' with the
+    """ODE blow-up (lq_game) and non-finite loss (consensus) at lr=1e8: those cells are 'diverged' with the
     reason (and the time reached for the ODE), the lr=0.05 cells after them finish, all kept on disk."""
     exp = Experiment.from_toml(DIVERGE)
     out = tmp_path / "d.nc"
     ds = run_experiment(exp, backend="local", progress=False, out=out)
     st = ds["status"].sel(law="constant", Lambda="selfish", seed=0)
     msg = ds["message"].sel(law="constant", Lambda="selfish", seed=0)
-    for scen in ("security", "consensus"):
+    for scen in ("lq_game", "consensus"):
         assert str(st.sel(scenario=scen, lr=1e8).values) == "diverged"
         assert str(st.sel(scenario=scen, lr=0.05).values) == "ok"
         m = str(msg.sel(scenario=scen, lr=1e8).values)
         assert m and "\n" not in m and ("diverged" in m or "non-finite" in m), m
-    ode = str(msg.sel(scenario="security", lr=1e8).values)
+    ode = str(msg.sel(scenario="lq_game", lr=1e8).values)
     t = float(re.search(r"t=([0-9.eE+-]+)", ode).group(1))  # the time reached
     assert 0.0 <= t < 1.0  # horizon T = 1
     cost = ds["cost"].sel(law="constant", Lambda="selfish", seed=0)
