@@ -128,6 +128,20 @@ def test_an_address_that_is_not_a_ray_gcs_is_refused_within_seconds(http_server,
         assert str(e.value).startswith("address: ")
 
 
+def test_mftt_run_refuses_an_http_address_in_one_line(http_server, tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP)
+    out = tmp_path / "r.nc"
+    t0 = time.monotonic()
+    res = CliRunner().invoke(
+        app, ["run", str(cfg), "--address", f"127.0.0.1:{http_server}", "--out", str(out), "-q"]
+    )
+    assert time.monotonic() - t0 < 10, "an HTTP server as --address was not refused in 10 s"
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().startswith("error: address: ") and "HTTP server" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_job_payload_round_trip_and_damage(tmp_path):
     f = tmp_path / "r.nc"
     f.write_bytes(os.urandom(20000))
