@@ -80,6 +80,24 @@ def test_runtime_env_ships_the_packages_and_pins_threads(monkeypatch):
         cluster.worker_code_mode()
 
 
+def test_a_pinned_worker_environment_with_other_code_is_refused(monkeypatch):
+    other = {
+        "node": "10.0.0.2 ab12cd34ef56",
+        "source_hash": "0" * 16,
+        "agents_file": "x",
+        "error": "",
+    }
+    monkeypatch.setattr(cluster, "probe_workers", lambda: [other])
+    with pytest.raises(ValidationError) as e:
+        cluster.verify_workers()
+    msg = str(e.value)
+    assert msg.startswith("MFTT_WORKER_CODE: expected workers running the driver's code (source ")
+    assert "0000000000000000 on node 10.0.0.2" in msg and "\n" not in msg
+    same = {**other, "source_hash": cluster.source_hash()}
+    monkeypatch.setattr(cluster, "probe_workers", lambda: [same])
+    cluster.verify_workers()  # the same code: accepted
+
+
 def test_cells_and_manifest_record_node_and_code_version():
     ds = outcome_dataset(object(), key="k", index=0)
     assert str(ds["node"].values) == ""
