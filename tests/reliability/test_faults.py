@@ -20,6 +20,7 @@ import xarray as xr
 from agents.config import Experiment
 from agents.results import open_results, write_results
 from agents.runner import run_experiment
+from agents.status import PLAYED
 from control.errors import ValidationError
 
 from . import _procs
@@ -260,7 +261,8 @@ def run_sweep_in_pty(tmp_path: Path, n_seeds: int, backend: str, timeout: float)
 def _check_sweep(rc, text, samples, out, n_cells, rss_limit_mb):
     assert rc == 0, text[-2000:]
     ds = open_results(out)
-    assert ds["status"].size == n_cells and (ds["status"] == "ok").all()
+    # every cell played (statuses of agents.status: tiny cells may stop before converging)
+    assert ds["status"].size == n_cells and ds["status"].isin(list(PLAYED)).all()
     done = [int(m) for m in re.findall(rf"(\d+)/{n_cells}\b", text)]
     assert len(set(done)) >= 5 and max(done) == n_cells, (
         f"no live progress: {sorted(set(done))[:20]}"
