@@ -340,7 +340,8 @@ def _execute(
             for ref in ready:
                 t = pending.pop(ref)
                 try:
-                    dss = ray.get(ref)
+                    # copied: arrays deserialized from Ray are views that would pin each task's buffer
+                    dss = [ds.copy(deep=True) for ds in ray.get(ref)]
                 except Exception as e:  # worker died beyond max_retries, or Ray itself failed
                     msg = " ".join(str(e).split())[:300]
                     dss = [failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index) for c in t]  # fmt: skip

@@ -306,9 +306,10 @@ def _cluster_throughput(workers: int, cells: int) -> dict:
         cl.wait_nodes(1 + workers)
         init_ray(cl.address)
         try:
-            run_experiment(whole_solve_experiment(4 * (1 + workers), seed0=10_000), progress=False)
+            warm = whole_solve_experiment(4 * (1 + workers), seed0=10_000)
+            run_experiment(warm, address=cl.address, progress=False)
             t0 = time.perf_counter()
-            ds = run_experiment(whole_solve_experiment(cells), progress=False)
+            ds = run_experiment(whole_solve_experiment(cells), address=cl.address, progress=False)
             wall = time.perf_counter() - t0
         finally:
             ray.shutdown()
