@@ -7,9 +7,10 @@ frozen. Each class is a registered method, chosen by what the game offers:
   j's own mixed strategy, so a pure action attains the minimum);
 * ``action`` (exact when the costs are quadratic in the action, numerical otherwise): games that declare an
   ``ActionSpace`` (static quadratic games, Cournot with MFTT firms): the box-constrained minimum over raw actions;
-* ``open_loop`` (numerical): differential games, an open-loop control per particle tabulated on the solver's
-  stage times (interpolated between them), within the game's action bounds; in a deterministic game every
-  feedback deviation realises such a control, so this class contains them all;
+* ``open_loop`` (numerical): differential games, an open-loop control per particle tabulated on the time
+  grid's points and interpolated linearly between them (also at the Runge–Kutta stages), within the game's
+  action bounds: the standard discretisation of an open-loop control, which converges to every feedback
+  deviation of the continuous game as the grid is refined;
 * ``linear_feedback`` (numerical): a time-varying affine feedback on j's observation (gains tabulated likewise);
 * ``own`` (numerical): j's own policy class, searched by gradient play from the current parameters.
 
@@ -191,10 +192,10 @@ def _box_quadratic(
     return best, cost
 
 
-# ---- differential games: open-loop controls and affine feedback on the stage grid ---------------
+# ---- differential games: open-loop controls and affine feedback on the time grid ---------------
 def _nodes(game) -> Tensor:
-    if game.stage_times is not None:
-        return game.stage_times
+    """The time grid's points (not the Runge–Kutta stage times: free values at the stages would give the
+    discretised game deviations the continuous one does not have)."""
     return game.times
 
 
@@ -266,7 +267,7 @@ def _deviation_search(
 def open_loop(
     game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
 ) -> BestResponse | None:
-    """An open-loop control per particle on the stage grid, within the game's action bounds (numerical)."""
+    """An open-loop control per particle on the time grid, within the game's action bounds (numerical)."""
     if not hasattr(game, "deviation"):
         return None
     nodes = _nodes(game)
@@ -287,7 +288,7 @@ def open_loop(
 def linear_feedback(
     game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
 ) -> BestResponse | None:
-    """u = c(t) − K(t)(o − Eo) − K̄(t)Eo on agent j's observation o, gains tabulated on the stage grid."""
+    """u = c(t) − K(t)(o − Eo) − K̄(t)Eo on agent j's observation o, gains tabulated on the time grid."""
     if not hasattr(game, "deviation"):
         return None
     nodes = _nodes(game)
