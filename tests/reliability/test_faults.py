@@ -81,9 +81,10 @@ def test_divergence_marks_the_cell_and_the_sweep_completes(tmp_path):
     msg = ds["message"].sel(law="constant", Lambda="selfish", seed=0)
     for scen in ("lq_game", "consensus"):
         assert str(st.sel(scenario=scen, lr=1e8).values) == "diverged"
-        assert str(st.sel(scenario=scen, lr=0.05).values) == "ok"
+        # played (4 steps may not converge: agents.status)
+        assert str(st.sel(scenario=scen, lr=0.05).values) in PLAYED
         m = str(msg.sel(scenario=scen, lr=1e8).values)
-        assert m and "\n" not in m and ("diverged" in m or "non-finite" in m), m
+        assert m and "\n" not in m and any(w in m for w in ("diverged", "non-finite", "blow-up")), m
     ode = str(msg.sel(scenario="lq_game", lr=1e8).values)
     t = float(re.search(r"t=([0-9.eE+-]+)", ode).group(1))  # the time reached
     assert 0.0 <= t < 1.0  # horizon T = 1
