@@ -93,9 +93,7 @@ def test_run_writes_the_file_that_another_process_shows_and_reports(tiny_file, t
     ds = open_results(nc)  # written by the subprocess
     same(ds, run_experiment(Experiment.from_toml(cfg), backend="local", progress=False))
     shown = mftt("show", str(nc)).stdout
-    assert (
-        "tiny" in shown and "cournot" in shown and "feedback" in shown and "exploitability" in shown
-    )
+    assert "tiny" in shown and "cournot" in shown and "feedback" in shown and "NashConv" in shown
     rep = mftt("report", str(nc), "--out-dir", str(tmp_path)).stdout
     png, html = tmp_path / "tiny.png", tmp_path / "tiny.html"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -110,7 +108,7 @@ def test_compare_writes_nc_png_html(tmp_path):
     for suffix in (".nc", ".png", ".html"):
         assert out.with_suffix(suffix).is_file(), r.stdout
     table = r.stdout
-    for col in ("scenario", "Lambda", "law", "params", "cost", "exploitability", "gap"):
+    for col in ("scenario", "Lambda", "law", "params", "cost", "NashConv", "gap", "status"):
         assert col in table
 
 

@@ -13,6 +13,7 @@ from agents.config import Experiment
 from agents.fusion import FusedGame, NotFusable, block_Lambda, plan
 from agents.runner import run_experiment
 from agents.scenarios import get_scenario
+from agents.status import PLAYED
 from control.errors import ValidationError
 
 # a coopetitive 3-player Λ (rows: whose payoff; mixed signs off the diagonal)
@@ -75,12 +76,11 @@ def test_one_solve_per_evaluation_for_all_cells(monkeypatch):
     outs = play_fused(cells)
     C = len(cells)
     assert shapes and all(s[0] == C and len(s) == 2 for s in shapes)
-    # stand-alone: 5 learning steps + 1 final evaluation + exploitability (10 BR steps + 1, per agent) + rollout
-    per_cell = 5 + 1 + 1 + 3 * (10 + 1) + 1
-    assert len(shapes) == per_cell
-    assert {o.nfe for o in outs} == {
-        per_cell * 4 * get_scenario("lq_game").defaults["n_steps"]
-    }  # rk4
+    # fused: at most 5 learning steps + the final evaluation; best-response rounds, certification and the
+    # rollout then run on each cell's own game (its agents are the fused ones)
+    assert len(shapes) <= 5 + 1
+    fused_nfe = len(shapes) * 4 * get_scenario("lq_game").defaults["n_steps"]  # rk4
+    assert all(o.nfe > fused_nfe for o in outs)
 
 
 def test_each_cell_stops_on_its_own_rule():
@@ -107,19 +107,21 @@ def test_each_cell_stops_on_its_own_rule():
 
 
 def test_a_diverging_cell_unfuses_its_group_and_play_many_matches_play():
-    """lr 0.07 with the team Λ diverges in one cell only: the group falls back to cell-by-cell play."""
-    common = dict(scenario="lq_game", n_agents=3, law="meanfield", steps=12, lr=0.07,
+    """lr 0.3 diverges in some cells only: the group falls back to cell-by-cell play."""
+    common = dict(scenario="lq_game", n_agents=3, law="meanfield", steps=12, lr=0.3,
                   params={"particles": 24})  # fmt: skip
     cells = _cells(**common)
     with pytest.raises(NotFusable, match="diverged"):
         play_fused(cells)
     many = play_many(cells + [dict(scenario="cournot", steps=3)])
     alone = [play(**c) for c in cells]
-    assert [o.status for o in alone] == ["ok", "ok", "diverged", "ok"]
+    statuses = [o.status for o in alone]
+    assert "diverged" in statuses and set(statuses) - {"diverged"} <= set(PLAYED), statuses
+    assert set(statuses) != {"diverged"}
     for m, a in zip(many[:4], alone, strict=True):
         assert (m.status, m.message) == (a.status, a.message)
         close(m.costs, a.costs, 0, 0)
-    assert many[-1].scenario == "cournot" and many[-1].status == "ok"
+    assert many[-1].scenario == "cournot" and many[-1].status in PLAYED
 
 
 def test_structurally_different_cells_are_refused():
@@ -157,7 +159,7 @@ def test_runner_fused_equals_unfused_and_fuse_is_validated():
     b = run_experiment(exp, backend="local", progress=False, fuse=1)
     for k in ("cost", "empathetic_cost", "exploitability", "history", "trajectory", "gap", "nfe"):
         close(a[k].values, b[k].values)
-    assert (a["status"] == "ok").all()
+    assert a["status"].isin(list(PLAYED)).all()
     with pytest.raises(ValidationError, match="fuse"):
         Experiment.from_dict({**exp.to_dict(), "fuse": 0})
     with pytest.raises(ValidationError, match="fuse"):

@@ -7,6 +7,7 @@ import pytest
 
 import agents
 from agents import Outcome, play
+from agents.status import PLAYED
 from control import ValidationError
 
 DYNAMIC = ("lq_game", "consensus", "commons", "security")
@@ -14,7 +15,13 @@ FIELDS = ("costs", "empathetic_costs", "history", "times", "trajectory", "n_para
 
 
 def _check(o: Outcome, n: int) -> None:
-    assert o.status == "ok", o.message
+    """A played cell: its numbers, and a status consistent with its certified NashConv."""
+    assert o.status in PLAYED, o.message
+    limit = 1e-3 * max(float(np.abs(o.empathetic_costs).max()), 1e-9)
+    if o.status == "ok":
+        assert o.exploitability <= limit
+    if o.status == "not_equilibrium":
+        assert o.exploitability > limit
     assert o.costs.shape == (n,) and o.Lambda.shape == (n, n) and len(o.agent_names) == n
     np.testing.assert_allclose(o.empathetic_costs, o.Lambda @ o.costs, rtol=1e-12)
     assert o.exploitability >= 0 and np.isfinite(o.exploitability)
@@ -29,7 +36,9 @@ def test_every_scenario_runs_with_defaults(name):
     _check(o, cls(None).n)
     assert o.policy == cls.default_policy and o.concept == cls.default_concept
     print(f"{name}: wall {o.wall_time:.2f}s costs {o.costs} expl {o.exploitability:.2e}")
-    assert o.wall_time < 30  # budget 3 s on an idle core; loose here (shared CI machines)
+    assert o.wall_time < 120  # loose: shared CI machines
+    if name == "lq_game":  # the default LQ cell reaches its certified equilibrium
+        assert o.status == "ok", o.message
 
 
 def test_lq_game_default_cell_is_close_to_its_reference():

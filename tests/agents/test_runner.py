@@ -13,6 +13,7 @@ import agents.runner as runner
 from agents.config import Experiment, load_experiment
 from agents.results import open_results
 from agents.runner import RunState, run_experiment, submit_experiment
+from agents.status import PLAYED
 from control.errors import ValidationError
 
 TINY = """
@@ -29,11 +30,16 @@ steps = 3
 """
 
 
+SEARCHED = ("gain", "exploitability")  # best-response searches (L-BFGS-B): equal to its tolerance
+
+
 def same(a: xr.Dataset, b: xr.Dataset) -> None:
-    """Identical results up to timings and creation time."""
-    xr.testing.assert_identical(
-        a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()
-    )
+    """Identical results up to timings and creation time; best-response gains to 1e-7 of the cost scale."""
+    drop = ["wall_time", *SEARCHED]
+    xr.testing.assert_identical(a.drop_vars(drop).drop_attrs(), b.drop_vars(drop).drop_attrs())
+    scale = float(np.nanmax(np.abs(a["empathetic_cost"].values)))
+    for k in SEARCHED:
+        np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-6, atol=1e-7 * scale)
     for k in ("manifest", "seeds", "versions", "git_commit", "device", "name", "schema"):
         assert np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k])), k
 
@@ -57,7 +63,7 @@ def tiny_local():
 
 def test_local_run_is_deterministic(tiny_local):
     exp, ds = tiny_local
-    assert (ds["status"] == "ok").all()
+    assert ds["status"].isin(list(PLAYED)).all()
     same(ds, run_experiment(exp, backend="local", progress=False))
 
 
@@ -169,7 +175,7 @@ def test_example_config_smoke_run(path):
         firsts.setdefault(c.coords["scenario"], c)
     for c in firsts.values():
         ds = runner.run_cell(c.kwargs, c.key, c.index)
-        assert ds["status"].item() == "ok", (c.label, ds["message"].item())
+        assert ds["status"].item() in PLAYED, (c.label, ds["message"].item())
         assert np.isfinite(ds["cost"].values).all() and ds.sizes["iteration"] >= 1
 
 
@@ -184,4 +190,4 @@ def test_ray_sweep_example_runs_in_process(tmp_path):
     spec.loader.exec_module(mod)
     out = mod.main(["--backend", "local", "--steps", "3", "--out", str(tmp_path / "s.nc")])
     ds = open_results(out)
-    assert list(ds["n_agents"].values) == [2, 3] and (ds["status"] == "ok").all()
+    assert list(ds["n_agents"].values) == [2, 3] and ds["status"].isin(list(PLAYED)).all()

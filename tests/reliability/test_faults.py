@@ -46,10 +46,13 @@ def cli(*args: str, **popen) -> subprocess.Popen:
 
 
 def same(a: xr.Dataset, b: xr.Dataset) -> None:
-    """Identical results up to timings and creation time."""
-    xr.testing.assert_identical(
-        a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()
-    )
+    """Identical results up to timings, creation time and solve counts (a resumed run may group cells into
+    fused tasks differently); best-response gains to the search's tolerance."""
+    drop = ["wall_time", "nfe", "gain", "exploitability"]
+    xr.testing.assert_identical(a.drop_vars(drop).drop_attrs(), b.drop_vars(drop).drop_attrs())
+    scale = float(np.nanmax(np.abs(a["empathetic_cost"].values)))
+    for k in ("gain", "exploitability"):
+        np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-6, atol=1e-7 * scale)
     for k in ("manifest", "seeds", "versions", "device", "name", "schema"):
         assert np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k])), k
 

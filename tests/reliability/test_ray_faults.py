@@ -20,6 +20,7 @@ import xarray as xr
 from agents.config import Experiment
 from agents.results import open_results
 from agents.runner import run_experiment
+from agents.status import PLAYED
 
 from . import _procs
 
@@ -84,7 +85,7 @@ def test_killed_worker_retries_and_sockets_stay_on_loopback(tmp_path):
     assert p.returncode == 0, se[-3000:]
     assert killed is not None, "never saw a worker running a cell"
     ds = open_results(out)
-    assert (ds["status"] == "ok").all(), ds["message"].values
+    assert ds["status"].isin(list(PLAYED)).all(), ds["message"].values
     reference = run_experiment(Experiment.from_toml(SWEEP), backend="local", progress=False)
     xr.testing.assert_identical(
         ds.drop_vars("wall_time").drop_attrs(), reference.drop_vars("wall_time").drop_attrs()
@@ -150,7 +151,7 @@ def test_killed_agent_actor_restarts_and_the_cell_finishes(tmp_path):
     assert p.returncode == 0, se[-3000:]
     assert killed is not None, "never saw an agent actor stepping"
     ds = open_results(out)
-    assert (ds["status"] == "ok").all(), ds["message"].values
+    assert ds["status"].isin(list(PLAYED)).all(), ds["message"].values
     reference = run_experiment(Experiment.from_toml(ACTORS), backend="local", progress=False)
     xr.testing.assert_identical(
         ds.drop_vars("wall_time").drop_attrs(), reference.drop_vars("wall_time").drop_attrs()
