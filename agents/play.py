@@ -112,6 +112,8 @@ def play(
     """
     from .concepts import solve as _solve
 
+    if solver is not None and not callable(solver):
+        raise ValidationError("solver", "None or a callable like agents.solve", type(solver).__name__)
     solve = _solve if solver is None else solver
     t0 = time.perf_counter()
     cls, policy, concept, steps, lr, seed = _check_inputs(
@@ -121,6 +123,8 @@ def play(
         raise ValidationError("mftt", "a dict of MFTTConfig options", type(mftt).__name__)
     _check_mftt(mftt)
     device = str(limits.device("device", device))
+    if torch.device(device).type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValidationError("device", "a compute device (cpu, cuda[:k], mps, xpu)", device)
     sc = cls(n_agents, **(params or {}))
     L = as_Lambda(Lambda, sc.n, Lambda_alpha)
     torch.manual_seed(seed)

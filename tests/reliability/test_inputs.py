@@ -136,9 +136,9 @@ def test_play_wrong_inputs_one_line():
     _refused("params.n_agents", agents.play, "cournot", params={"n_agents": 3})
 
 
-@pytest.mark.xfail(reason="play's device/solver checks are outside _check_inputs (lead's play.py)")
 def test_play_device_and_solver_types():
     _refused("solver", agents.play, "matrix", solver=5)
+    _refused("device", agents.play, "matrix", device="meta")
 
 
 def test_run_experiment_wrong_types():
