@@ -113,7 +113,9 @@ def play(
     from .concepts import solve as _solve
 
     if solver is not None and not callable(solver):
-        raise ValidationError("solver", "None or a callable like agents.solve", type(solver).__name__)
+        raise ValidationError(
+            "solver", "None or a callable like agents.solve", type(solver).__name__
+        )
     solve = _solve if solver is None else solver
     t0 = time.perf_counter()
     cls, policy, concept, steps, lr, seed = _check_inputs(
@@ -262,6 +264,8 @@ def _check_mftt(opts: dict | None) -> None:
             )
     try:
         MFTTConfig(**opts)
+    except (OverflowError, TypeError) as e:
+        raise ValidationError("mftt", "finite MFTTConfig options", type(e).__name__) from None
     except ValidationError as e:
         raise ValidationError(f"mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
 

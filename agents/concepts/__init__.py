@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from control.errors import choice
+from control.errors import ValidationError, choice
 
 from ..empathy import as_Lambda
 from ..equilibrium import Equilibrium
@@ -38,6 +38,8 @@ def solve(
     """
     import inspect
 
+    if not isinstance(game, Game):
+        raise ValidationError("game", "an agents.Game", type(game).__name__)
     fn = SOLUTION_CONCEPTS[choice("concept", concept, sorted(SOLUTION_CONCEPTS))]
     L = as_Lambda(Lambda, game.n_agents, Lambda_alpha)
     from control.errors import no_unknown

@@ -237,3 +237,8 @@ def test_step_counts_that_take_hours_refused():
 @pytest.mark.parametrize("output", ["r.png", "r.nc\x00x", "a/" + "x" * 240 + ".nc", "results/"])
 def test_config_output_name_refused_at_load(output):
     _refused("output", _exp, output=output)
+
+
+def test_solve_without_a_game_and_overflowing_mftt_options():
+    _refused("game", agents.solve, None, "nash")
+    _refused("mftt", agents.play, "lq_game", policy="mftt", mftt={"d_model": 1e308}, steps=1)
