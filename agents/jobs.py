@@ -15,8 +15,6 @@ import os
 import re
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any
@@ -42,19 +40,43 @@ def job_server(address: str, timeout: float = 5.0) -> str:
         url = f"http://{url}"
     scheme, _, rest = url.partition("://")
     host, _, port = rest.rpartition(":")
-    if scheme not in ("http", "https") or not host or not port.isdigit() or "/" in rest:
+    bad_port = not port.isdigit() or not 0 < int(port) < 65536
+    if scheme not in ("http", "https") or not host or bad_port or "/" in rest:
         raise ValidationError("address", "a Ray job server http://host:port (8265)", address)
     try:
-        with urllib.request.urlopen(f"{url}/api/version", timeout=timeout) as r:  # noqa: S310
-            info = json.loads(r.read(65536).decode())
-        if "ray_version" not in info:
-            raise ValueError("no ray_version")
-    except (OSError, ValueError, urllib.error.URLError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
+        info = _get_json(scheme, host.strip("[]"), int(port), "/api/version", timeout)
+        if not isinstance(info, dict) or "ray_version" not in info:
+            raise ValueError("not a Ray job server")
+    except (OSError, ValueError) as e:
+        reason = str(e) if isinstance(e, ValueError) else type(e).__name__
         raise ValidationError(
-            "address", "a Ray job server http://host:port (8265)", address, reason=str(reason)
+            "address", "a Ray job server http://host:port (8265)", address, reason=reason
         ) from None
     return url
+
+
+def _get_json(scheme: str, host: str, port: int, path: str, timeout: float) -> Any:
+    """``GET`` a small JSON document over one socket that is always closed (HTTP/1.0, 64 KB cap)."""
+    import socket
+    import ssl
+
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if scheme == "https" else raw  # fmt: skip
+        try:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            data = b""
+            while len(data) < 65536 and (chunk := sock.recv(65536)):
+                data += chunk
+        finally:
+            if sock is not raw:
+                sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    if not head.startswith(b"HTTP/") or status != [b"200"]:
+        raise ValueError(
+            f"HTTP {(status or [b'?'])[0].decode(errors='replace')}, not a Ray job server"
+        )
+    return json.loads(body.decode())
 
 
 def client(address: str):

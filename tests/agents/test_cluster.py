@@ -183,6 +183,7 @@ def test_job_commands_refuse_bad_addresses_with_one_line(http_server, silent_por
         ["status", "j1", "--address", f"http://127.0.0.1:{silent_port}"],
         ["logs", "j1", "--address", f"127.0.0.1:{http_server}"],  # an HTTP server, not Ray's
         ["stop", "j1", "--address", "ftp://x:1"],
+        ["stop", "j1", "--address", "http://127.0.0.1:99999"],
         ["fetch", "j1", "--address", "http://127.0.0.1:1"],
         ["status", "bad id!", "--address", "http://127.0.0.1:1"],
     ):
