@@ -105,6 +105,7 @@ class LoopbackCluster:
             RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
             OMP_NUM_THREADS="1",
             PYTHONNOUSERSITE="1",
+            MFTT_JOB_DIR=str(self.tmp / "jobs"),  # jobs write in the temp dir (removed)
             PATH=f"{self.python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         try:
