@@ -149,9 +149,10 @@ def test_size_bombs_refused_under_500_mb_rss(good, tmp_path):
     ]
     code = (
         "import resource, sys\nfrom agents.results import open_results\nfrom control.errors import ValidationError\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
         "for p in sys.argv[1:]:\n    try:\n        open_results(p)\n        print('OPENED')\n"
         "    except ValidationError as e:\n        print('refused')\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 - base)\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, timeout=300,
@@ -159,7 +160,8 @@ def test_size_bombs_refused_under_500_mb_rss(good, tmp_path):
     )  # fmt: skip
     lines = r.stdout.split()
     assert lines[:3] == ["refused"] * 3, r.stdout + r.stderr
-    assert int(lines[3]) < 500, f"peak RSS {lines[3]} MB"
+    # what refusing costs above the imports (torch alone is ~350 MB, more under a loaded test run)
+    assert int(lines[3]) < 100, f"refusing raised the peak RSS by {lines[3]} MB"
 
 
 def _rewrite(good: Path, tmp: Path, name: str, change) -> Path:
