@@ -485,7 +485,7 @@ def _print_table(ds) -> None:
             _fmt(r["cost"]),
             " / ".join(f"{c:.3g}" for c in ac) if 0 < len(ac) <= 4 else ("-" if not ac else "…"),
             _fmt(r["exploitability"]),
-            _safe(r.get("method", "")).replace("numerical:", "num:"),
+            _method(r.get("method", "")),
             _fmt(r["gap"], pct=True),
             _fmt(r.get("gap_grid", float("nan")), pct=True),
             " ".join(f"{v} {short.get(k, _safe(k))}" for k, v in st.items()),
@@ -502,6 +502,13 @@ def _print_table(ds) -> None:
         msgs = ds["message"].where(bad).values.ravel()
         first = next((m for m in msgs if isinstance(m, str) and m), "")
         typer.echo(f"{int(bad.sum())} cell(s) not ok; first message: {plain_text(first)}", err=True)
+
+
+def _method(label: str) -> str:
+    """A cell's exploitability method in the table: ``exact`` (the true NashConv) or ``bound`` (certified
+    lower bound from numerical best responses); the full labels are in the results file."""
+    kinds = {m.split(":")[0] for m in str(label).split(",") if m}
+    return "bound" if "numerical" in kinds else ("exact" if kinds else "-")
 
 
 def _panels(ds):
