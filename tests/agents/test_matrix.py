@@ -28,7 +28,7 @@ def test_simplex_projection_is_a_projection():
 def test_matching_pennies_mixed_half_half_by_extragradient():
     g = MatrixGame(matching_pennies(), init=[[0.9, 0.1], [0.2, 0.8]])
     eq = solve(g, "nash", method="extragradient", steps=2000, lr=0.25)
-    assert eq.status == "converged"  # the relative stopping rule: residual < tol + 1e-4 × the first one
+    assert eq.status == "converged"
     assert np.allclose(eq.actions, 0.5, atol=1e-3)
     assert np.allclose(eq.costs, 0.0, atol=1e-6)
     # plain simultaneous gradient play circles around it instead of converging
