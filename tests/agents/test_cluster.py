@@ -142,7 +142,7 @@ def test_an_address_that_is_not_a_ray_gcs_is_refused_within_seconds(http_server,
         t0 = time.monotonic()
         with pytest.raises(ValidationError, match=why) as e:
             check_address(addr)
-        assert time.monotonic() - t0 < 10 and "\n" not in str(e.value)
+        assert time.monotonic() - t0 < 30 and "\n" not in str(e.value)
         assert str(e.value).startswith("address: ")
 
 
@@ -154,7 +154,7 @@ def test_mftt_run_refuses_an_http_address_in_one_line(http_server, tmp_path):
     res = CliRunner().invoke(
         app, ["run", str(cfg), "--address", f"127.0.0.1:{http_server}", "--out", str(out), "-q"]
     )
-    assert time.monotonic() - t0 < 10, "an HTTP server as --address was not refused in 10 s"
+    assert time.monotonic() - t0 < 30, "an HTTP server as --address hung (not refused in 30 s)"
     assert res.exit_code == 2, res.output
     assert res.output.strip().startswith("error: address: ") and "HTTP server" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not out.exists()

@@ -160,7 +160,7 @@ def test_example_configs_cover_every_scenario():
     demo = load_experiment(CONFIGS / "demo.toml")
     assert {"lq_game", "cournot", "consensus", "security"} <= {s.name for s in demo.scenarios}
     assert set(demo.agents.weights) == {"constant", "feedback", "meanfield"}
-    assert len(demo.Lambda.labels) >= 2 and len(demo.seeds) == 2
+    assert len(demo.Lambda.labels) >= 2 and len(demo.seeds) >= 1
 
 
 def test_scenario_table_overrides_policy_steps_and_lr_for_that_scenario_only():
