@@ -154,6 +154,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
     import ray
 
     if ray.is_initialized():
+        # an address that is no Ray cluster is refused even when a Ray is already up in this process
+        if address not in (None, "", "local", "auto"):
+            check_address(address)
         return False
     common = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address in (None, "", "local"):
