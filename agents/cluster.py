@@ -25,6 +25,7 @@ EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".ruff_cache"]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 WORKER_CODE_VAR = "MFTT_WORKER_CODE"  # "ship" (default) | "installed"
 SOURCE_HASH_VAR = "MFTT_SOURCE_HASH"  # set on shipped workers: the hash of the code they received
+COMMIT_VAR = "MFTT_GIT_COMMIT"  # set on shipped workers and jobs: the driver's git commit
 JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in a job's driver
 
 
@@ -93,7 +94,10 @@ def worker_code_mode() -> str:
 
 def runtime_env(threads: int = 1, *, ship: bool = True) -> dict[str, Any]:
     """The ``runtime_env`` of a cluster run: the driver's packages (``py_modules``) and pinned threads."""
-    env: dict[str, Any] = {"env_vars": {**thread_env(threads), SOURCE_HASH_VAR: source_hash()}}
+    from .results import git_commit
+
+    pinned = {SOURCE_HASH_VAR: source_hash(), COMMIT_VAR: git_commit()}
+    env: dict[str, Any] = {"env_vars": {**thread_env(threads), **pinned}}
     if ship:
         env["py_modules"] = package_dirs()
         env["excludes"] = list(EXCLUDES)

@@ -661,7 +661,10 @@ def _versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """The project's git commit when it is a checkout ("" otherwise)."""
+    """The project's git commit when it is a checkout; in a Ray job or worker, the driver's (else "")."""
+    shipped = os.environ.get("MFTT_GIT_COMMIT", "").strip().lower()
+    if shipped and len(shipped) <= 64 and all(c in "0123456789abcdef" for c in shipped):
+        return shipped
     root = Path(__file__).resolve().parents[1]
     try:
         r = subprocess.run(
