@@ -1,5 +1,5 @@
 """agents — strategic machine intelligence: empathy Λ, games, agents with MFTT/linear policies, scenarios,
-solution concepts and exploitability (spec §A.1–A.3, §C.2, §C.4)."""
+solution concepts and exploitability (docs/theory.md#empathy, docs/theory.md#patterns, docs/theory.md#agents, docs/theory.md#lq-game, docs/theory.md#static-games)."""
 
 from . import empathy
 from .agent import POLICIES, Agent, DirectPolicy, LinearPolicy, MFTTPolicy, Policy, make_policy

@@ -1,11 +1,11 @@
-"""Distributed strategic learning (seed slide 18): one Ray actor per agent, parameters exchanged via the object store.
+"""Distributed strategic learning: one Ray actor per agent, parameters exchanged via the object store.
 
 Each actor builds the cell's game from the same seed, holds its own decision variables and optimiser, and
 every round (i) reads the current profile from the object store, (ii) differentiates its own empathetic
 cost (Λ L)_j with respect to its own variables only, (iii) takes its optimiser step and projects, and
 (iv) returns its new variables. This is exactly the simultaneous gradient play of
 ``agents.concepts._play.gradient_play`` (method "gradient", plain steps θ_j ← P(θ_j − η ∂_j(ΛL)_j)),
-so for the same seed it reaches the same equilibrium bit for bit (spec §A.1–A.2). A restarted actor
+so for the same seed it reaches the same equilibrium bit for bit (docs/theory.md#empathy, docs/theory.md#patterns). A restarted actor
 rebuilds its game and continues from the profile it is sent, so worker deaths cost one retried call.
 """
 
@@ -35,7 +35,7 @@ def _build(kwargs: dict[str, Any]):
         kwargs.get("lr"), kwargs.get("seed", 0), kwargs.get("params"),
     )  # fmt: skip
     sc = cls(kwargs.get("n_agents"), **(kwargs.get("params") or {}))
-    L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n, kwargs.get("Lambda_alpha", 0.5))
+    L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n_players, kwargs.get("Lambda_alpha", 0.5))
     torch.manual_seed(seed)
     np.random.seed(seed)
     game = sc.game(
@@ -286,7 +286,7 @@ def solve_distributed(
         from .empathy import require_self_regard
 
         require_self_regard(
-            L, range(game.n_agents), "nash needs lambda_jj > 0 in this game (spec A.1)"
+            L, range(game.n_agents), "nash needs lambda_jj > 0 (docs/theory.md#self-regard)"
         )
     n = game.n_agents
     own = pool is None

@@ -1,4 +1,4 @@
-"""Agents and their policies: an MFTT, a linear feedback law from ``control``, or a direct action (spec §A.3, §B.1).
+"""Agents and their policies: an MFTT, a linear feedback law from ``control``, or a direct action (docs/theory.md#agents, docs/theory.md#mean-field).
 
 A policy maps an observation ``obs [P, d_obs]`` (the particles of a population, or the states of the other agents,
 seen as tokens) at time ``t`` to actions ``[P, d_act]``. Every agent owns its own leaf parameters (the concepts
@@ -49,9 +49,9 @@ class Policy(nn.Module):
 
 
 class LinearPolicy(Policy):
-    """u = −(Θ₁(x − Ex) + Θ₂ Ex), Θ = law(t, x, μ) ∈ ℝ^{2×m×d}: linear state-and-mean feedback (spec §B.1, §C.1).
+    """u = −(Θ₁(x − Ex) + Θ₂ Ex), Θ = law(t, x, μ) ∈ ℝ^{2×m×d}: linear state-and-mean feedback (docs/theory.md#mean-field, docs/theory.md#lq-control).
 
-    With the ``time`` law the gains are open-loop functions of time (the Riccati form of spec §C.1/§C.2);
+    With the ``time`` law the gains are open-loop functions of time (the Riccati form of docs/theory.md#lq-control, docs/theory.md#lq-game);
     ``constant`` gives constant gains; ``feedback``/``meanfield`` make the gains depend on the state/the law.
     """
 
@@ -193,10 +193,10 @@ class DirectPolicy(Policy):
 
 
 class MFTTPolicy(Policy):
-    """An MFTT whose tokens are the observed states (+ time): attention is the mean-field interaction (spec §B.1).
+    """An MFTT whose tokens are the observed states (+ time): attention is the mean-field interaction (docs/theory.md#mean-field).
 
     The read-in/out maps (``d_in``/``d_out``) take the raw token features to actions; the weight law of every
-    layer is ``law`` (constant / time / feedback / meanfield, spec §A.13).
+    layer is ``law`` (constant / time / feedback / meanfield, docs/theory.md#weight-laws).
     """
 
     kind = "mftt"

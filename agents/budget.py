@@ -1,4 +1,4 @@
-"""Resource bounds of an experiment: cell count and memory estimated before anything runs (issue 8).
+"""Resource bounds of an experiment: cell count and memory estimated before anything runs.
 
 ``estimate(exp)`` sizes the grid without building a game: the results Dataset (every variable of the schema in
 ``agents.results``, padded to the largest cell, held twice while assembling) plus the working set of the

@@ -1,6 +1,6 @@
 """The ``mftt`` command: run configs, compare weight laws, sweep, list scenarios, show and report results.
 
-Config errors print one line (field path, expected, got) and exit with code 2, never a traceback (issue 8).
+Config errors print one line (field path, expected, got) and exit with code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -354,7 +354,7 @@ def app_(
     raise typer.Exit(subprocess.call(cmd))
 
 
-# ---- Ray Jobs (issue 17: agents.jobs) -------------------------------------------------------------
+# ---- Ray Jobs (agents.jobs) -----------------------------------------------------------------------
 _JobAddress = Annotated[
     str,
     typer.Option(

@@ -2,7 +2,7 @@
 
 An experiment is a grid. Its cells are the product of the scenarios, the Λ labels (presets and named
 matrices), the weight laws, the seeds and any ``[sweep]`` field; each cell is one ``agents.play`` call
-(spec: architecture.md, "agents"). Example (``examples/configs/demo.toml``)::
+(docs/architecture.md). Example (``examples/configs/demo.toml``)::
 
     name = "demo"
     seeds = [0, 1]
@@ -180,7 +180,8 @@ def _registry(kind: str) -> tuple[str, ...] | None:
 
 
 SCENARIO_OPTIONS = ("policy", "steps", "lr")
-# value ranges of scenario parameters the scenario classes only meet when a cell runs (issue 18):
+# value ranges of scenario parameters the scenario classes only meet when a cell runs, checked here
+# so that a bad value fails before anything runs:
 # parameter -> (scenarios it applies to, None: all that have it; check; what is expected)
 _ANY = None
 _RANGES: dict[str, tuple[tuple[str, ...] | None, Any, str]] = {
@@ -461,7 +462,7 @@ class RaySpec:
     def __post_init__(self):
         if self.address is not None:
             _str("ray.address", self.address)
-        # 0 CPUs per task would let Ray start a worker per task at once (issue 18)
+        # 0 CPUs per task would let Ray start a worker per task at once
         object.__setattr__(
             self, "num_cpus", _float("ray.num_cpus", self.num_cpus, low=0, strict=True)
         )
@@ -471,7 +472,7 @@ class RaySpec:
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """Refuse experiments larger than this up front (issue 8: resource bounds)."""
+    """Refuse experiments larger than this up front (resource bounds)."""
 
     max_cells: int = 20_000
     max_memory_mb: float = 4096.0
@@ -525,7 +526,7 @@ _TOP = (
 
 @dataclass(frozen=True)
 class Experiment:
-    """A whole experiment (spec: architecture.md). Build from TOML with ``Experiment.from_toml`` or directly."""
+    """A whole experiment (docs/architecture.md). Build from TOML with ``Experiment.from_toml`` or directly."""
 
     scenarios: tuple[ScenarioSpec, ...]
     name: str = "experiment"
@@ -709,7 +710,7 @@ class Experiment:
 
     def _check_sweep(self) -> None:
         """Every swept value is valid on its own (the config with that one value set): refused at load,
-        not when its cells run (issue 18)."""
+        not when its cells run."""
         if not self.sweep:
             return
         base = self.to_dict()
@@ -729,7 +730,7 @@ class Experiment:
         from .budget import check
 
         try:
-            check(self)  # cells and memory vs [budget], refused before anything runs (issue 8)
+            check(self)  # cells and memory vs [budget], refused before anything runs
         except ValidationError as e:
             raise _err(e.field, e.expected, e.got, reason=e.reason) from None
         if _registry("scenario") is None:

@@ -1,4 +1,4 @@
-"""Differential games: a state z driven by all agents' policies, rolled out by ``control.solve`` (spec §A.2, §C.2).
+"""Differential games: a state z driven by all agents' policies, rolled out by ``control.solve`` (docs/theory.md#patterns, docs/theory.md#lq-game).
 
 The state is a population of particles ``x [P, d]`` (samples of the law of a common state, or the agents' own
 states seen as tokens). At time t every agent observes ``observe(t, x) -> [n, P_obs, d_obs]`` and its policy
@@ -30,7 +30,7 @@ Field = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 class DifferentialGame(Game):
-    """n agents with policies u_j = π_j(t, obs_j; θ_j), state dynamics f(t, x, u) and costs ℓ, g (spec §A.2, §C.2).
+    """n agents with policies u_j = π_j(t, obs_j; θ_j), state dynamics f(t, x, u) and costs ℓ, g (docs/theory.md#patterns, docs/theory.md#lq-game).
 
     ``x0 [P, d]``: initial particles. ``dynamics(t, x, u) -> [P, d]``, ``running_cost(t, x, u) -> [n]``,
     ``terminal_cost(x) -> [n]``; ``u [n, P_obs, m]``. ``observe(t, x) -> [n, P_obs, d_obs]`` defaults to every
@@ -163,7 +163,7 @@ class DifferentialGame(Game):
         return xs, costs
 
     def gains(self, times: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
-        """Linear-policy gains Θ(t) ``[K, n, 2, m, d]`` (fluctuation, mean) for time/constant laws (spec §C.2)."""
+        """Linear-policy gains Θ(t) ``[K, n, 2, m, d]`` (fluctuation, mean) for time/constant laws (docs/theory.md#lq-game)."""
         t = torch.as_tensor(np.asarray(times, dtype=float), dtype=self.x0.dtype, device=self.device)
         out = []
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The empathy (co-opetition) matrix Λ: presets, validation, classification and L^Λ = Λ L (spec §A.1, §A.2).
+"""The empathy (co-opetition) matrix Λ: presets, validation, classification and L^Λ = Λ L (docs/theory.md#empathy, docs/theory.md#patterns).
 
 Agent j minimises L^Λ_j = λ_jj L_j + Σ_{i≠j} λ_ji L_i. λ_ji > 0: j wants i to do well (altruism);
 λ_ji < 0: spite; λ_jj = 0: selfless; λ_jj < 0: self-abnegating. Every simultaneous-move interaction
@@ -20,7 +20,7 @@ from control.limits import check_size
 
 def _n(n: Any, least: int = 1) -> int:
     n = int(number("n_agents", n, low=least, integer=True))
-    check_size("n_agents", (n, n))  # an n×n Λ that cannot fit is refused, not allocated (issue 8)
+    check_size("n_agents", (n, n))  # an n×n Λ that cannot fit is refused, not allocated
     return n
 
 
@@ -49,7 +49,7 @@ def team(n: int, alpha: float = 0.5) -> np.ndarray:
 
 
 def berge(n: int, alpha: float = 0.5) -> np.ndarray:
-    """λ_jj = 0, λ_ji = 1/(n−1): each agent serves the others only (Berge mutual support, spec §A.2)."""
+    """λ_jj = 0, λ_ji = 1/(n−1): each agent serves the others only (Berge mutual support, docs/theory.md#patterns)."""
     n = _n(n, least=2)
     return _off(n) / (n - 1)
 
@@ -147,7 +147,7 @@ def as_Lambda(Lambda: Any, n: int, alpha: float = 0.5, field: str = "Lambda") ->
 
 
 def require_self_regard(Lambda: np.ndarray, agents: Sequence[int], why: str) -> None:
-    """Refuse λ_jj ≤ 0 for the listed agents: their own convex cost would be maximised (spec §A.1 rem. 3)."""
+    """Refuse λ_jj ≤ 0 for the listed agents: their own convex cost would be maximised (docs/theory.md#self-regard)."""
     for j in agents:
         if not Lambda[j, j] > 0:
             raise ValidationError(f"Lambda[{j},{j}]", "> 0", float(Lambda[j, j]), reason=why)
@@ -158,7 +158,7 @@ def _self_label(v: float) -> str:
 
 
 def classify(Lambda: Any) -> list[str]:
-    """One label per agent by spec §A.1's table: self-regard (λ_jj) and other-regard (λ_ji, i ∈ N_j)."""
+    """One label per agent by the table of docs/theory.md#empathy: self-regard (λ_jj) and other-regard (λ_ji, i ∈ N_j)."""
     try:
         shape = np.shape(Lambda)
     except ValueError:  # ragged rows

@@ -10,7 +10,7 @@ import torch
 
 @dataclass(frozen=True)
 class Equilibrium:
-    """A (learned) equilibrium of the Λ-game (spec §A.1–A.2).
+    """A (learned) equilibrium of the Λ-game (docs/theory.md#empathy, docs/theory.md#patterns).
 
     ``actions``: the action profile [n, d] for static/matrix games (None for policy games);
     ``policies``: snapshot of every agent's decision variables (``Game.state_dict``);

@@ -1,4 +1,4 @@
-"""Exact Nash equilibria of finite games of the Λ-game (empathetic payoffs U = Λ u, spec §A.1, §C.4).
+"""Exact Nash equilibria of finite games of the Λ-game (empathetic payoffs U = Λ u, docs/theory.md#empathy, docs/theory.md#static-games).
 
 Two players: support enumeration (every equilibrium of a nondegenerate game, by exact linear solves of the
 indifference conditions), vertex enumeration of the best-response polytopes (every *extreme* equilibrium,
@@ -79,7 +79,7 @@ class LearnedPlay:
 
 # ---- payoffs and regrets ------------------------------------------------------------------------
 def lambda_payoffs(payoffs: np.ndarray, Lambda: np.ndarray | None = None) -> np.ndarray:
-    """Empathetic payoffs U_i = Σ_k λ_ik u_k [n, m_1, …, m_n] (spec §A.1); Λ = None is the material game."""
+    """Empathetic payoffs U_i = Σ_k λ_ik u_k [n, m_1, …, m_n] (docs/theory.md#empathy); Λ = None is the material game."""
     u = np.asarray(payoffs, dtype=float)
     if u.ndim < 2 or u.shape[0] != u.ndim - 1:
         raise ValidationError("payoffs", "a tensor [n, m_1, ..., m_n]", f"shape {u.shape}")

@@ -1,4 +1,4 @@
-"""Cross-cell fusion: C grid cells of one differential game, differing only in seed and Λ, as one ODE (issue 7).
+"""Cross-cell fusion: C grid cells of one differential game, differing only in seed and Λ, as one ODE.
 
 The cells' states are stacked ``z [C, P·d + n]`` and integrated by one ``control.solve`` call; the C·n policies
 form one ``PolicyStack`` (one batched call per field evaluation) and the scenario's dynamics and costs are
@@ -242,7 +242,7 @@ def play_fused(cells: Sequence[dict]) -> list:
         for kw in cells:
             seed = int(kw.get("seed", 0))
             sc = cls(kw.get("n_agents"), **(kw.get("params") or {}))
-            L = as_Lambda(kw.get("Lambda", "selfish"), sc.n, kw.get("Lambda_alpha", 0.5))
+            L = as_Lambda(kw.get("Lambda", "selfish"), sc.n_players, kw.get("Lambda_alpha", 0.5))
             torch.manual_seed(seed)
             np.random.seed(seed)
             game = sc.game(Lambda=L, law=kw0.get("law", "feedback"), policy=policy,

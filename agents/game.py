@@ -1,4 +1,4 @@
-"""Games as the solution concepts see them: agents' decision variables and their material costs (spec §A.1–A.3).
+"""Games as the solution concepts see them: agents' decision variables and their material costs (docs/theory.md#empathy, docs/theory.md#patterns, docs/theory.md#agents).
 
 Every game exposes the same small protocol (``Game``) so that one set of solution concepts
 (``agents.concepts``) and one exploitability measure work on all of them: static games of
@@ -45,7 +45,7 @@ class Game:
     ``costs``. Optional class flags read by the concepts:
 
     * ``convex_own_cost``: each agent's own cost is convex in an *unbounded* decision, so minimising
-      λ_jj L_j + … is ill posed when λ_jj ≤ 0 (spec §A.1 remark 3); concepts then refuse such Λ.
+      λ_jj L_j + … is ill posed when λ_jj ≤ 0 (docs/theory.md#self-regard); concepts then refuse such Λ.
     * ``supports_substitution``: ``costs()`` reads the variables through ``variables_of(j)``, so
       ``substitute(profile)`` may evaluate the costs at non-leaf tensors (unrolled Stackelberg).
     * ``solve_defaults``: concept options this game prefers (e.g. ``{"method": "extragradient"}`` for

@@ -1,7 +1,7 @@
 """One grid cell: build a scenario's game, solve it with a concept, measure it (the runner's entry point).
 
 ``play(scenario, Lambda=..., law=..., ...) -> Outcome`` never raises on a numerical failure (status
-"diverged"/"failed" with the message); bad input raises a one-line ``ValidationError`` (spec §A.1–A.3).
+"diverged"/"failed" with the message); bad input raises a one-line ``ValidationError`` (docs/theory.md#empathy, docs/theory.md#patterns, docs/theory.md#agents).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps,
     steps = cls.default_steps if steps is None else steps
     steps = int(number("steps", steps, low=1, integer=True))
     lr = float(number("lr", cls.default_lr if lr is None else lr, low=0.0, strict_low=True))
-    try:  # numpy and torch seeds are 32-bit; 2**70 would overflow inside a cell (issue 18)
+    try:  # numpy and torch seeds are 32-bit; 2**70 would overflow inside a cell
         seed = int(number("seed", seed, low=0, high=2**32 - 1, integer=True))
     except OverflowError:
         raise ValidationError("seed", f"an integer in [0, {2**32 - 1}]", seed) from None
@@ -128,7 +128,7 @@ def play(
     if torch.device(device).type not in ("cpu", "cuda", "mps", "xpu"):
         raise ValidationError("device", "a compute device (cpu, cuda[:k], mps, xpu)", device)
     sc = cls(n_agents, **(params or {}))
-    L = as_Lambda(Lambda, sc.n, Lambda_alpha)
+    L = as_Lambda(Lambda, sc.n_players, Lambda_alpha)
     torch.manual_seed(seed)
     np.random.seed(seed)
     game = sc.game(Lambda=L, law=law, policy=policy, mftt=mftt, seed=seed, device=device)
@@ -245,7 +245,7 @@ def _reference_grid(sc, L: np.ndarray, game) -> np.ndarray | None:
 
 
 def _check_mftt(opts: dict | None) -> None:
-    """Validate MFTT options up front, naming them ``mftt.<field>`` (issue 8)."""
+    """Validate MFTT options up front, naming them ``mftt.<field>``."""
     if not opts:
         return
     from dataclasses import fields

@@ -34,7 +34,7 @@ Schema (the contract between the runner, the CLI and the app):
   time), ``schema`` (``mftt-results/1``).
 
 Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>.npz`` (atomically) so a
-killed run resumes without recomputing it (issue 8).
+killed run resumes without recomputing it.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ _STR = {
 # variables added after schema 1 was first written: older files and parts read them as NaN / ""
 _LATER = {"gain": ("agent",), "reference_grid_cost": ("agent",), "iterations": ()}
 _LATER_STR = ("exploitability_method",)
-# issue 17: the Ray node each cell ran on ("<ip> <node id>" on a cluster; "" for local runs and older files)
+# the Ray node each cell ran on ("<ip> <node id>" on a cluster; "" for local runs and older files)
 _STR["node"] = ()
 _LATER_STR = (*_LATER_STR, "node")
 
@@ -139,7 +139,7 @@ def write_results(ds: xr.Dataset, path: str | Path) -> Path:
 MAX_OBJECTS = 10_000  # groups, datasets and attributes a results file may hold
 _SCHEMA_VARS = (*_NUM, *_STR, "gap", "gap_grid")
 _TEXT_ATTRS = ("schema", "name", "manifest", "versions", "git_commit", "device", "created")
-_TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # issue 17: the code version (agents.cluster)
+_TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # the code version (agents.cluster)
 
 
 def max_read_mb() -> float:
@@ -400,7 +400,7 @@ def part_path(parts_dir: str | Path, index: int, key: str) -> Path:
 
 
 MAX_PART_BYTES = 256 * 2**20  # one cell's numbers; a larger file is not a part we wrote
-PART_FORMAT = 2  # parts carry key, arguments hash, code version and data checksum (issue 18)
+PART_FORMAT = 2  # parts carry key, arguments hash, code version and data checksum (a stale part is recomputed)
 _CODE_PACKAGES = ("control", "mftt", "agents")
 
 

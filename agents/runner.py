@@ -3,7 +3,7 @@
 Cells that differ only in seed and Λ in a fusable scenario share a task and one ODE per evaluation
 (``agents.fusion``; up to ``Experiment.fuse`` cells); every cell still gets its own Dataset.
 
-Ray lives only here (spec: architecture.md, rule 5). By default an embedded local Ray bound to 127.0.0.1,
+Ray lives only here and in the other orchestration modules (docs/architecture.md). By default an embedded local Ray bound to 127.0.0.1,
 quiet, without dashboard; ``address="auto"`` or ``"host:port"`` joins an existing cluster. Every finished
 cell is written to ``<out>.parts/`` at once, so a killed run resumes without recomputing it.
 """
@@ -87,7 +87,7 @@ def run_cell(
         out = play(**kwargs, progress=False)
     except ValidationError as e:
         return failed_dataset(str(e), key=key, index=index)
-    except Exception as e:  # a cell must not kill the sweep (issue 8)
+    except Exception as e:  # a cell must not kill the sweep
         return failed_dataset(f"{type(e).__name__}: {e}", key=key, index=index)
     return outcome_dataset(out, key=key, index=index)
 
@@ -321,7 +321,7 @@ def _execute(
     )
     threads = max(1, int(exp.ray.num_cpus))
     # stream: at most ``window`` tasks in flight, results consumed as they finish (ray.wait), so the driver
-    # holds O(window) futures however large the sweep (issue 17)
+    # holds O(window) futures however large the sweep, so the driver's memory stays bounded
     window = in_flight_window(exp.ray.num_cpus)
     queue = iter(tasks)
     pending: dict[Any, list[Cell]] = {}
@@ -416,7 +416,7 @@ def run_experiment(
     backend = _check_backend(backend or experiment.backend)
     fuse = experiment.fuse if fuse is None else int(number("fuse", fuse, low=1, integer=True))
     out = out if out is not None else experiment.output
-    if out is not None:  # refused now, not after every cell has run (issue 18)
+    if out is not None:  # refused now, not after every cell has run
         out = check_output(out)
     check_resources(experiment, backend=backend, address=address or experiment.ray.address)
     state = state or RunState()
@@ -452,7 +452,7 @@ def _run_grid(
         elif parts_dir.exists():
             shutil.rmtree(parts_dir)
     state.discarded = discarded
-    if discarded:  # say how many finished cells are recomputed, and why (issue 18)
+    if discarded:  # say how many finished cells are recomputed, and why
         why = ", ".join(f"{n} {k}" for k, n in sorted(discarded.items()))
         log(
             f"discarded {sum(discarded.values())} saved cells of {parts_dir} ({why}): recomputing them"

@@ -69,7 +69,7 @@ def norm_maps(names: tuple[str, ...], extent: float, lines: int = 9, points: int
 def consistency_section(seed: int) -> None:
     """Residuals of the output-fed-back-as-prompt loop (``mftt.consistency``) for a few relaxations γ."""
     st.markdown(
-        "The transformer's output is fed back as its prompt (spec §A.9): p ← p + γ(T(p) − p), T = S∘MFTT "
+        "The transformer's output is fed back as its prompt (docs/theory.md#fixed-points): p ← p + γ(T(p) − p), T = S∘MFTT "
         "(γ = 1: the plain loop; γ < 1: Krasnoselskii–Mann averaging). A fixed point is a self-consistent "
         "answer; the residual ‖T(p) − p‖ shows whether and how fast it is reached, Lip(T) < 1 that it forgets p₀."
     )

@@ -230,7 +230,7 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> Non
 
 
 def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> None:
-    """Attention maps of an agent's MFTT reading the rollout's mean states as tokens (spec §A.8)."""
+    """Attention maps of an agent's MFTT reading the rollout's mean states as tokens (docs/theory.md#attention)."""
     if ran.get("policy") != "mftt":
         st.info("Attention maps need the **mftt** policy: choose it under *Policy* and run again.")
         return

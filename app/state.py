@@ -328,7 +328,7 @@ def experiment_from_manifest(manifest: str, steps: int | None = None):
         data = tomllib.loads(manifest)
     except (tomllib.TOMLDecodeError, TypeError):
         return Experiment.from_toml(manifest)  # raises the one-line config error
-    # the manifest's [budget] and output are never honoured: the local defaults apply (issue 18)
+    # the manifest's [budget] and output are never honoured: the local defaults apply, so a manifest cannot exhaust this machine
     data.pop("budget", None)
     data.pop("output", None)
     exp = Experiment.from_dict(data)

@@ -1,7 +1,7 @@
-"""Running/terminal costs and risk measures over a population or batch axis (spec §A.10, §B.1, §C.1).
+"""Running/terminal costs and risk measures over a population or batch axis (docs/theory.md#training, docs/theory.md#mean-field, docs/theory.md#lq-control).
 
 The LQ mean-field-type running cost per particle is xᵀQx + ExᵀQ̄Ex + uᵀRu + EuᵀR̄Eu; its population mean is
-the cost of spec §C.1. ``risk(name, losses)`` turns a sample of losses into a (risk-aware) scalar:
+the cost of docs/theory.md#lq-control. ``risk(name, losses)`` turns a sample of losses into a (risk-aware) scalar:
 ``mean``, ``mean_variance`` (E + κ Var), ``entropic`` ((1/θ) log E e^{θL}), ``cvar`` (mean of the worst 1 − α).
 """
 
@@ -22,7 +22,7 @@ def quadratic(x: Tensor, M: Tensor) -> Tensor:
 
 
 def lq_running(x: Tensor, u: Tensor, Q, Qbar, R, Rbar=None) -> Tensor:
-    """Per-particle LQ mean-field-type running cost (spec §C.1): ``x [..., N, d], u [..., N, m] -> [..., N]``."""
+    """Per-particle LQ mean-field-type running cost (docs/theory.md#lq-control): ``x [..., N, d], u [..., N, m] -> [..., N]``."""
     m, w = x.mean(-2, keepdim=True), u.mean(-2, keepdim=True)
     c = quadratic(x, Q) + quadratic(m, Qbar) + quadratic(u, R)
     if Rbar is not None:
@@ -76,7 +76,7 @@ RISK_PARAMS = {"mean": set(), "mean_variance": {"kappa"}, "entropic": {"theta"},
 
 
 def risk(name: str, losses: Tensor, dim: int = -1, **param) -> Tensor:
-    """Risk measure ``name`` of the sample ``losses`` along ``dim`` (spec §A.10: mean-field-type losses)."""
+    """Risk measure ``name`` of the sample ``losses`` along ``dim`` (docs/theory.md#training: mean-field-type losses)."""
     choice("risk", name, RISKS)
     no_unknown(f"risk[{name}]", param, RISK_PARAMS[name])
     if not isinstance(losses, Tensor) or losses.dim() == 0:

@@ -1,4 +1,4 @@
-"""Stage-major Dormand–Prince 5(4) inside torchdiffeq (spec §A.7, §A.11): ``odeint(..., method="dopri5_sm")``.
+"""Stage-major Dormand–Prince 5(4) inside torchdiffeq (docs/theory.md#block, docs/theory.md#depth-ode): ``odeint(..., method="dopri5_sm")``.
 
 torchdiffeq's ``_runge_kutta_step`` keeps the 7 stages on the *last* axis (``[*shape, 7]``): every stage
 combination, the error estimate and the interpolation fit are strided passes building ``[*shape, i]``

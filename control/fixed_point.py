@@ -1,4 +1,4 @@
-"""Fixed points of an operator O: Krasnoselskii–Mann iteration, its ODE limit, Lipschitz estimates (spec §A.9, §A.11).
+"""Fixed points of an operator O: Krasnoselskii–Mann iteration, its ODE limit, Lipschitz estimates (docs/theory.md#fixed-points, docs/theory.md#depth-ode).
 
 * ``km_iterate``: Y ← Y + γ_k (O(Y) − Y) with a constant, harmonic or custom step schedule and the residual
   history ‖O(Y_k) − Y_k‖.
@@ -19,7 +19,7 @@ from .errors import ValidationError, choice, number
 from .integrate import Solution, solve
 
 SCHEDULES: dict[str, Callable[[int], float]] = {
-    "harmonic": lambda k: 1.0 / (k + 2),  # Σ γ(1−γ) = ∞: the KM condition of spec §A.9
+    "harmonic": lambda k: 1.0 / (k + 2),  # Σ γ(1−γ) = ∞ (docs/theory.md#fixed-points)
     "sqrt": lambda k: 1.0 / math.sqrt(k + 2),
 }
 
@@ -51,7 +51,7 @@ def km_iterate(
     gamma: float | str | Callable[[int], float] = 0.5,
     tol: float = 1e-8,
 ) -> FixedPointResult:
-    """Krasnoselskii–Mann iteration y_{k+1} = y_k + γ_k (O(y_k) − y_k) (spec §A.9); γ = 1 is Picard."""
+    """Krasnoselskii–Mann iteration y_{k+1} = y_k + γ_k (O(y_k) − y_k) (docs/theory.md#fixed-points); γ = 1 is Picard."""
     if not isinstance(y0, Tensor):
         raise ValidationError("y0", "a torch.Tensor", type(y0).__name__)
     steps = number("steps", steps, low=0, integer=True)
@@ -83,7 +83,7 @@ def km_flow(
     method: str = "dopri5",
     **solve_kw,
 ) -> Solution:
-    """The ODE limit dY/dt = O(Y) − Y on [0, T] at n+1 equally spaced times (spec §A.11)."""
+    """The ODE limit dY/dt = O(Y) − Y on [0, T] at n+1 equally spaced times (docs/theory.md#depth-ode)."""
     T = number("T", T, low=0.0, strict_low=True)
     n = number("n", n, low=1, integer=True)
     if not isinstance(y0, Tensor):
@@ -95,7 +95,7 @@ def km_flow(
 def lipschitz_estimate(
     op: Callable[[Tensor], Tensor], y: Tensor, *, iters: int = 50, seed: int = 0
 ) -> float:
-    """‖∂O(y)‖₂ (the local Lipschitz constant) by power iteration v ← JᵀJv on JVPs/VJPs (spec §A.9)."""
+    """‖∂O(y)‖₂ (the local Lipschitz constant) by power iteration v ← JᵀJv on JVPs/VJPs (docs/theory.md#fixed-points)."""
     iters = number("iters", iters, low=1, integer=True)
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():

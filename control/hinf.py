@@ -1,7 +1,7 @@
-"""H∞ disturbance attenuation as a zero-sum LQ differential game, with its exact best responses (spec §C.5).
+"""H∞ disturbance attenuation as a zero-sum LQ differential game, with its exact best responses (docs/theory.md#hinf).
 
 dx = (a x + ā Ex + b u + w) dt + σ dW; the defender picks u to minimise and the attacker picks w to maximise
-J = E[∫ q x² + q̄ (Ex)² + r u² − γ² w² dt + q_T x_T² + q̄_T (Ex_T)²]. Split x = (x − Ex) + Ex as in spec §C.1:
+J = E[∫ q x² + q̄ (Ex)² + r u² − γ² w² dt + q_T x_T² + q̄_T (Ex_T)²]. Split x = (x − Ex) + Ex as for LQ control (docs/theory.md#lq-control):
 one game Riccati equation per part, −Ṗ = 2aP + q − s P², s = b²/r − 1/γ², P(T) = q_T (and Π with a + ā,
 q + q̄, q_T + q̄_T). The saddle u* = −(b/r)[P(x − Ex) + Π Ex], w* = [P(x − Ex) + Π Ex]/γ² exists iff both stay
 finite on [0, T], i.e. iff γ > γ*(T); the value is P(0)v0 + Π(0)m0² + σ²∫P dt.
@@ -43,11 +43,11 @@ def _cs(k2: float, tau):
 
 
 def game_riccati_closed_form(a: float, s: float, q: float, qT: float, T: float, t):
-    """P(t) solving −Ṗ = 2aP + q − sP², P(T) = qT, for constant coefficients and any sign of s (spec §C.5).
+    """P(t) solving −Ṗ = 2aP + q − sP², P(T) = qT, for constant coefficients and any sign of s (docs/theory.md#hinf).
 
     With τ = T − t, P = Y/X where (X, Y)' = [[−a, s], [q, a]](X, Y), (X, Y)(0) = (1, qT), i.e.
     X = C + S(s qT − a), Y = C qT + S(q + a qT), C = cosh κτ, S = sinh(κτ)/κ, κ² = a² + sq: the same solution as
-    spec §C.1's (P₊ − zP₋)/(1 − z) where that applies (s ≠ 0, κ² > 0), and valid for κ² ≤ 0 too (cos/sin).
+    the closed form (P₊ − zP₋)/(1 − z) of docs/theory.md#riccati-closed-form where that applies (s ≠ 0, κ² > 0), and valid for κ² ≤ 0 too (cos/sin).
     Past the escape time (X ≤ 0) the value is +inf.
     """
     tau = T - np.asarray(t, dtype=float)
@@ -61,7 +61,7 @@ def game_riccati_closed_form(a: float, s: float, q: float, qT: float, T: float, 
 
 
 def escape_time(a: float, s: float, q: float, qT: float) -> float:
-    """Time to go τ* = T − t at which P of −Ṗ = 2aP + q − sP², P(T) = qT blows up (inf if never; spec §C.5).
+    """Time to go τ* = T − t at which P of −Ṗ = 2aP + q − sP², P(T) = qT blows up (inf if never; docs/theory.md#hinf).
 
     X(τ*) = 0 with c = s qT − a: κ² > 0: tanh κτ* = −κ/c (needs c < −κ); κ² = 0: τ* = −1/c (c < 0);
     κ² < 0 (ω = √−κ²): ωτ* = π/2 + atan(c/ω), always finite.
@@ -100,7 +100,7 @@ class RiccatiPath:
 
 
 def scalar_riccati_ode(alpha: Gain, s: Gain, q: Gain, qT: float, T: float) -> RiccatiPath:
-    """Integrate −Ṗ = 2α(t)P + q(t) − s(t)P², P(T) = qT backward (DOP853, rtol 1e-11) with ∫_t^T P (spec §C.5).
+    """Integrate −Ṗ = 2α(t)P + q(t) − s(t)P², P(T) = qT backward (DOP853, rtol 1e-11) with ∫_t^T P (docs/theory.md#hinf).
 
     Coefficients are floats or callables of t. An escape (|P| > 1e10) stops the solve and is reported as the
     time t at which it happened (``escape``), with P0 = ±inf of the escape's sign.
@@ -132,7 +132,7 @@ def scalar_riccati_ode(alpha: Gain, s: Gain, q: Gain, qT: float, T: float) -> Ri
 # ------------------------------------------------------------------------------------------ game
 @dataclass(frozen=True)
 class HInfGame:
-    """The scalar H∞ game of spec §C.5 with a mean field (ā, q̄, q̄_T) and an initial law (m0, v0)."""
+    """The scalar H∞ game (docs/theory.md#hinf) with a mean field (ā, q̄, q̄_T) and an initial law (m0, v0)."""
 
     a: float = 0.5
     b: float = 1.0
@@ -162,11 +162,11 @@ class HInfGame:
 
     @property
     def s(self) -> float:
-        """Net quadratic coefficient s = b²/r − 1/γ² of the game Riccati equation (spec §C.5)."""
+        """Net quadratic coefficient s = b²/r − 1/γ² of the game Riccati equation (docs/theory.md#hinf)."""
         return self.b**2 / self.r - 1.0 / self.gamma**2
 
     def parts(self, gamma: float | None = None) -> tuple[tuple[float, float, float, float], ...]:
-        """(a, s, q, q_T) of the fluctuation and of the mean game Riccati equations (spec §C.1 split)."""
+        """(a, s, q, q_T) of the fluctuation and of the mean game Riccati equations (docs/theory.md#lq-control)."""
         g = self.gamma if gamma is None else gamma
         s = self.b**2 / self.r - 1.0 / g**2
         return (
@@ -183,7 +183,7 @@ class HInfGame:
         return self.escape(gamma) > self.T
 
     def critical_gamma(self, rtol: float = 1e-12) -> float:
-        """γ*(T) = inf{γ : saddle on [0, T]}, by bisection on the escape time (spec §C.5); 0 if none escapes.
+        """γ*(T) = inf{γ : saddle on [0, T]}, by bisection on the escape time (docs/theory.md#hinf); 0 if none escapes.
 
         s ≥ 0 (γ ≥ √r/|b|) never escapes, and the escape time-to-go decreases as γ decreases (comparison).
         """
@@ -206,11 +206,11 @@ class HInfGame:
         t = self.T - self.escape()
         return (
             f"gamma = {self.gamma:.6g} <= gamma* = {gs:.6g} (T = {self.T:g}): the game Riccati equation "
-            f"escapes at t = {t:.4g}, no saddle; the attacker's best response is unbounded (spec §C.5)"
+            f"escapes at t = {t:.4g}, no saddle; the attacker's best response is unbounded (docs/theory.md#hinf)"
         )
 
     def solve(self, method: str = "closed") -> HInfSolution:
-        """P, Π and the saddle; ``method`` "closed" (closed form, spec §C.5) or "ode" (solve_ivp).
+        """P, Π and the saddle; ``method`` "closed" (closed form, docs/theory.md#hinf) or "ode" (solve_ivp).
 
         Raises ``DivergenceError`` (naming γ and γ*) when no saddle exists.
         """
@@ -239,7 +239,7 @@ class HInfGame:
 
 @dataclass(frozen=True)
 class HInfSolution:
-    """Game Riccati solutions and the saddle of an ``HInfGame`` (spec §C.5)."""
+    """Game Riccati solutions and the saddle of an ``HInfGame`` (docs/theory.md#hinf)."""
 
     game: HInfGame
     P: Callable  # fluctuation part, t ↦ P(t)
@@ -264,7 +264,7 @@ class HInfSolution:
 
     @property
     def value(self) -> float:
-        """Saddle value P(0)v0 + Π(0)m0² + σ²∫P dt (spec §C.5)."""
+        """Saddle value P(0)v0 + Π(0)m0² + σ²∫P dt (docs/theory.md#hinf)."""
         g = self.game
         return float(self.P(0.0) * g.v0 + self.Pi(0.0) * g.m0**2 + g.sigma**2 * self.integral)
 
@@ -288,7 +288,7 @@ def _value(game: HInfGame, parts: list[tuple], sign: float) -> float:
 def best_response_attacker(k: Gain, game: HInfGame, kbar: Gain | None = None) -> float:
     """max_w J against the defender u = −k(t)(x − Ex) − k̄(t)Ex (k̄ = k if None); +inf when unbounded.
 
-    A single-agent LQ maximisation (spec §C.5): −Ṗ = 2(a − bk)P + q + rk² + P²/γ², P(T) = q_T (and the mean
+    A single-agent LQ maximisation (docs/theory.md#hinf): −Ṗ = 2(a − bk)P + q + rk² + P²/γ², P(T) = q_T (and the mean
     part with a + ā − bk̄, q + q̄ + rk̄², q_T + q̄_T); the best attack is w = P(x − Ex)/γ² + Π Ex/γ².
     """
     fk = _fn(k)
@@ -306,7 +306,7 @@ def best_response_attacker(k: Gain, game: HInfGame, kbar: Gain | None = None) ->
 def best_response_defender(l: Gain, game: HInfGame, lbar: Gain | None = None) -> float:
     """min_u J against the attack w = l(t)(x − Ex) + l̄(t)Ex (l̄ = l if None); −inf when unbounded below.
 
-    A single-agent LQ minimisation (spec §C.1): −Ṗ = 2(a + l)P + q − γ²l² − (b²/r)P², P(T) = q_T (and the mean
+    A single-agent LQ minimisation (docs/theory.md#lq-control): −Ṗ = 2(a + l)P + q − γ²l² − (b²/r)P², P(T) = q_T (and the mean
     part with a + ā + l̄, q + q̄ − γ²l̄²); the best control is u = −(b/r)[P(x − Ex) + Π Ex].
     """
     fl = _fn(l)
@@ -350,7 +350,7 @@ def duality_gap(
 
 # ---------------------------------------------------------------------------------------- matrix
 def game_riccati_matrix(A, B, Q, R, QT, gamma: float, T: float, D=None) -> np.ndarray:
-    """P(0) of −Ṗ = AᵀP + PA + Q − P(BR⁻¹Bᵀ − γ⁻²DDᵀ)P, P(T) = Q_T (matrix form of spec §C.5; D = I if None).
+    """P(0) of −Ṗ = AᵀP + PA + Q − P(BR⁻¹Bᵀ − γ⁻²DDᵀ)P, P(T) = Q_T (matrix form, docs/theory.md#hinf; D = I if None).
 
     Raises ``DivergenceError`` at an escape (no saddle on [0, T]).
     """

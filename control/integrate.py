@@ -1,10 +1,10 @@
-"""ODE integration over torchdiffeq: ``solve(field, x0, t) -> Solution`` (spec §A.7, §A.11).
+"""ODE integration over torchdiffeq: ``solve(field, x0, t) -> Solution`` (docs/theory.md#block, docs/theory.md#depth-ode).
 
 ``method="dopri5"`` (the default) is the stage-major Dormand–Prince 5(4) of ``control.dopri``, registered in
 torchdiffeq as ``"dopri5_sm"``: torchdiffeq's tableau, step-size controller, grid output and adjoint, with the
 stages held as one contiguous ``[8, *shape]`` matrix (``y0`` and the 7 stages) combined by matrix products, so
 the steps taken and the NFE are those of torchdiffeq's own ``dopri5``, which stays reachable as
-``method="dopri5_torchdiffeq"`` (spec §A.7, §A.11).
+``method="dopri5_torchdiffeq"`` (docs/theory.md#block, docs/theory.md#depth-ode).
 
 Device and dtype follow ``x0``. The number of field evaluations (NFE) is counted. A non-finite state raises
 ``DivergenceError`` naming the time reached, or, with ``throw=False``, returns ``status="diverged"`` with the
@@ -104,7 +104,7 @@ def solve(
     must then be an ``nn.Module`` or ``adjoint_params`` must be given.
 
     ``method`` is one of ``METHODS`` (torchdiffeq's names). ``"dopri5"`` runs ``control.dopri``'s stage-major
-    Dormand–Prince 5(4) (same steps and NFE as torchdiffeq's, less solver overhead: spec §A.7, §A.11);
+    Dormand–Prince 5(4) (same steps and NFE as torchdiffeq's, less solver overhead: docs/theory.md#block, docs/theory.md#depth-ode);
     ``"dopri5_torchdiffeq"`` runs torchdiffeq's own ``dopri5``.
     """
     if not isinstance(x0, Tensor):

@@ -1,4 +1,4 @@
-"""Weight laws θ = law(t, x, μ): the weights of a model as controls (spec §A.7, §A.13, §B.1).
+"""Weight laws θ = law(t, x, μ): the weights of a model as controls (docs/theory.md#block, docs/theory.md#weight-laws, docs/theory.md#mean-field).
 
 Four kinds, chosen by name from ``WEIGHT_LAWS``:
 
@@ -113,7 +113,7 @@ class WeightLaw(nn.Module):
     ) -> Tensor:
         """y_i θ(t, x_i, μ) for a matrix law, shape (a, b): ``y [*lead, *batch, N, a] -> [..., N, b]``.
 
-        Each particle's row times its own weight matrix, as a transformer applies its weights (spec §A.13.3);
+        Each particle's row times its own weight matrix, as a transformer applies its weights (docs/theory.md#weight-laws);
         the feedback laws override it so that no per-particle matrix is ever formed.
         """
         if len(self.shape) != 2:
@@ -286,7 +286,7 @@ def make_law(name: str, shape: int | Sequence[int], d_state: int = 1, **kw) -> W
 
 
 def _check_law_size(name: str, shape, d_state, kw: dict) -> None:
-    """Refuse a law whose parameters cannot fit the memory budget before allocating them (issue 8)."""
+    """Refuse a law whose parameters cannot fit the memory budget before allocating them."""
     from .limits import check_size
 
     dims = [shape] if isinstance(shape, int) else shape

@@ -1,4 +1,4 @@
-"""Input guards shared by every public entry point: sizes that fit in memory, real finite arrays (issue 8).
+"""Input guards shared by every public entry point: sizes that fit in memory, real finite arrays, so bad input fails fast with a one-line error.
 
 A size that cannot fit (``n_agents=10**9``, ``d_model=10**12``) must be refused up front with a one-line
 ``ValidationError`` carrying the estimate — never reach the allocator and come back as a ``MemoryError`` or

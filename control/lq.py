@@ -1,4 +1,4 @@
-"""The LQ mean-field-type control problem as an interacting-particle simulation under any weight law (spec §C.1, §B.1).
+"""The LQ mean-field-type control problem as an interacting-particle simulation under any weight law (docs/theory.md#lq-control, docs/theory.md#mean-field).
 
 N particles per population follow the Euler–Maruyama scheme (no common noise, step h = T/n)
 
@@ -7,7 +7,7 @@ N particles per population follow the Euler–Maruyama scheme (no common noise, 
 with θ = law(t_l, x, μ) read as a gain matrix θ_g ``[m, d]`` and an offset θ_o ``[m]`` (law shape ``(2,)`` for
 d = m = 1, else ``(m, d + 1)``). The cost is the population mean of Σ_l h·(xᵀQx + ExᵀQ̄Ex + uᵀRu + EuᵀR̄Eu) +
 x_Lᵀ Q_T x_L + Ex_Lᵀ Q̄_T Ex_L, averaged over B populations with their own initial means. The optimum of this
-discrete problem is ``LQProblem.solve_discrete(n)``: θ_g = K_l, θ_o = (K̄_l − K_l) E x (spec §C.1), so a law that
+discrete problem is ``LQProblem.solve_discrete(n)``: θ_g = K_l, θ_o = (K̄_l − K_l) E x (docs/theory.md#lq-control), so a law that
 reads the mean field can reach it; with several initial means an open-loop offset cannot.
 
 The noise is drawn once from a seeded generator (common random numbers), so the loss is a deterministic
@@ -54,7 +54,7 @@ class Rollout:
 
 
 class RiccatiLaw(nn.Module):
-    """The exact optimum as a weight law: θ_g = K(t), θ_o = (K̄(t) − K(t)) E x (spec §C.1)."""
+    """The exact optimum as a weight law: θ_g = K(t), θ_o = (K̄(t) − K(t)) E x (docs/theory.md#lq-control)."""
 
     def __init__(self, sol: LQSolution, shape: tuple[int, ...], T: float):
         super().__init__()
@@ -76,7 +76,7 @@ class RiccatiLaw(nn.Module):
 
 
 class ParticleLQ:
-    """Particle simulation of an ``LQProblem`` under any weight law; seeded common random numbers (spec §C.1)."""
+    """Particle simulation of an ``LQProblem`` under any weight law; seeded common random numbers (docs/theory.md#lq-control)."""
 
     def __init__(
         self,
@@ -205,11 +205,11 @@ class ParticleLQ:
 
     # ---------------------------------------------------------------------------- references
     def exact(self) -> LQSolution:
-        """The continuous-time optimum (spec §C.1)."""
+        """The continuous-time optimum (docs/theory.md#lq-control)."""
         return self.problem.solve()
 
     def discrete(self) -> LQSolution:
-        """The exact optimum of this Euler discretisation (spec §C.1 layer-indexed recursion)."""
+        """The exact optimum of this Euler discretisation (docs/theory.md#lq-discrete)."""
         return self.problem.solve_discrete(self.n_steps)
 
     def J_star(self, discrete: bool = True) -> float:
@@ -226,7 +226,7 @@ class ParticleLQ:
         """Exact expected cost of u = −K_l(x − Ex) − K̄_l Ex in this discretisation (Lyapunov recursion).
 
         ``K``, ``Kbar``: ``[n, m, d]`` or ``[m, d]`` (constant); differentiable (torch). Averaged over the B means.
-        S_{l+1} = F S Fᵀ + hΣΣᵀ with F = I + h(A − BK_l); m_{l+1} = (I + h(Â − B̂K̄_l)) m_l (spec §C.1).
+        S_{l+1} = F S Fᵀ + hΣΣᵀ with F = I + h(A − BK_l); m_{l+1} = (I + h(Â − B̂K̄_l)) m_l (docs/theory.md#lq-discrete).
         """
         M, h, n = self._mats, self.h, self.n_steps
         d = self.problem.d
@@ -279,7 +279,7 @@ class ParticleLQ:
         progress: bool = False,
         **law_opts,
     ) -> tuple[WeightLaw, FitResult]:
-        """Fit a fresh ``name`` law (starting at u = 0) to the particle cost on the fixed noise (spec §B.1)."""
+        """Fit a fresh ``name`` law (starting at u = 0) to the particle cost on the fixed noise (docs/theory.md#mean-field)."""
         law = self.make_law(name, **law_opts)
         res = fit(
             law,

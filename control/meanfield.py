@@ -1,4 +1,4 @@
-"""Population statistics over the particle axis (-2) of ``[..., N, d]``: the mean field μ (spec §B.1).
+"""Population statistics over the particle axis (-2) of ``[..., N, d]``: the mean field μ (docs/theory.md#mean-field).
 
 Everything is differentiable, so autograd supplies the ∂μ terms of the mean-field-type adjoint.
 """

@@ -1,4 +1,4 @@
-"""Exact LQ references: mean-field-type control (spec §C.1) and N-player LQ games with an empathy Λ (spec §C.2).
+"""Exact LQ references: mean-field-type control (docs/theory.md#lq-control) and N-player LQ games with an empathy Λ (docs/theory.md#lq-game).
 
 Riccati equations are integrated backward with scipy ``solve_ivp`` (DOP853, rtol = atol = 1e-11) and exposed
 as callables of t (a float or an array). A finite-time blow-up raises ``DivergenceError`` naming the time.
@@ -79,7 +79,7 @@ def _sym(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def _integrate_backward(rhs, yT: np.ndarray, T: float, what: str):
-    """Integrate y' = rhs(t, y) from T down to 0; raise ``DivergenceError`` at a blow-up (spec §C.2 existence)."""
+    """Integrate y' = rhs(t, y) from T down to 0; raise ``DivergenceError`` at a blow-up (docs/theory.md#lq-game)."""
 
     def blow(t, y):
         return BLOWUP - np.max(np.abs(y))
@@ -105,7 +105,7 @@ def _times(t) -> tuple[np.ndarray, bool]:
 # ------------------------------------------------------------------------------ single controller
 @dataclass(frozen=True)
 class LQSolution:
-    """P, Π, gains and optimal cost of an LQ mean-field-type problem (spec §C.1).
+    """P, Π, gains and optimal cost of an LQ mean-field-type problem (docs/theory.md#lq-control).
 
     ``P(t)``, ``Pi(t)``: ``[*t.shape, d, d]``; ``K(t)``, ``Kbar(t)``: ``[*t.shape, m, d]`` (plain floats/arrays of
     t's shape when the problem was given as scalars). u* = −K(t)(x − Ex) − K̄(t) Ex.
@@ -146,7 +146,7 @@ class LQSolution:
         return self._out(self._Kbar, t)
 
     def cost(self, m0, cov0) -> float:
-        """J* = tr(P(0) Cov x0) + m0ᵀ Π(0) m0 + ∫ tr(Σᵀ P Σ) dt (spec §C.1)."""
+        """J* = tr(P(0) Cov x0) + m0ᵀ Π(0) m0 + ∫ tr(Σᵀ P Σ) dt (docs/theory.md#lq-control)."""
         d = self.problem.d
         m0 = _mat("m0", m0, d, 1)[:, 0]
         cov0 = _sym("cov0", _mat("cov0", cov0, d, d))
@@ -155,7 +155,7 @@ class LQSolution:
 
 
 class LQProblem:
-    """dx = (Ax + ĀEx + Bu + B̄Eu)dt + ΣdW; cost E∫(xᵀQx + ExᵀQ̄Ex + uᵀRu + EuᵀR̄Eu) + terminal (spec §C.1)."""
+    """dx = (Ax + ĀEx + Bu + B̄Eu)dt + ΣdW; cost E∫(xᵀQx + ExᵀQ̄Ex + uᵀRu + EuᵀR̄Eu) + terminal (docs/theory.md#lq-control)."""
 
     def __init__(self, A, Abar, B, Sigma, Q, Qbar, R, QT, QTbar, T, Bbar=0.0, Rbar=0.0):
         self.scalar = bool(np.ndim(A) == 0 and np.ndim(B) == 0)
@@ -200,7 +200,7 @@ class LQProblem:
         return f"LQProblem(d={self.d}, m={self.m}, T={self.T})"
 
     def solve(self) -> LQSolution:
-        """Solve both Riccati ODEs of spec §C.1 backward from T (plus ∫tr(ΣᵀPΣ) as an extra state)."""
+        """Solve both Riccati ODEs (docs/theory.md#lq-control) backward from T (plus ∫tr(ΣᵀPΣ) as an extra state)."""
         d = self.d
         A, B, Ah, Bh = self.A, self.B, self.Ahat, self.Bhat
         S = B @ np.linalg.solve(self.R, B.T)
@@ -239,7 +239,7 @@ class LQProblem:
         )
 
     def discretise(self, n_steps: int) -> dict[str, np.ndarray]:
-        """Euler coefficients with h = T/n (spec §C.1): A_d = I + hA, B_d = hB, Q_d = hQ, R_d = hR, W = hΣΣᵀ."""
+        """Euler coefficients with h = T/n (docs/theory.md#lq-discrete): A_d = I + hA, B_d = hB, Q_d = hQ, R_d = hR, W = hΣΣᵀ."""
         n = int(number("n_steps", n_steps, low=1, integer=True))
         h = self.T / n
         eye = np.eye(self.d)
@@ -258,7 +258,7 @@ class LQProblem:
         )
 
     def solve_discrete(self, n_steps: int) -> LQSolution:
-        """Exact optimum of the Euler-discretised problem by the layer-indexed recursion of spec §C.1.
+        """Exact optimum of the Euler-discretised problem by the layer-indexed recursion (docs/theory.md#lq-discrete).
 
         P(t), K(t) are piecewise constant: layer l = ⌊t/h⌋ on [lh, (l+1)h); P(T) = P_L.
         """
@@ -301,7 +301,7 @@ class LQProblem:
         )
 
     def policy_cost(self, K: Callable, Kbar: Callable, m0, cov0) -> float:
-        """Exact cost of the linear policy u = −K(t)(x − Ex) − K̄(t)Ex by the Lyapunov ODEs (spec §C.1).
+        """Exact cost of the linear policy u = −K(t)(x − Ex) − K̄(t)Ex by the Lyapunov ODEs (docs/theory.md#lq-policy-cost).
 
         dS/dt = (A−BK)S + S(A−BK)ᵀ + ΣΣᵀ, dm/dt = (Â − B̂K̄)m; J = ∫ tr((Q+KᵀRK)S) + mᵀ(Q̂+K̄ᵀR̂K̄)m + terminal.
         ``K``, ``Kbar``: callables t ↦ ``[m, d]`` (or scalars).
@@ -341,7 +341,7 @@ class LQProblem:
 
 
 def riccati_closed_form(a: float, s: float, q: float, qT: float, T: float, t):
-    """Scalar closed form of −Ṗ = 2aP − sP² + q, P(T) = qT (spec §C.1): P = (P₊ − zP₋)/(1 − z).
+    """Scalar closed form of −Ṗ = 2aP − sP² + q, P(T) = qT (docs/theory.md#riccati-closed-form): P = (P₊ − zP₋)/(1 − z).
 
     κ = √(a² + sq), P± = (a ± κ)/s, z = (qT − P₊)/(qT − P₋)·e^{−2κ(T−t)}. Needs s > 0 and a² + sq > 0.
     """
@@ -354,7 +354,7 @@ def riccati_closed_form(a: float, s: float, q: float, qT: float, T: float, t):
 # ------------------------------------------------------------------------------------------ games
 @dataclass(frozen=True)
 class GameSolution:
-    """Feedback profile u_j = −k_j(t)(x − Ex) − l_j(t)Ex of an LQ game and its costs (spec §C.2).
+    """Feedback profile u_j = −k_j(t)(x − Ex) − l_j(t)Ex of an LQ game and its costs (docs/theory.md#lq-game).
 
     ``k(t)``, ``l(t)``, ``P(t)``, ``Pi(t)``: ``[n]`` (or ``[*t.shape, n]``). For Nash, P_j/Π_j are player j's
     empathetic value coefficients; for the social optimum every entry is the team's P/Π.
@@ -382,19 +382,19 @@ class GameSolution:
         """Fluctuation gains [n]."""
         return self.game._gains(self.P(t), self.concept, self.weights)
 
-    def l(self, t):  # noqa: E743 (spec symbol l_j)
+    def l(self, t):  # noqa: E743 (the symbol l_j of docs/theory.md#lq-game)
         """Mean gains [n]."""
         return self.game._gains(self.Pi(t), self.concept, self.weights)
 
     def costs(self, m0: float, v0: float) -> np.ndarray:
-        """Material costs J_i = M_i(0)v0 + M̃_i(0)m0² + σ²∫M_i (Lyapunov ODEs of spec §C.2): ``[n]``."""
+        """Material costs J_i = M_i(0)v0 + M̃_i(0)m0² + σ²∫M_i (Lyapunov ODEs, docs/theory.md#lq-game): ``[n]``."""
         m0, v0 = float(m0), float(number("v0", v0, low=0.0))
         M, Mt = self._block(0.0, 2), self._block(0.0, 3)
         intM = self._block(0.0, 5)
         return M * v0 + Mt * m0**2 + self.game.sigma**2 * intM
 
     def empathetic_costs(self, m0: float, v0: float) -> np.ndarray:
-        """J^Λ_j = Σ_i λ_ji J_i: for Nash from the value functions P_j(0)v0 + Π_j(0)m0² + σ²∫P_j (spec §C.2)."""
+        """J^Λ_j = Σ_i λ_ji J_i: for Nash from the value functions P_j(0)v0 + Π_j(0)m0² + σ²∫P_j (docs/theory.md#lq-game)."""
         if self.concept == "nash":
             m0, v0 = float(m0), float(number("v0", v0, low=0.0))
             P, Pi, intP = self._block(0.0, 0), self._block(0.0, 1), self._block(0.0, 4)
@@ -420,7 +420,7 @@ def _vec(name: str, v, n: int | None) -> np.ndarray:
 
 
 class LQGame:
-    """n players, common scalar state dx = (ax + āEx + Σ b_i u_i)dt + σdW; player j minimises Σ_i λ_ji J_i (spec §C.2)."""
+    """n players, common scalar state dx = (ax + āEx + Σ b_i u_i)dt + σdW; player j minimises Σ_i λ_ji J_i (docs/theory.md#lq-game)."""
 
     def __init__(self, a, abar, sigma, b, q, qbar, r, qT, qTbar, T, Lambda=None):
         self.a = float(number("a", a))
@@ -458,7 +458,7 @@ class LQGame:
                 "Lambda",
                 "lambda_jj > 0 on the diagonal",
                 diag.tolist(),
-                reason="spec §A.1 remark 3: with lambda_jj <= 0 the LQ best response is unbounded or degenerate",
+                reason="docs/theory.md#self-regard: with lambda_jj <= 0 the LQ best response is unbounded or degenerate",
             )
         return L
 
@@ -505,11 +505,11 @@ class LQGame:
         return GameSolution(game=self, concept=concept, _dense=dense, n=n, weights=weights)
 
     def solve_nash(self) -> GameSolution:
-        """Feedback Nash equilibrium of the Λ-game: coupled Riccati ODEs of spec §C.2."""
+        """Feedback Nash equilibrium of the Λ-game: coupled Riccati ODEs (docs/theory.md#lq-game)."""
         return self._solve("nash", None)
 
     def solve_social(self, weights=None) -> GameSolution:
-        """Team / Pareto optimum of Σ α_i J_i (spec §C.2); ``weights`` α_i > 0, default all ones."""
+        """Team / Pareto optimum of Σ α_i J_i (docs/theory.md#lq-game); ``weights`` α_i > 0, default all ones."""
         w = np.ones(self.n) if weights is None else _vec("weights", weights, self.n)
         if np.any(w <= 0):
             raise ValidationError("weights", "alpha_i > 0 for every player", w.tolist())

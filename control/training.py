@@ -1,4 +1,4 @@
-"""``fit``: minimise a scalar cost over any module's parameters (spec §A.10, §A.11: training as control).
+"""``fit``: minimise a scalar cost over any module's parameters (docs/theory.md#training, docs/theory.md#depth-ode: training as control).
 
 Adam or L-BFGS, an optional rich progress bar, early stop when the best loss stops improving by more than
 ``tol`` (relative) over ``patience`` steps, and checkpoint/resume to one file written atomically
@@ -106,7 +106,7 @@ def fit(
     resume: bool = True,
     callback: Callable[[int, float], bool | None] | None = None,
 ) -> FitResult:
-    """Minimise ``loss_fn()`` over the parameters; returns the loss history (spec §A.10).
+    """Minimise ``loss_fn()`` over the parameters; returns the loss history (docs/theory.md#training).
 
     ``lr=None`` means 1e-2 for Adam and 1.0 for L-BFGS (strong-Wolfe line search, 10 inner iterations per
     step). With ``tol > 0`` the fit stops ("converged") once the best loss has improved by less than

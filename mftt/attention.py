@@ -1,7 +1,7 @@
-"""Attention kernels O_att (spec §A.4, §A.8): registry ``ATTENTION`` of pure functions.
+"""Attention kernels O_att (docs/theory.md#attention): registry ``ATTENTION`` of pure functions.
 
 Each kernel is ``kernel(q, k, v, *, mask=None, scale=None, **kw) -> (out, weights)`` with q, k ``[..., D, d_k]``,
-v ``[..., D, d_v]``, ``scale`` defaulting to 1/√d_k (the seed's ``K.shape ** 0.5`` fixed to d_k, spec §A.4) and
+v ``[..., D, d_v]``, ``scale`` defaulting to 1/√d_k (the seed's ``K.shape ** 0.5`` fixed to d_k, docs/theory.md#attention) and
 ``mask`` a boolean ``[D, D]`` (True = may attend, e.g. ``causal_mask(D)``). ``fast=True`` returns
 ``(out, None)`` through ``torch.nn.functional.scaled_dot_product_attention`` where the kernel has such a path;
 the plain reference path always stands beside it.
@@ -28,7 +28,7 @@ from .weights import affine, agent_chunks, blockable, gemm, weight_law
 
 
 def causal_mask(D: int, device: torch.device | str | None = None) -> Tensor:
-    """Lower-triangular boolean ``[D, D]``: token i sees tokens j ≤ i (the seed's Σ_{j≤i}, spec §A.8)."""
+    """Lower-triangular boolean ``[D, D]``: token i sees tokens j ≤ i (the seed's Σ_{j≤i}, docs/theory.md#attention)."""
     return torch.ones(D, D, dtype=torch.bool, device=device).tril()
 
 
@@ -46,7 +46,7 @@ def _softmax(s: Tensor, mask: Tensor | None) -> Tensor:
 def boltzmann(
     q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None = None, scale=None, fast=False
 ) -> tuple[Tensor, Tensor | None]:
-    """Boltzmann–Gibbs (softmax) attention, spec §A.4/§A.8."""
+    """Boltzmann–Gibbs (softmax) attention, docs/theory.md#attention."""
     if fast:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         return out, None
@@ -57,7 +57,7 @@ def boltzmann(
 def sigmoid(
     q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None = None, scale=None, fast=False
 ) -> tuple[Tensor, Tensor]:
-    """Sigmoid attention e^s/(D + e^s) = σ(s − ln D) (spec §A.8, slide 55); D = number of key tokens."""
+    """Sigmoid attention e^s/(D + e^s) = σ(s − ln D) (docs/theory.md#attention); D = number of key tokens."""
     D = k.shape[-2]
     w = torch.sigmoid(_scores(q, k, scale) - math.log(D))
     if mask is not None:
@@ -75,7 +75,7 @@ def difference(
     lam: Tensor | float = 0.5,
     fast=False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Difference attention softmax(s⁽¹⁾) − λ softmax(s⁽²⁾) (spec §A.8, slide 59); q, k ``[..., 2, D, d_k]``.
+    """Difference attention softmax(s⁽¹⁾) − λ softmax(s⁽²⁾) (docs/theory.md#attention); q, k ``[..., 2, D, d_k]``.
 
     ``lam`` is a scalar or a tensor broadcastable to the weights' rows ``[..., D, 1]`` (per query token).
     """
@@ -103,7 +103,7 @@ QKV_CHUNK_FLOATS = 1 << 19
 
 
 class MultiHeadAttention(torch.nn.Module):
-    """Multi-head self-attention whose Q, K, V, W_h (and λ) are control weight laws (spec §A.8).
+    """Multi-head self-attention whose Q, K, V, W_h (and λ) are control weight laws (docs/theory.md#attention).
 
     ũ_i = c_H Σ_h W_h Σ_j w^h_ij V_h u_j with c_H = 1/√H when ``head_scale="seed"`` (the seed's factor) and 1
     for ``"standard"``. ``forward(t, u, mu)`` reads the laws at depth time t on the normalised tokens u.

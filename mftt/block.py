@@ -1,4 +1,4 @@
-"""The transformer block as a state-feedback increment (spec §A.7, §A.8, §A.13.3).
+"""The transformer block as a state-feedback increment (docs/theory.md#block, docs/theory.md#weight-laws).
 
 Ô = (Id + O_ff∘O_nn)∘(Id + O_att∘O_nn) (pre-norm). Written as an increment G = Ô − Id:
 
@@ -6,7 +6,7 @@
 
 so one seed block is x + G(t, x), a discrete layer of step h is x + h·G(t_l, x) (forward Euler), and continuous
 depth is dx/dt = G(t, x). Every weight (Q, K, V, W_h, λ, W₁, b₁, W₂, b₂, gate) is a control law evaluated at
-depth time t on the sub-layer's normalised tokens and their mean field: θ = Θ(t, N(x_i), μ) (spec §A.13.3).
+depth time t on the sub-layer's normalised tokens and their mean field: θ = Θ(t, N(x_i), μ) (docs/theory.md#weight-laws).
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class Block(nn.Module):
         return y.add_(a), w
 
     def forward(self, t, x: Tensor) -> Tensor:
-        """The vector field G(t, x) of continuous depth (spec §A.7: x_{l+1} = x_l + h G is its Euler step)."""
+        """The vector field G(t, x) of continuous depth (docs/theory.md#block: x_{l+1} = x_l + h G is its Euler step)."""
         return self.increment(t, x)[0]
 
     def step(self, t, x: Tensor, h: float = 1.0) -> Tensor:
-        """One discrete layer x + h·G(t, x); h = 1 is the seed's Ô (spec §A.8)."""
+        """One discrete layer x + h·G(t, x); h = 1 is the seed's Ô (docs/theory.md#block)."""
         return x + h * self.increment(t, x)[0]

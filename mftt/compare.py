@@ -1,6 +1,6 @@
-"""Constant vs time vs feedback vs mean-field weights at matched parameter counts (spec §A.13.2).
+"""Constant vs time vs feedback vs mean-field weights at matched parameter counts (docs/theory.md#weight-laws).
 
-A fair comparison matches parameters (spec §A.13.2, caveats): every law gets widths (d_model, d_ff) whose
+A fair comparison matches parameters (docs/theory.md#weight-laws): every law gets widths (d_model, d_ff) whose
 parameter count is within ``tolerance`` (5 %) of a common target. The result is an ``xarray.Dataset`` of loss
 curves and test metrics per law and seed; ``attrs["ranking"]`` is the measured order by mean test MSE, and
 ``attrs["separated"]`` says whether the gaps exceed the seed spread. No winner is claimed beyond that.

@@ -1,4 +1,4 @@
-"""The consistency loop p_{k+1} = p_k + γ_k (S(G(p_k)) − p_k) (spec §A.9): generator G, summariser S.
+"""The consistency loop p_{k+1} = p_k + γ_k (S(G(p_k)) − p_k) (docs/theory.md#fixed-points): generator G, summariser S.
 
 γ = 1 is the plain loop (Picard), γ ∈ (0, 1) or ``"harmonic"`` the Krasnoselskii–Mann average. The result
 reports the residuals ‖T p_k − p_k‖, whether a fixed point was reached, the distance of every prompt to the first
@@ -44,7 +44,7 @@ def consistency_loop(
     tol: float = 1e-8,
     lipschitz_iters: int = 30,
 ) -> ConsistencyResult:
-    """Iterate T = S∘G from the prompt p0, plain (γ = 1) or KM-averaged (spec §A.9)."""
+    """Iterate T = S∘G from the prompt p0, plain (γ = 1) or KM-averaged (docs/theory.md#fixed-points)."""
     if not isinstance(p0, Tensor):
         raise ValidationError("p0", "a torch.Tensor", type(p0).__name__)
     S = summarizer if summarizer is not None else (lambda y: y)

@@ -1,4 +1,4 @@
-"""Self-attention dynamics on the sphere: tokens as interacting particles (spec §C.3, Geshkovski et al.).
+"""Self-attention dynamics on the sphere: tokens as interacting particles (docs/theory.md#sphere).
 
 ẋ_i = P⊥_{x_i}( Σ_j w_ij V x_j ),  w_ij = e^{β⟨Qx_i, Kx_j⟩}/Z_i  (SA)  or  e^{β⟨Qx_i, Kx_j⟩}/n  (USA),
 with P⊥_x y = y − ⟨x, y⟩x. Depth is time; the sphere models layer normalisation. The energy
@@ -28,7 +28,7 @@ def self_attention_field(
     K: Tensor | None = None,
     V: Tensor | None = None,
 ):
-    """The vector field f(t, x) of (SA)/(USA) for x ``[..., n, d]`` (spec §C.3)."""
+    """The vector field f(t, x) of (SA)/(USA) for x ``[..., n, d]`` (docs/theory.md#sphere)."""
     beta = float(number("beta", beta))
     choice("variant", variant, VARIANTS)
 

@@ -1,9 +1,9 @@
-"""Feed-forward blocks O_ff (spec §A.7, §A.8): two-layer FFN and mixture of experts, weights from control laws.
+"""Feed-forward blocks O_ff (docs/theory.md#block): two-layer FFN and mixture of experts, weights from control laws.
 
-* ``mlp``  FF(x) = W₂ r(W₁x + b₁) + b₂ (spec §A.7).
+* ``mlp``  FF(x) = W₂ r(W₁x + b₁) + b₂ (docs/theory.md#block).
 * ``moe``  E experts plus one always-active shared expert E+1; token i keeps the top-k of the gate logits
   (W̃₃x + b̃₃) over the E routed experts, E_i, and mixes ỹ = Σ_{e ∈ E_i ∪ {E+1}} η_e ỹ_e with
-  η = softmax over E_i ∪ {E+1}, so the gates sum to 1 (spec §A.8, slides 56–58). Experts are evaluated densely
+  η = softmax over E_i ∪ {E+1}, so the gates sum to 1 (docs/theory.md#block). Experts are evaluated densely
   (one batched matmul for all E+1) and masked: simple and loop-free at the sizes this platform uses.
 """
 
@@ -37,7 +37,7 @@ def _activation(name: str) -> Callable[[Tensor], Tensor]:
 
 
 class FeedForward(nn.Module):
-    """Two-layer FFN W₂ r(W₁x + b₁) + b₂ with every weight a law θ(t, x_i, μ) (spec §A.7)."""
+    """Two-layer FFN W₂ r(W₁x + b₁) + b₂ with every weight a law θ(t, x_i, μ) (docs/theory.md#block)."""
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class FeedForward(nn.Module):
 
 
 class MixtureOfExperts(nn.Module):
-    """E routed experts + 1 shared expert, top-k gate, gates summing to 1 (spec §A.8 MoE transformers)."""
+    """E routed experts + 1 shared expert, top-k gate, gates summing to 1 (docs/theory.md#block)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Forecast, backcast and nowcast on windows of a multivariate series (spec §A.12), trained with ``control.fit``.
+"""Forecast, backcast and nowcast on windows of a multivariate series (docs/theory.md#forecasting), trained with ``control.fit``.
 
 For a window of ``context`` steps starting at s (tokens = time steps, features = channels + 2 position
 features), the target is

@@ -1,11 +1,11 @@
-"""The mean-field-type transformer: config and model, discrete or continuous depth (spec §A.7, §A.8, §A.11, §A.13).
+"""The mean-field-type transformer: config and model, discrete or continuous depth (docs/theory.md#block, docs/theory.md#depth-ode, docs/theory.md#weight-laws).
 
 Depth is time t ∈ [0, T]; the weights are controls θ(t, x_i, μ_t) given by ``control`` laws (one set of laws for
 the whole depth: ``constant`` = weights shared across layers, ``time`` = open-loop per-layer weights,
-``feedback``/``meanfield`` = state / mean-field feedback weights, spec §A.13.2).
+``feedback``/``meanfield`` = state / mean-field feedback weights, docs/theory.md#weight-laws).
 
 * discrete: L = ``depth`` layers x_{l+1} = x_l + h G(t_l, x_l), h = T/L, t_l = l h (forward Euler of the field;
-  with T = L every layer is exactly the seed's block Ô of spec §A.8);
+  with T = L every layer is exactly the seed's block Ô, docs/theory.md#block);
 * continuous: dx/dt = G(t, x) solved by ``control.solve`` on the grid t_k = kT/L (adjoint optional).
 """
 
@@ -63,7 +63,7 @@ class MFTTConfig:
     d_in: int | None = None
     d_out: int | None = None
     activation: str = "relu"
-    head_scale: str = "standard"  # "seed": the seed's 1/√H factor on the head sum (spec §A.8)
+    head_scale: str = "standard"  # "seed": 1/√H on the head sum (docs/theory.md#block)
     rtol: float = 1e-6
     atol: float = 1e-8
 
@@ -110,7 +110,7 @@ class MFTTConfig:
         self._check_size()
 
     def _check_size(self) -> None:
-        """Refuse a transformer whose weights cannot fit the memory budget, before allocating (issue 8)."""
+        """Refuse a transformer whose weights cannot fit the memory budget, before allocating."""
         from control.limits import check_size
 
         number("depth", self.depth, low=1, high=100_000, integer=True)
@@ -152,7 +152,7 @@ class _Field(nn.Module):
 
 
 class MeanFieldTypeTransformer(nn.Module):
-    """Tokens ``[..., D, d_in]`` → ``[..., D, d_out]`` through law-weighted blocks (spec §A.8, §A.13).
+    """Tokens ``[..., D, d_in]`` → ``[..., D, d_out]`` through law-weighted blocks (docs/theory.md#block, docs/theory.md#weight-laws).
 
     ``batch=(A,)`` stacks A agents' independent weights; the input is then ``[..., A, D, d_in]``.
     """

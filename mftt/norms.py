@@ -1,4 +1,4 @@
-"""Token normalisations O_nn (spec §A.5, §A.6): registry ``NORMS[name](d, **kw)``.
+"""Token normalisations O_nn (docs/theory.md#norms): registry ``NORMS[name](d, **kw)``.
 
 ``batch``, ``layer`` and ``rms`` follow the seed code with its defects fixed (β starts at zero, ``super()``,
 no shape change on 2-D input). ``center`` is LayerNorm without affine part. ``rmse``, ``ermse``, ``soft`` and
@@ -64,7 +64,7 @@ class BatchNorm(_Affine):
 
 
 class LayerNorm(_Affine):
-    """Seed LayerNorm (spec §A.5): per-token mean/variance over features, affine γ, β (β = 0 at init)."""
+    """Seed LayerNorm (docs/theory.md#norms): per-token mean/variance over features, affine γ, β (β = 0 at init)."""
 
     def __init__(self, d: int, *, eps: float = 1e-5, batch: Sequence[int] = (), **kw):
         super().__init__(d, beta=True, batch=batch, **kw)
@@ -76,7 +76,7 @@ class LayerNorm(_Affine):
 
 
 class RMSNorm(_Affine):
-    """Seed RMSNorm (spec §A.5): γ·x/√(mean(x²)+ε)."""
+    """Seed RMSNorm (docs/theory.md#norms): γ·x/√(mean(x²)+ε)."""
 
     def __init__(self, d: int, *, eps: float = 1e-5, batch: Sequence[int] = (), **kw):
         super().__init__(d, beta=False, batch=batch, **kw)
@@ -87,7 +87,7 @@ class RMSNorm(_Affine):
 
 
 class _Tokenwise(nn.Module):
-    """A parameter-free token-wise map (spec §A.6); ``batch`` is accepted and ignored (nothing to stack)."""
+    """A parameter-free token-wise map (docs/theory.md#norms); ``batch`` is accepted and ignored (nothing to stack)."""
 
     causal_safe = True
     lipschitz: float = math.inf
@@ -104,7 +104,7 @@ class _Tokenwise(nn.Module):
 
 
 class CenterNorm(_Tokenwise):
-    """√d (x − x̄1)/√(ε + ‖x − x̄1‖²): LayerNorm without affine part (spec §A.6 row 1); loses the mean."""
+    """√d (x − x̄1)/√(ε + ‖x − x̄1‖²): LayerNorm without affine part (docs/theory.md#norms); loses the mean."""
 
     def __init__(self, d: int, *, eps: float = 1e-5, **kw):
         super().__init__(d, eps=eps, **kw)
@@ -115,7 +115,7 @@ class CenterNorm(_Tokenwise):
 
 
 class RMSeNorm(_Tokenwise):
-    """y = x/√(ε + ‖x‖²): bijection onto the open unit ball, Lipschitz 1/√ε (spec §A.6 row 3)."""
+    """y = x/√(ε + ‖x‖²): bijection onto the open unit ball, Lipschitz 1/√ε (docs/theory.md#norms)."""
 
     def __init__(self, d: int, *, eps: float = 1.0, **kw):
         super().__init__(d, eps=eps, **kw)
@@ -129,7 +129,7 @@ class RMSeNorm(_Tokenwise):
 
 
 class ERMSNorm(_Tokenwise):
-    """y = x/(ε + ‖x‖): bijection onto the open unit ball, Lipschitz 1/ε (spec §A.6 row 4, reading as there)."""
+    """y = x/(ε + ‖x‖): bijection onto the open unit ball, Lipschitz 1/ε (docs/theory.md#norms)."""
 
     def __init__(self, d: int, *, eps: float = 1.0, **kw):
         super().__init__(d, eps=eps, **kw)
@@ -143,7 +143,7 @@ class ERMSNorm(_Tokenwise):
 
 
 class SoftNorm(ERMSNorm):
-    """y = x/(1 + ‖x‖): the seed transformers' normalisation (spec §A.6, §A.8); 1-Lipschitz, inverse y/(1−‖y‖)."""
+    """y = x/(1 + ‖x‖): the seed transformers' normalisation (docs/theory.md#norms, docs/theory.md#block); 1-Lipschitz, inverse y/(1−‖y‖)."""
 
     def __init__(self, d: int, **kw):
         kw.pop("eps", None)
@@ -151,7 +151,7 @@ class SoftNorm(ERMSNorm):
 
 
 class CapsuleNorm(_Tokenwise):
-    """Squash y = ‖x‖²/(1+‖x‖²)·x/‖x‖ = ‖x‖x/(1+‖x‖²): onto the open unit ball, Lipschitz 3√3/8 (spec §A.6)."""
+    """Squash y = ‖x‖²/(1+‖x‖²)·x/‖x‖ = ‖x‖x/(1+‖x‖²): onto the open unit ball, Lipschitz 3√3/8 (docs/theory.md#norms)."""
 
     lipschitz = 3 * math.sqrt(3) / 8
 

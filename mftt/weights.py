@@ -1,4 +1,4 @@
-"""Transformer weights as control laws θ(t, x_i, μ) (spec §A.7, §A.13.3): build them and apply them per token.
+"""Transformer weights as control laws θ(t, x_i, μ) (docs/theory.md#block, docs/theory.md#weight-laws): build them and apply them per token.
 
 A per-particle law returns one matrix per token ``[..., D, a, b]``; a shared one ``[..., 1, a, b]``. Both are
 applied by one broadcast matmul, never by a loop over tokens. ``agent_chunks`` cuts a stack of A agents into

@@ -1,4 +1,4 @@
-"""Solution concepts, by name: one entry point ``solve(game, concept, Lambda)`` for every game (spec §A.2)."""
+"""Solution concepts, by name: one entry point ``solve(game, concept, Lambda)`` for every game (docs/theory.md#patterns)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared machinery of the concepts: own-gradients of the Λ-costs and simultaneous gradient play (spec §A.1, §A.10)."""
+"""Shared machinery of the concepts: own-gradients of the Λ-costs and simultaneous gradient play (docs/theory.md#empathy, docs/theory.md#training)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Two-player zero-sum saddle point min_u max_v L: quasi-Newton on the saddle field, or extragradient (spec §C.4, §C.5).
+"""Two-player zero-sum saddle point min_u max_v L: quasi-Newton on the saddle field, or extragradient (docs/theory.md#static-games, docs/theory.md#hinf).
 
 ``method="auto"`` (default) takes ``newton`` on unconstrained games with few parameters (the linear policies of
 the differential games: the time-law gains are badly scaled and coupled, so first-order play needs thousands of
@@ -66,7 +66,7 @@ def solve_minimax(
     require_self_regard(
         Lambda, range(2),
         "minimax needs each player to minimise its own convex(-concave) cost: lambda_jj <= 0 "
-        "turns the minimiser into a maximiser of its own cost (spec A.1 remark 3)",
+        "turns the minimiser into a maximiser of its own cost (docs/theory.md#self-regard)",
     )  # fmt: skip
     with torch.no_grad():
         _, E = lambda_costs(game, Lambda)

@@ -1,4 +1,4 @@
-"""Nash equilibrium of the Λ-game (spec §A.1–A.2; team, Berge, spite are Λ choices).
+"""Nash equilibrium of the Λ-game (docs/theory.md#empathy, docs/theory.md#patterns; team, Berge, spite are Λ choices).
 
 Every game: simultaneous gradient play (``method`` gradient / extragradient / optimistic). Finite games
 (``MatrixGame``): an exact equilibrium by default (``method="exact"``, ``agents.finite``: support
@@ -44,7 +44,7 @@ def solve_nash(
     (gradient/extragradient/optimistic). ``"fictitious_play"``/``"logit"`` (finite games) report the time
     average as the profile and the last iterate in ``info``. Games whose own costs are convex in
     unbounded decisions (``game.convex_own_cost``) refuse λ_jj ≤ 0: such an agent would maximise its own
-    convex cost (spec §A.1 remark 3). ``polish_rounds`` > 0 (differential games' default) follows gradient
+    convex cost (docs/theory.md#self-regard). ``polish_rounds`` > 0 (differential games' default) follows gradient
     play with rounds of own-class best responses (``_play.polish``) until no agent gains.
     """
     if isinstance(game, MatrixGame):
@@ -65,7 +65,7 @@ def solve_nash(
             range(game.n_agents),
             "nash in this game needs a convex own cost: with lambda_jj <= 0 the agent maximises "
             "its own convex cost over an unbounded action, so the best response is ill posed "
-            "(spec A.1 remark 3)",
+            "(docs/theory.md#self-regard)",
         )
     status, it, res, hist = gradient_play(
         game, Lambda, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,

@@ -1,4 +1,4 @@
-"""Stackelberg equilibrium: the leader optimises through the followers' best response (spec §A.2, §C.4).
+"""Stackelberg equilibrium: the leader optimises through the followers' best response (docs/theory.md#patterns, docs/theory.md#static-games).
 
 Two ways to differentiate through BR(θ_l):
 
@@ -114,7 +114,7 @@ def solve_stackelberg(
     """Leader ``leader`` descends E_l(θ_l, BR(θ_l)); the others (followers) play Nash among themselves.
 
     Followers must have λ_jj > 0 (and the leader too when ``game.convex_own_cost``): their best
-    response is found by minimising their own convex cost (spec §A.1 remark 3).
+    response is found by minimising their own convex cost (docs/theory.md#self-regard).
     """
     n = game.n_agents
     if n < 2:
@@ -129,7 +129,7 @@ def solve_stackelberg(
     require_self_regard(
         Lambda, sorted(need),
         "stackelberg needs a convex own cost: the follower's best response is found by minimising "
-        "lambda_jj L_j + ..., which is ill posed for lambda_jj <= 0 (spec A.1 remark 3)",
+        "lambda_jj L_j + ..., which is ill posed for lambda_jj <= 0 (docs/theory.md#self-regard)",
     )  # fmt: skip
     # Followers first reach their best response to the initial leader action.
     gradient_play(game, Lambda, followers, steps=max(inner_steps, 200), lr=ilr, tol=tol)

@@ -1,4 +1,4 @@
-"""Quadratic static games L_i(u) = ½ uᵀA_i u + b_iᵀu + c_i with exact Λ-Nash and Stackelberg references (spec §C.4).
+"""Quadratic static games L_i(u) = ½ uᵀA_i u + b_iᵀu + c_i with exact Λ-Nash and Stackelberg references (docs/theory.md#static-games).
 
 Cournot (linear demand), Stackelberg duopoly and the Berge mutual-support game are all of this form, so
 one linear solve gives every closed form: agent j's first-order condition for min_{u_j} Σ_i λ_ji L_i is

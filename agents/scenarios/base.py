@@ -24,7 +24,7 @@ def get_scenario(name: str) -> type[Scenario]:
 
 
 def _check_param(field: str, value: Any, default: Any) -> None:
-    """A parameter has the kind of its default: flag, name, integer, finite number(s) (issue 8)."""
+    """A parameter has the kind of its default: flag, name, integer, finite number(s)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValidationError(field, "true or false", value)
@@ -54,13 +54,17 @@ class Scenario:
     # cells differing only in seed and Λ may be solved as one ODE (agents.fusion): a DifferentialGame whose
     # dynamics and costs depend on the scenario's parameters only, not on the seed or Λ
     fusable: ClassVar[bool] = False
+    # population scenarios (agents.population): ``n_agents`` counts the agents of each population and the
+    # players (Λ's rows) are the populations
+    population: ClassVar[bool] = False
 
     def __init__(self, n_agents: int | None = None, **params: Any):
         n = self.n_agents if n_agents is None else n_agents
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValidationError(f"{self.name}.n_agents", "a positive integer", n_agents)
         self.n = int(n)
-        check_size(f"{self.name}.n_agents", (self.n, self.n), copies=4)  # Λ and n×n tables
+        if not self.population:
+            check_size(f"{self.name}.n_agents", (self.n, self.n), copies=4)  # Λ and n×n tables
         for k, v in params.items():
             if k not in self.defaults:
                 allowed = ", ".join(sorted(self.defaults)) or "none"
@@ -71,6 +75,11 @@ class Scenario:
                 )
             _check_param(f"{self.name}.{k}", v, self.defaults[k])
         self.params = {**self.defaults, **params}
+
+    @property
+    def n_players(self) -> int:
+        """The players of the game (Λ is n_players × n_players): the agents, or the populations."""
+        return self.n
 
     def game(
         self,

@@ -1,4 +1,4 @@
-"""``berge``: mutual support — each agent's effort meets the others' needs (spec §A.2 Berge row, §A.1).
+"""``berge``: mutual support — each agent's effort meets the others' needs (docs/theory.md#patterns, docs/theory.md#empathy).
 
 Agent i pays ½ r u_i² for its effort and ½ s_i² for its unmet need s_i = need − h·Σ_{j≠i} u_j/(n−1): only
 the others can help i. Selfish agents do nothing (u = 0); Berge agents (λ_jj = 0, λ_ji = 1/(n−1)) meet the

@@ -1,4 +1,4 @@
-"""``commons``: harvesters share a renewable resource whose growth depends on the mean stock (spec §A.2).
+"""``commons``: harvesters share a renewable resource whose growth depends on the mean stock (docs/theory.md#patterns).
 
 The stock is a population of particles s (patches, or the uncertain stock) with mean-field logistic growth
 ds/dt = g s (1 − E s / K) − (Σ_j e_j) s, where e_j ∈ [0, e_max] is harvester j's effort. Harvester j earns

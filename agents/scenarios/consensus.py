@@ -1,4 +1,4 @@
-"""``consensus``: agents agree on a point (or hold a formation) at least energy, coupled through their mean (spec §A.2).
+"""``consensus``: agents agree on a point (or hold a formation) at least energy, coupled through their mean (docs/theory.md#patterns).
 
 Agent j moves its own position, ẋ_j = u_j ∈ ℝ^d, and pays
 L_j = ∫ (q |e_j|² + r |u_j|²) dt + q_T |e_j(T)|²,  e_j = (x_j − ξ_j) − mean_i (x_i − ξ_i),

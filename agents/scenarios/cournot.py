@@ -1,4 +1,4 @@
-"""``cournot``: n firms set quantities under linear demand p = α − βΣq; empathy moves competition to collusion (spec §C.4).
+"""``cournot``: n firms set quantities under linear demand p = α − βΣq; empathy moves competition to collusion (docs/theory.md#static-games).
 
 Firm i's cost is L_i = −(p − c_i) q_i. With symmetric empathy λ the Λ-Nash quantity is q = (α−c)/(β(3+λ)):
 λ = 0 Cournot, λ = 1 monopoly total, λ = −1 competitive (price = c). Policies: ``direct`` (the quantity is
@@ -33,7 +33,7 @@ def cournot_quadratic(alpha: float, beta: float, c: np.ndarray) -> tuple[np.ndar
 
 
 class CournotMFTTGame(Game):
-    """Firms whose MFTT maps a market's (price, total quantity) history window to a quantity (spec §B.1).
+    """Firms whose MFTT maps a market's (price, total quantity) history window to a quantity (docs/theory.md#mean-field).
 
     ``markets`` parallel markets with intercepts α_m = α(1 + spread·z_m); costs are averaged over markets.
     The read-out is scaled down (``OUT_SCALE``) so that Adam at the scenario's lr moves quantities gently.
@@ -121,7 +121,7 @@ class CournotMFTTGame(Game):
 
 @register
 class Cournot(Scenario):
-    """Quantity competition with linear inverse demand; closed-form Λ-Nash for any Λ (spec §C.4)."""
+    """Quantity competition with linear inverse demand; closed-form Λ-Nash for any Λ (docs/theory.md#static-games)."""
 
     name = "cournot"
     description = (

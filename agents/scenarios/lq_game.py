@@ -1,4 +1,4 @@
-"""``lq_game``: N players steer a common scalar state; exact coupled-Riccati reference for any Λ (spec §C.2)."""
+"""``lq_game``: N players steer a common scalar state; exact coupled-Riccati reference for any Λ (docs/theory.md#lq-game)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class LQGameScenario(Scenario):
 
     name = "lq_game"
     description = (
-        "N players steer one common scalar state at quadratic cost (mean-field-type LQ game, spec §C.2); "
+        "N players steer one common scalar state at quadratic cost (mean-field-type LQ game, docs/theory.md#lq-game); "
         "the coupled-Riccati feedback equilibrium of the Λ-game is the exact reference."
     )
     n_agents = 2
@@ -47,7 +47,7 @@ class LQGameScenario(Scenario):
         "spiteful": "players gain when the others pay: less effort, higher total cost",
         "coopetitive": "help your group, hurt the other group",
         "zero_sum": "λ_ji = −1/(n−1): the others' costs count against mine (may have no equilibrium)",
-        "berge": "λ_jj = 0: refused (the LQ best response is unbounded, spec §A.1 remark 3)",
+        "berge": "λ_jj = 0: refused (the LQ best response is unbounded, docs/theory.md#self-regard)",
     }
     default_concept = "nash"
     fusable = True
@@ -57,7 +57,7 @@ class LQGameScenario(Scenario):
     default_lr = 0.1
 
     def coefficients(self) -> dict:
-        """The LQ coefficients, one entry per player where the spec has one."""
+        """The LQ coefficients, one entry per player where the game has one."""
         p, n = self.params, self.n
         out = {k: float(p[k]) for k in ("a", "abar", "T", "m0", "v0")}
         for k in ("b", "q", "qbar", "r", "qT", "qTbar"):

@@ -1,7 +1,7 @@
 """``matrix``: finite games in mixed strategies — prisoner's dilemma, matching pennies, stag hunt, or any payoff tensor.
 
 The empathetic prisoner's dilemma U_i = u_i + λu_j changes its pure-equilibrium set exactly at
-λ_CC = (T−R)/(R−S) and λ_DD = (P−S)/(T−P) (spec §C.4); matching pennies has the unique mixed NE (½, ½).
+λ_CC = (T−R)/(R−S) and λ_DD = (P−S)/(T−P) (docs/theory.md#static-games); matching pennies has the unique mixed NE (½, ½).
 The reference is the exact equilibrium computed by ``agents.finite`` (support enumeration, Lemke–Howson).
 """
 
@@ -21,13 +21,13 @@ GAMES = ("prisoners_dilemma", "matching_pennies", "stag_hunt", "custom")
 
 
 def prisoners_dilemma(T: float = 5.0, R: float = 3.0, P: float = 1.0, S: float = 0.0) -> np.ndarray:
-    """Payoffs [2, 2, 2] with actions (C, D): u(C,C)=R, u(C,D)=S, u(D,C)=T, u(D,D)=P (spec §C.4)."""
+    """Payoffs [2, 2, 2] with actions (C, D): u(C,C)=R, u(C,D)=S, u(D,C)=T, u(D,D)=P (docs/theory.md#static-games)."""
     u = np.array([[R, S], [T, P]], dtype=float)
     return np.stack([u, u.T])
 
 
 def matching_pennies() -> np.ndarray:
-    """Payoffs [2, 2, 2]: A = [[1, −1], [−1, 1]] for the row player, B = −A (spec §C.4)."""
+    """Payoffs [2, 2, 2]: A = [[1, −1], [−1, 1]] for the row player, B = −A (docs/theory.md#static-games)."""
     A = np.array([[1.0, -1.0], [-1.0, 1.0]])
     return np.stack([A, -A])
 
@@ -114,7 +114,7 @@ class Matrix(Scenario):
         )  # fmt: skip
 
     def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
-        """Material costs −u at the exact Λ-equilibrium (spec §C.4) that the default ``nash`` solver selects
+        """Material costs −u at the exact Λ-equilibrium (docs/theory.md#static-games) that the default ``nash`` solver selects
         (``agents.finite.nash_equilibria``: the largest total material payoff when there are several)."""
         u = self.payoffs()
         eq = nash_equilibria(u, np.asarray(Lambda, dtype=float))

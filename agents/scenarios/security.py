@@ -1,4 +1,4 @@
-"""``security``: an attacker disturbs a state that a defender MI stabilises: the H∞ game of spec §C.5.
+"""``security``: an attacker disturbs a state that a defender MI stabilises: the H∞ game of docs/theory.md#hinf.
 
 A population of states x (particles, mean m0, variance v0) follows dx/dt = a x + ā Ex + b u + w: the defender's
 policy sets u, the attacker's policy injects the disturbance w, both from the state. Costs are zero-sum: the
@@ -42,7 +42,7 @@ class SecurityScenario(Scenario):
     name = "security"
     description = (
         "An attacker injects a disturbance w into the state that a defender MI stabilises (H∞ disturbance "
-        "attenuation, spec §C.5): the defender minimises E∫(q x² + r u² − γ² w²) + q_T x_T², the attacker "
+        "attenuation, docs/theory.md#hinf): the defender minimises E∫(q x² + r u² − γ² w²) + q_T x_T², the attacker "
         "maximises it; the game-Riccati saddle is the exact reference when γ > γ*(T); for γ ≤ γ* no saddle "
         "exists (the attack pays without bound) and the cell says so. Variant attack='observation': a "
         "bounded (|δ| ≤ delta_max) corruption of the defender's observation, no closed form."
@@ -91,7 +91,7 @@ class SecurityScenario(Scenario):
         return c if c > 0 and np.allclose(v, [c, -c], rtol=1e-12, atol=1e-12) else None
 
     def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
-        """Material costs (V, −V) at the game-Riccati saddle (spec §C.5), V = P(0)v0 + Π(0)m0²; None if no saddle,
+        """Material costs (V, −V) at the game-Riccati saddle (docs/theory.md#hinf), V = P(0)v0 + Π(0)m0²; None if no saddle,
         for the observation variant, or for a Λ that is not a positive multiple of the zero-sum game."""
         if self.params["attack"] != "dynamics" or self._saddle_scale(Lambda) is None:
             return None

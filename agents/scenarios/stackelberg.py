@@ -1,4 +1,4 @@
-"""``stackelberg``: a leader commits first, followers best-respond (spec §A.2, §C.4).
+"""``stackelberg``: a leader commits first, followers best-respond (docs/theory.md#patterns, docs/theory.md#static-games).
 
 ``leader="firm"``: Stackelberg quantity leadership; the duopoly closed form is q_1 = (α−2c_1+c_2)/(2β),
 q_2 = (α+2c_1−3c_2)/(4β). ``leader="regulator"``: a regulator sets a per-unit tax τ (a subsidy if τ < 0)

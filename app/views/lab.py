@@ -1,4 +1,4 @@
-"""Transformer lab: tokens moving over depth (spec §C.3), an MFTT's own token flow, consistency residuals, norm maps."""
+"""Transformer lab: tokens moving over depth (docs/theory.md#sphere), an MFTT's own token flow, consistency residuals, norm maps."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ tab_sphere, tab_mftt, tab_loop, tab_norm = st.tabs(
 
 with tab_sphere:
     st.markdown(
-        "Self-attention dynamics on the sphere (spec §C.3): "
+        "Self-attention dynamics on the sphere (docs/theory.md#sphere): "
         "ẋᵢ = P⊥ₓᵢ(Σⱼ wᵢⱼ xⱼ) with wᵢⱼ ∝ e^{β⟨xᵢ,xⱼ⟩} (SA) or e^{β⟨xᵢ,xⱼ⟩}/n (USA). "
         "For d ≥ 3 almost every start collapses to one cluster; the energy E_β never decreases."
     )
@@ -106,7 +106,7 @@ with tab_loop:
 
 with tab_norm:
     st.markdown(
-        "Each normalisation of spec §A.6 drawn as a map of the plane: grid lines of ℝ² (left) and their "
+        "Each normalisation of docs/theory.md#norms drawn as a map of the plane: grid lines of ℝ² (left) and their "
         "images (right). The ball norms (rmse, ermse, soft = x/(1+‖x‖), capsule) map ℝ² into the open unit ball."
     )
     ball = list(getattr(mftt, "BALL_NORMS", ())) or list(mftt.NORMS)
