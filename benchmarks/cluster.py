@@ -1,4 +1,4 @@
-"""Issue 17: a Ray cluster rehearsed on loopback, and what the driver costs.
+"""A Ray cluster rehearsed on loopback, and what the driver costs.
 
 ``LoopbackCluster`` starts a real multi-node Ray cluster on 127.0.0.1 (one ``ray start --block`` process per
 node, own temp dir, free ports, every socket on loopback) whose Python cannot import this checkout: it is a

@@ -1,4 +1,4 @@
-"""Issue 17: the GPU check — what runs on CUDA, and how close the MFTT field gets to the card's matmul rate.
+"""The GPU check — what runs on CUDA, and how close the MFTT field gets to the card's matmul rate.
 
 One script for a lent GPU machine (about 6 minutes on an H100), from a fresh checkout:
 

@@ -1,4 +1,4 @@
-"""The benchmark suite (issue 7): ``python -m benchmarks.run [--quick] [--only ITEM,...] [--device cuda]``.
+"""The benchmark suite: ``python -m benchmarks.run [--quick] [--only ITEM,...] [--device cuda]``.
 
 Runs the items, prints one rich table per item and the targets, writes ``benchmarks/results.json`` and (full
 runs) appends the run to ``benchmarks/RESULTS.md``. Every ratio is measured in this process, next to its
@@ -30,7 +30,7 @@ ITEMS: dict[str, Callable[..., dict]] = {
     "gradients": gradients.run,
     "sweep": sweep.run,
     "end_to_end": end_to_end.run,
-    "cluster": cluster.run,  # issue 17: driver RSS over 5,000 cells, 2-node vs 1-node (loopback)
+    "cluster": cluster.run,  # driver RSS over 5,000 cells, 2-node vs 1-node (loopback)
 }
 CUDA_ITEMS = ("roofline", "field", "solvers", "gradients")
 # Ray start-up and the demo take minutes on a loaded 2-core machine: --quick runs them only when named

@@ -1,4 +1,4 @@
-"""Tokens clustering over depth under self-attention on the sphere (spec §C.3): writes a PNG.
+"""Tokens clustering over depth under self-attention on the sphere (docs/theory.md#sphere): writes a PNG.
 
 Tokens on S² follow ẋ_i = P⊥_{x_i}(Σ_j softmax_j(β⟨x_i, x_j⟩) x_j); the energy E_β rises and the tokens merge.
 """

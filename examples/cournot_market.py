@@ -1,4 +1,4 @@
-"""Cournot market: learned quantities as symmetric empathy λ moves firms from rivalry to collusion (spec §C.4).
+"""Cournot market: learned quantities as symmetric empathy λ moves firms from rivalry to collusion (docs/theory.md#static-games).
 
 Prints, for each λ, the learned Λ-Nash quantity next to the closed form q = (α−c)/(β(3+λ)), the price,
 the profits and the exploitability. ``--mftt`` adds firms whose quantity comes from a small mean-field-type

@@ -1,4 +1,4 @@
-"""Empathetic prisoner's dilemma: how the equilibria move as empathy λ sweeps (spec §C.4).
+"""Empathetic prisoner's dilemma: how the equilibria move as empathy λ sweeps (docs/theory.md#static-games).
 
 U_i = u_i + λ u_j. Pure equilibria are enumerated exactly; learned gradient play is started near each
 pure profile and its end points are recorded. The thresholds λ_CC = (T−R)/(R−S), λ_DD = (P−S)/(T−P)

@@ -1,4 +1,4 @@
-"""Constant vs feedback weights on a forecasting task at matched parameter counts (spec §A.12, §A.13.2).
+"""Constant vs feedback weights on a forecasting task at matched parameter counts (docs/theory.md#forecasting, docs/theory.md#weight-laws).
 
 Prints the comparison table (parameters, widths, test MSE/MAE per law, persistence baseline) and writes
 results/forecast_constant_vs_feedback.png with the loss curves. The ranking printed is what was measured on

@@ -1,4 +1,4 @@
-"""N-player LQ mean-field-type game: learned linear-feedback agents vs the coupled-Riccati equilibrium (spec §C.2).
+"""N-player LQ mean-field-type game: learned linear-feedback agents vs the coupled-Riccati equilibrium (docs/theory.md#lq-game).
 
 Two players steer one common state. For each empathy matrix Λ (selfish Nash, partial altruism, team), every agent
 learns a time-varying feedback u_j = −k_j(t)(x − Ex) − l_j(t)Ex (the ``time`` weight law) by simultaneous gradient

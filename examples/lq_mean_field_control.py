@@ -1,4 +1,4 @@
-"""LQ mean-field-type control: the exact Riccati solution vs four learned weight laws (spec §C.1, §B.1).
+"""LQ mean-field-type control: the exact Riccati solution vs four learned weight laws (docs/theory.md#lq-control, docs/theory.md#mean-field).
 
 A population of particles follows dx = (ax + āEx + bu)dt + σdW and pays E∫(qx² + q̄(Ex)² + ru²) + terminal.
 The control is u_i = −(θ₁ x_i + θ₀) with θ = law(t, x_i, μ). The optimum u* = −K(t)(x − Ex) − K̄(t)Ex needs the

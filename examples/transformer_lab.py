@@ -1,4 +1,4 @@
-"""Every attention kernel, norm and weight law on one input: a table of outputs and costs (spec §A.6–§A.8).
+"""Every attention kernel, norm and weight law on one input: a table of outputs and costs (docs/theory.md#norms, docs/theory.md#attention, docs/theory.md#block).
 
 For each combination the same tokens go through a 2-layer mean-field-type transformer; the table lists the
 output norm, the parameter count, the FLOPs per forward and the wall time.

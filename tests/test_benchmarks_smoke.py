@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark suite (issue 7): ``python -m benchmarks.run --quick`` on tiny sizes, checking
+"""Smoke test of the benchmark suite: ``python -m benchmarks.run --quick`` on tiny sizes, checking
 that the figures it reports are consistent (not their speed: timings are machine- and load-dependent)."""
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("control", "mftt", "agents", "app")
-CODE = sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+# the packages, the examples and the benchmarks (tests may quote what they check against)
+FOLDERS = ("control", "mftt", "agents", "app", "examples", "benchmarks")
+CODE = sorted(p for folder in FOLDERS for p in (ROOT / folder).rglob("*.py"))
 
 # "spec §A.1", "spec A.1 remark 3", "(spec: architecture.md)", "issue 8", "issue #8"
 EXTERNAL = re.compile(

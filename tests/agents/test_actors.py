@@ -1,4 +1,4 @@
-"""Per-agent Ray actors (seed slide 18): the same seed gives the same equilibrium as the in-process solver."""
+"""Per-agent Ray actors: the same seed gives the same equilibrium as the in-process solver."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def test_unbounded_best_response_is_inf():
 
 
 def _riccati_best_response(sc, L, k, ell, j) -> float:
-    """Agent j's exact best-response Λ-cost against constant gains (k_i, l_i) of the others (spec §C.1)."""
+    """Agent j's exact best-response Λ-cost against constant gains (k_i, l_i) of the others (docs/theory.md#lq-control)."""
     c = sc.coefficients()
     n = sc.n
     lam = L[j]
@@ -152,7 +152,7 @@ def test_perturbed_profiles_are_never_ok():
 
 
 def _effective(sc, L, k, ell, j):
-    """Agent j's single-agent LQ problem with the others' constant gains frozen (spec §C.2)."""
+    """Agent j's single-agent LQ problem with the others' constant gains frozen (docs/theory.md#lq-game)."""
     from control.riccati import LQProblem
 
     c = sc.coefficients()

@@ -1,4 +1,4 @@
-"""Solution concepts: Stackelberg duopoly, zero-sum saddle and the uv growth factors (spec §C.4), registry errors."""
+"""Solution concepts: Stackelberg duopoly, zero-sum saddle and the uv growth factors (docs/theory.md#static-games), registry errors."""
 
 import math
 
@@ -104,7 +104,7 @@ def test_equilibrium_record():
     assert eq.history.shape == (eq.iterations, 2)
     assert np.allclose(eq.empathetic_costs, Lam @ eq.costs)
     assert eq.exploitability is not None and eq.exploitability < 1e-8
-    # the learned profile solves the Λ first-order conditions of spec §C.4
+    # the learned profile solves the Λ first-order conditions of docs/theory.md#static-games
     sc = get_scenario("cournot")()
     assert np.allclose(eq.actions.ravel(), sc.equilibrium_quantities(Lam), atol=1e-6)
 

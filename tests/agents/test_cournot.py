@@ -1,4 +1,4 @@
-"""Cournot with linear demand: Λ-Nash quantities against the closed forms of spec §C.4."""
+"""Cournot with linear demand: Λ-Nash quantities against the closed forms of docs/theory.md#static-games."""
 
 import numpy as np
 import pytest

@@ -33,7 +33,7 @@ def _scalar_game(k, l, *, a=0.3, b=1.0, q=1.0, qbar=0.0, r=0.5, qT=2.0, T=1.0, n
 
 
 def _closed(k, l, *, a=0.3, b=1.0, q=1.0, qbar=0.0, r=0.5, qT=2.0, T=1.0, m0=2.0, v0=1.0):
-    """Cost of constant feedback: y, m decay at rates c = a − bk, ĉ = a − bl (spec §C.1 Lyapunov form)."""
+    """Cost of constant feedback: y, m decay at rates c = a − bk, ĉ = a − bl (docs/theory.md#lq-policy-cost)."""
 
     def part(c, w, m2):
         integral = T if abs(c) < 1e-12 else (math.exp(2 * c * T) - 1) / (2 * c)

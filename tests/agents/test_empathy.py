@@ -1,4 +1,4 @@
-"""Empathy matrix Λ: presets, classification by spec §A.1's table, validation, L^Λ = Λ L."""
+"""Empathy matrix Λ: presets, classification by docs/theory.md#empathy, validation, L^Λ = Λ L."""
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ def test_zero_sum_costs_sum_to_zero_and_team_is_social_cost():
     L = np.random.default_rng(1).normal(size=5)
     assert abs(empathy.empathetic_costs(empathy.preset("zero_sum", 5), L).sum()) < 1e-12
     assert np.allclose(empathy.empathetic_costs(empathy.preset("team", 5), L), L.sum())
-    # the two-player zero-sum preset is the game of payoff differences (spec §A.1 remark 2)
+    # the two-player zero-sum preset is the game of payoff differences (docs/theory.md#patterns)
     Z = empathy.preset("zero_sum", 2)
     assert np.allclose(empathy.empathetic_costs(Z, [3.0, 1.0]), [2.0, -2.0])
 
@@ -58,7 +58,7 @@ def test_classify_follows_the_sign_table():
     assert empathy.classify(empathy.preset("self_abnegating", n))[1].startswith("self-abnegating")
     lab = empathy.classify(
         np.array([[0.0, -1.0, 1.0], [0, 1, 0], [0, 0, 1]])
-    )  # spec §A.2 co-opetitive DM1
+    )  # a co-opetitive row (docs/theory.md#patterns)
     assert lab[0] == "selfless, coopetitive (altruistic to [2], spiteful to [1])"
     assert lab[1:] == ["selfish", "selfish"]
 

@@ -1,4 +1,4 @@
-"""Exact equilibria of finite games, checked against nashpy and linear programming (spec §C.4, issue 12 item 3)."""
+"""Exact equilibria of finite games, checked against nashpy and linear programming (docs/theory.md#static-games)."""
 
 import functools
 import warnings

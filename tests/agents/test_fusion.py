@@ -1,4 +1,4 @@
-"""Cross-cell fusion (issue 7): cells differing in seed and Λ solved as one ODE give their stand-alone numbers."""
+"""Cross-cell fusion: cells differing in seed and Λ solved as one ODE give their stand-alone numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""lq_game against the coupled-Riccati references of spec §C.2 (exact plug-in, then learned by Nash play)."""
+"""lq_game against the coupled-Riccati references of docs/theory.md#lq-game (exact plug-in, then learned by Nash play)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _plug_riccati(sc, game, sol, order=10):
     ],
 )
 def test_riccati_profile_reproduces_reference_costs(n, Lambda, params):
-    """The particle rollout at the Riccati feedback gives the Lyapunov costs of spec §C.2."""
+    """The particle rollout at the Riccati feedback gives the Lyapunov costs of docs/theory.md#lq-game."""
     sc = get_scenario("lq_game")(n, order=10, n_steps=20, **params)
     L = preset(Lambda, n, 0.5)
     game = sc.game(Lambda=L, law="time", policy="linear", seed=0)

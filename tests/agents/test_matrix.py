@@ -1,4 +1,4 @@
-"""Matrix games in mixed strategies: matching pennies, empathetic prisoner's dilemma thresholds (spec §C.4)."""
+"""Matrix games in mixed strategies: matching pennies, empathetic prisoner's dilemma thresholds (docs/theory.md#static-games)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""``security`` as the H∞ game (spec §C.5): learned saddle vs game Riccati, exact duality gap, γ ≤ γ*, variants."""
+"""``security`` as the H∞ game (docs/theory.md#hinf): learned saddle vs game Riccati, exact duality gap, γ ≤ γ*, variants."""
 
 import numpy as np
 import pytest

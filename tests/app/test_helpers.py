@@ -100,5 +100,5 @@ def test_norm_maps_draw_ball_norms_inside_the_unit_ball():
 def test_sphere_flow_tokens_stay_on_the_sphere_and_cluster():
     traj, energy, spread = lab.sphere_flow(3, 6, 1.0, "SA", 20.0, 0)
     np.testing.assert_allclose(np.linalg.norm(traj, axis=-1), 1.0, atol=1e-6)
-    assert np.all(np.diff(energy) >= -1e-6)  # E_β never decreases (spec §C.3), up to rtol=1e-6
+    assert np.all(np.diff(energy) >= -1e-6)  # E_β non-decreasing up to 1e-6 (docs/theory.md#sphere)
     assert spread[-1] > 0.99 > spread[0]  # d = 3: a single cluster

@@ -1,4 +1,4 @@
-"""Risk measures (spec §A.10, §B.1) against closed forms."""
+"""Risk measures (docs/theory.md#training, docs/theory.md#mean-field) against closed forms."""
 
 import math
 

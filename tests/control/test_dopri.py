@@ -1,4 +1,4 @@
-"""control.dopri: the stage-major Dormand–Prince 5(4) inside torchdiffeq (spec §A.7, §A.11).
+"""control.dopri: the stage-major Dormand–Prince 5(4) inside torchdiffeq (docs/theory.md#block, docs/theory.md#depth-ode).
 
 Against torchdiffeq's own dopri5 (same accepted and rejected steps, same NFE, states equal to rounding), against
 closed forms (tolerance, 5th-order local error, 4th-order dense output), gradients (backprop = adjoint = finite

@@ -1,4 +1,4 @@
-"""Krasnoselskii–Mann iteration, its ODE limit and Lipschitz estimates (spec §A.9, §A.11)."""
+"""Krasnoselskii–Mann iteration, its ODE limit and Lipschitz estimates (docs/theory.md#fixed-points, docs/theory.md#depth-ode)."""
 
 import math
 
@@ -14,7 +14,7 @@ def rotation(theta):
 
 
 def test_km_half_contracts_a_rotation_by_cos_half_angle():
-    """Picard cycles on a rotation; KM(½) contracts by |cos(θ/2)| (spec §A.9)."""
+    """Picard cycles on a rotation; KM(½) contracts by |cos(θ/2)| (docs/theory.md#fixed-points)."""
     theta = 1.2
     Rm = rotation(theta)
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
@@ -41,7 +41,7 @@ def test_km_limit_of_an_affine_contraction():
 
 
 def test_km_flow_matches_the_affine_closed_form():
-    """dY/dt = AY + c − Y: Y(t) = Y* + e^{(A−I)t}(Y0 − Y*) (spec §A.11)."""
+    """dY/dt = AY + c − Y: Y(t) = Y* + e^{(A−I)t}(Y0 − Y*) (docs/theory.md#depth-ode)."""
     A = torch.tensor([[0.5, 0.2], [-0.1, 0.3]], dtype=torch.float64)
     c = torch.tensor([1.0, -1.0], dtype=torch.float64)
     eye = torch.eye(2, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The H∞ disturbance-attenuation game (spec §C.5): game Riccati closed form, γ*, value, exact best responses."""
+"""The H∞ disturbance-attenuation game (docs/theory.md#hinf): game Riccati closed form, γ*, value, exact best responses."""
 
 import math
 
@@ -25,7 +25,7 @@ CASES = [(0.5, 1.75, 1.0, 1.0), (0.8, -0.3, 1.0, 0.2), (0.2, -1.0, 1.0, 0.5), (0
 
 @pytest.mark.parametrize("a,s,q,qT", CASES)
 def test_closed_form_matches_ode_and_spec_c1(a, s, q, qT):
-    """P(t) of the closed form vs solve_ivp (1e-8); vs spec §C.1's (P₊ − zP₋)/(1 − z) where it applies."""
+    """P(t) of the closed form vs solve_ivp (1e-8); vs docs/theory.md#riccati-closed-form (P₊ − zP₋)/(1 − z) where it applies."""
     T = 0.8 * min(1.0, escape_time(a, s, q, qT))  # stay before any escape
     path = scalar_riccati_ode(a, s, q, qT, T)
     t = np.linspace(0.0, T, 17)

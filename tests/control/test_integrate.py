@@ -1,4 +1,4 @@
-"""control.solve over torchdiffeq (spec §A.7, §A.11): orders, tolerances, gradients, divergence, bad input."""
+"""control.solve over torchdiffeq (docs/theory.md#block, docs/theory.md#depth-ode): orders, tolerances, gradients, divergence, bad input."""
 
 import math
 

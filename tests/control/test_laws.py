@@ -1,4 +1,4 @@
-"""Weight laws (spec §B.1): registry, shape contract, parameter counts, common start, bad input."""
+"""Weight laws (docs/theory.md#mean-field): registry, shape contract, parameter counts, common start, bad input."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The particle LQ mean-field-type problem under weight laws (spec §C.1, §B.1): exactness and learning."""
+"""The particle LQ mean-field-type problem under weight laws (docs/theory.md#lq-control, docs/theory.md#mean-field): exactness and learning."""
 
 import numpy as np
 import pytest
@@ -83,7 +83,7 @@ def test_bad_input():
 @pytest.mark.slow
 def test_learning_meanfield_reaches_J_star_and_tracks_the_gains():
     """The meanfield law learns u* within 0.5 % (common random numbers on fresh noise), with gains ≈ K, K̄;
-    the constant law does no better than the best constant two-gain policy (spec §C.1 controller classes)."""
+    the constant law does no better than the best constant two-gain policy (docs/theory.md#weight-laws)."""
     pl = particles()
     sol = pl.discrete()
     report = {}

@@ -1,4 +1,4 @@
-"""Exact LQ references (spec §C.1, §C.2): closed forms, the CARE, discretisation order, games with Λ."""
+"""Exact LQ references (docs/theory.md#lq-control, docs/theory.md#lq-game): closed forms, the CARE, discretisation order, games with Λ."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ SCALAR = dict(A=0.5, Abar=0.3, B=1.0, Sigma=0.5, Q=1.0, Qbar=2.0, R=1.0, QT=1.0,
 
 
 def test_scalar_closed_form_matches_ode():
-    """P and Π from the ODE vs the closed form of spec §C.1 (≤ 1e-8 relative), with b̄ and r̄ too."""
+    """P and Π from the ODE vs the closed form of docs/theory.md#riccati-closed-form (≤ 1e-8 relative), with b̄ and r̄ too."""
     prob = LQProblem(0.7, -0.4, 1.3, 0.6, 2.0, 1.5, 0.8, 0.5, 0.7, 2.0, Bbar=0.2, Rbar=0.3)
     sol = prob.solve()
     t = np.linspace(0.0, 2.0, 41)
@@ -64,7 +64,7 @@ def test_discrete_optimum_is_optimal_among_linear_policies():
 
 
 def test_monte_carlo_closed_loop_within_three_standard_errors():
-    """10⁵ particles under u* = −K(x − Ex) − K̄Ex (continuous gains on a fine Euler grid) vs J* (spec §C.1)."""
+    """10⁵ particles under u* = −K(x − Ex) − K̄Ex (continuous gains on a fine Euler grid) vs J* (docs/theory.md#lq-control)."""
     from control import ParticleLQ
 
     prob = LQProblem(**SCALAR)
@@ -106,7 +106,7 @@ LAMBDA = np.array([[1.0, 0.4, -0.2], [0.3, 1.0, 0.0], [-0.3, 0.5, 2.0]])
 
 
 def _discrete_costs(game, k, l, m0, v0):
-    """Exact material costs [..., n] of per-step gains k, l [..., L, n] in the Euler-discretised game (spec §C.2)."""
+    """Exact material costs [..., n] of per-step gains k, l [..., L, n] in the Euler-discretised game (docs/theory.md#lq-game)."""
     L = k.shape[-2]
     h = game.T / L
     b, q, qb, r = (torch.tensor(getattr(game, s)) for s in ("b", "q", "qbar", "r"))
@@ -237,7 +237,7 @@ def test_game_refuses_bad_lambda_and_r():
 
 
 def test_policy_cost_of_riccati_gains_is_J_star_and_others_cost_more():
-    """The Lyapunov cost of u = −K(x − Ex) − K̄Ex (spec §C.1 completion of squares): J* exactly at the Riccati
+    """The Lyapunov cost of u = −K(x − Ex) − K̄Ex (docs/theory.md#lq-policy-cost): J* exactly at the Riccati
     gains, and J* + ∫ r(ΔK)²S + (r+r̄)(ΔK̄)²m² > J* for any other gains."""
     prob = LQProblem(**SCALAR)
     sol = prob.solve()

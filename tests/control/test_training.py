@@ -1,4 +1,4 @@
-"""fit (spec §A.10): Adam and L-BFGS reach known minima, early stop, divergence, atomic checkpoint and resume."""
+"""fit (docs/theory.md#training): Adam and L-BFGS reach known minima, early stop, divergence, atomic checkpoint and resume."""
 
 import math
 import os

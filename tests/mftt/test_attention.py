@@ -1,4 +1,4 @@
-"""Attention kernels (spec §A.4, §A.8): the seed's numpy example, row sums, causality, equivariance, fast path."""
+"""Attention kernels (docs/theory.md#attention, docs/theory.md#block): the seed's numpy example, row sums, causality, equivariance, fast path."""
 
 import math
 
@@ -11,7 +11,7 @@ from mftt import ATTENTION, MeanFieldTypeTransformer, MFTTConfig, causal_mask
 
 
 def _seed_example():
-    """The slides 37–40 code, with the scale fixed to 1/√d_k (spec §A.4)."""
+    """The seed's numpy example, with the scale fixed to 1/√d_k (docs/theory.md#attention)."""
     words = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
     np.random.seed(42)
     W_Q = np.random.randint(3, size=(3, 3))
@@ -52,7 +52,7 @@ def test_row_sums(masked):
     assert ((w > 0) | (mask is not None)).all() and (w < 1).all()
     rows = w.sum(-1)
     n_visible = torch.arange(1, D + 1) if masked else torch.full((D,), D)
-    # row i ≤ (visible count)/(1 + D e^{-max_j s_ij})  (spec §A.8)
+    # row i ≤ (visible count)/(1 + D e^{-max_j s_ij})  (docs/theory.md#block)
     smax = s.masked_fill(~mask, -math.inf).amax(-1) if masked else s.amax(-1)
     assert (rows <= n_visible / (1 + D * torch.exp(-smax)) + 1e-12).all()
     assert (rows < n_visible).all()

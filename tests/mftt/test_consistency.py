@@ -1,4 +1,4 @@
-"""Consistency loop (spec §A.9): Banach contraction, rotation cycles, KM(½) rate |cos(θ/2)|."""
+"""Consistency loop (docs/theory.md#fixed-points): Banach contraction, rotation cycles, KM(½) rate |cos(θ/2)|."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Self-attention dynamics on the sphere (spec §C.3): equiangular ODE, energy monotonicity, cone collapse."""
+"""Self-attention dynamics on the sphere (docs/theory.md#sphere): equiangular ODE, energy monotonicity, cone collapse."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Forecasting windows (spec §A.12), weight-law comparison at matched parameters (§A.13.2), example smoke."""
+"""Forecasting windows (docs/theory.md#forecasting), weight-law comparison at matched parameters (docs/theory.md#weight-laws), example smoke."""
 
 import importlib.util
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The model (spec §A.7, §A.8, §A.11, §A.13): seed block, Euler = block, discrete → continuous, gradients."""
+"""The model (docs/theory.md#block, docs/theory.md#depth-ode, docs/theory.md#weight-laws): seed block, Euler = block, discrete → continuous, gradients."""
 
 import itertools
 import math
@@ -22,7 +22,7 @@ def _perturb_laws(m, scale=0.3):
 
 
 def test_seed_boltzmann_transformer_block_by_hand():
-    """One block with T = depth, soft norm, causal, 1/√H heads, ReLU FFN is slide 54 verbatim."""
+    """One block with T = depth, soft norm, causal, 1/√H heads, ReLU FFN is the seed's layer verbatim (docs/theory.md#block)."""
     H, dk, d, q, D = 2, 3, 4, 5, 6
     cfg = MFTTConfig(
         d_model=d, heads=H, d_k=dk, d_ff=q, depth=1, T=1.0, causal=True, head_scale="seed"

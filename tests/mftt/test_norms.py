@@ -1,4 +1,4 @@
-"""Norms (spec §A.5, §A.6): ball maps, inverses, Lipschitz constants, seed semantics vs torch.nn."""
+"""Norms (docs/theory.md#norms): ball maps, inverses, Lipschitz constants, seed semantics vs torch.nn."""
 
 import math
 

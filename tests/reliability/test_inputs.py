@@ -1,4 +1,4 @@
-"""Everything validated up front (issue 18): scenario parameters and sweep values at load, seeds in 32 bits,
+"""Everything validated up front: scenario parameters and sweep values at load, seeds in 32 bits,
 wrong types at the API as one line, config files read as files, every memory size and long horizons in the
 budget, Ray resources this machine cannot give, and exit 1 when a cell fails."""
 

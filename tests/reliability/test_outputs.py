@@ -1,4 +1,4 @@
-"""Outputs (issue 18): the path is refused before any cell runs, figures never overwrite the NetCDF, one run per
+"""Outputs: the path is refused before any cell runs, figures never overwrite the NetCDF, one run per
 output (lock naming the holder's pid, or --wait), temporary files removed on start and on SIGTERM."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Saved parts are verified, not trusted (issue 18): key, arguments, code version, checksum and finite values of
+"""Saved parts are verified, not trusted: key, arguments, code version, checksum and finite values of
 an ``ok`` cell are checked on resume; anything else is recomputed, and the run says how many and why."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Untrusted results files (issue 18): HDF5 features that read other files are refused by name, declared sizes
+"""Untrusted results files: HDF5 features that read other files are refused by name, declared sizes
 are capped before any read, only the schema's variables are read, strings reach the terminal escaped, and an
 uploaded manifest's [budget] is never honoured."""
 
