@@ -1,4 +1,5 @@
-"""Stage-major Dormand–Prince 5(4) inside torchdiffeq (docs/theory.md#block, docs/theory.md#depth-ode): ``odeint(..., method="dopri5_sm")``.
+"""Stage-major Dormand–Prince 5(4) inside torchdiffeq (docs/theory.md#depth-ode): ``odeint(..., method="dopri5_sm")``
+once ``register()`` has run (``control.solve`` calls it).
 
 torchdiffeq's ``_runge_kutta_step`` keeps the 7 stages on the *last* axis (``[*shape, 7]``): every stage
 combination, the error estimate and the interpolation fit are strided passes building ``[*shape, i]``
@@ -15,6 +16,10 @@ Everything else is torchdiffeq's: the Dormand–Prince–Shampine tableau, initi
 controller (``_optimal_step_size``, safety, ifactor, dfactor, min/max step), ``step_t``/``jump_t``, the norm
 (``options["norm"]``, the adjoint's included), callbacks, event handling and grid output, so accepted and
 rejected steps and the number of evaluations are those of ``method="dopri5"``; the states agree to rounding.
+
+This builds on torchdiffeq's private ``_impl`` modules (listed in ``PRIVATE``), which may change in any release:
+pyproject.toml pins torchdiffeq to the tested minor series and ``tests/control/test_torchdiffeq_api.py``
+fails, naming that range, if one of them moves.
 """
 
 from __future__ import annotations
@@ -34,6 +39,21 @@ from torchdiffeq._impl.rk_common import _RungeKuttaState, _UncheckedAssign
 from .errors import DivergenceError
 
 NAME = "dopri5_sm"
+# the private torchdiffeq names this module imports (module, name), checked by tests/control/test_torchdiffeq_api.py
+PRIVATE = (
+    ("torchdiffeq._impl.dopri5", "DPS_C_MID"),
+    ("torchdiffeq._impl.dopri5", "Dopri5Solver"),
+    ("torchdiffeq._impl.event_handling", "find_event"),
+    ("torchdiffeq._impl.interp", "_interp_evaluate"),
+    ("torchdiffeq._impl.misc", "Perturb"),
+    ("torchdiffeq._impl.misc", "_nextafter"),
+    ("torchdiffeq._impl.misc", "_optimal_step_size"),
+    ("torchdiffeq._impl.misc", "_PerturbFunc"),
+    ("torchdiffeq._impl.misc", "_rms_norm"),
+    ("torchdiffeq._impl.odeint", "SOLVERS"),
+    ("torchdiffeq._impl.rk_common", "_RungeKuttaState"),
+    ("torchdiffeq._impl.rk_common", "_UncheckedAssign"),
+)
 
 
 class Dense(NamedTuple):
@@ -264,4 +284,15 @@ class StageMajorDopri5(Dopri5Solver):
         return find_event(self._evaluate, sign0, s.t0, s.t1, event_fn, self.atol)
 
 
-SOLVERS.setdefault(NAME, StageMajorDopri5)
+def register() -> str:
+    """Make ``method=NAME`` known to torchdiffeq's ``odeint`` and ``odeint_adjoint``; idempotent, returns NAME.
+
+    torchdiffeq looks methods up in its ``SOLVERS`` table and has no public way to add one, so this function is
+    the one place that writes to it, when a solve asks for it rather than as a side effect of an import.
+    """
+    current = SOLVERS.setdefault(NAME, StageMajorDopri5)
+    if current is not StageMajorDopri5:
+        raise RuntimeError(
+            f"torchdiffeq already has a different solver named {NAME!r}: {current!r}"
+        )
+    return NAME

@@ -1,10 +1,11 @@
 """ODE integration over torchdiffeq: ``solve(field, x0, t) -> Solution`` (docs/theory.md#block, docs/theory.md#depth-ode).
 
 ``method="dopri5"`` (the default) is the stage-major Dormand–Prince 5(4) of ``control.dopri``, registered in
-torchdiffeq as ``"dopri5_sm"``: torchdiffeq's tableau, step-size controller, grid output and adjoint, with the
-stages held as one contiguous ``[8, *shape]`` matrix (``y0`` and the 7 stages) combined by matrix products, so
-the steps taken and the NFE are those of torchdiffeq's own ``dopri5``, which stays reachable as
-``method="dopri5_torchdiffeq"`` (docs/theory.md#block, docs/theory.md#depth-ode).
+torchdiffeq as ``"dopri5_sm"`` by ``dopri.register()`` when a solve first asks for it: torchdiffeq's tableau,
+step-size controller, grid output and adjoint, with the stages held as one contiguous ``[8, *shape]`` matrix
+(``y0`` and the 7 stages) combined by matrix products, so the steps taken and the NFE are those of
+torchdiffeq's own ``dopri5``, which stays reachable as ``method="dopri5_torchdiffeq"``
+(docs/theory.md#depth-ode).
 
 Device and dtype follow ``x0``. The number of field evaluations (NFE) is counted. A non-finite state raises
 ``DivergenceError`` naming the time reached, or, with ``throw=False``, returns ``status="diverged"`` with the
@@ -134,6 +135,8 @@ def solve(
     )
     f = _Counted(field, per_call)
     kw = dict(method=_ALIASES.get(method, method), options=opts or None)
+    if kw["method"] == dopri.NAME:
+        dopri.register()
     if method not in FIXED_STEP:
         kw.update(rtol=rtol, atol=atol)
     f.method, f.rtol, f.atol, f.options = kw["method"], rtol, atol, opts or None

@@ -13,7 +13,9 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint, odeint_event
 
 from control import METHODS, DivergenceError, ValidationError, solve
-from control.dopri import NAME
+from control.dopri import register
+
+NAME = register()  # torchdiffeq's odeint is called directly below
 
 F64 = torch.float64
 A = torch.tensor([[-0.4, 2.0, 0.0], [-2.0, -0.3, 0.5], [0.1, -0.5, -1.0]], dtype=F64)
