@@ -272,7 +272,7 @@ def solve_distributed(
     """
     import ray
 
-    from .concepts._play import finish
+    from .concepts._finish import finish
 
     opts = dict(getattr(game, "solve_defaults", {}) or {})
     method, optimizer = opts.get("method", "gradient"), opts.get("optimizer", "sgd")

@@ -12,7 +12,6 @@ from torch import Tensor
 from control.errors import ValidationError, choice, number
 
 from ..empathy import empathetic_costs
-from ..equilibrium import Equilibrium
 from ..game import Game
 
 METHODS = ("gradient", "extragradient", "optimistic")
@@ -247,47 +246,6 @@ def gradient_play_cells(
         h = np.array(hist[c]).reshape(len(hist[c]), n)
         out.append((status[c], its[c], res[c], h))
     return out
-
-
-def finish(
-    game: Game,
-    Lambda: np.ndarray,
-    concept: str,
-    status: str,
-    iterations: int,
-    residual: float,
-    history: np.ndarray,
-    *,
-    measure_exploitability: bool = False,
-    message: str = "",
-    info: dict | None = None,
-    **br_opts,
-) -> Equilibrium:
-    """Package the game's current profile as an ``Equilibrium`` (optionally measuring exploitability)."""
-    with torch.no_grad():
-        L, E = lambda_costs(game, Lambda)
-    gain, nc = None, None
-    if measure_exploitability and status != "diverged":
-        from ..exploitability import exploitability
-
-        ex = exploitability(game, Lambda, **br_opts)
-        gain, nc = ex.gains, ex.nash_conv
-    return Equilibrium(
-        concept=concept,
-        Lambda=np.asarray(Lambda, dtype=float),
-        actions=game.actions(),
-        policies=game.state_dict(),
-        costs=L.detach().cpu().numpy().astype(float),
-        empathetic_costs=E.detach().cpu().numpy().astype(float),
-        history=history,
-        status=status,
-        iterations=iterations,
-        residual=float(residual),
-        exploitability=nc,
-        per_agent_gain=gain,
-        message=message,
-        info=info or {},
-    )
 
 
 def polish(

@@ -19,7 +19,8 @@ from control.errors import ValidationError, choice
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game
-from ._play import check_options, finish, gradient_play, lambda_costs
+from ._finish import finish
+from ._play import check_options, gradient_play, lambda_costs
 
 ALIASES = {"gda": "gradient", "extragradient": "extragradient", "optimistic": "optimistic",
            "gradient": "gradient", "newton": "newton", "auto": "auto"}  # fmt: skip
