@@ -349,8 +349,12 @@ def _lbfgsb(
     high: Tensor,
     e0: float,
     budget: Budget,
+    best_z: list | None = None,
 ) -> tuple[float, bool]:
-    """min E(z) over the box by scipy's L-BFGS-B with autograd gradients; (best cost seen, converged)."""
+    """min E(z) over the box by scipy's L-BFGS-B with autograd gradients; (best cost seen, converged).
+
+    ``best_z``, when given, receives the minimiser found (a tensor shaped like ``init``).
+    """
     from scipy.optimize import minimize
 
     shape, dtype, device = init.shape, init.dtype, init.device
@@ -367,6 +371,8 @@ def _lbfgsb(
             return math.inf, np.zeros_like(v)
         (g,) = torch.autograd.grad(f, z)
         fv = float(f.detach())
+        if fv < best[0] and best_z is not None:
+            best_z[:] = [z.detach().clone()]
         best[0] = min(best[0], fv)
         if fv < floor:
             raise Unbounded(fv)
@@ -387,9 +393,16 @@ def _lbfgsb(
     return best[0], bool(res.success)
 
 
+# ---- populations: the game's own deviation engine (agents.deviations) ---------------------------
+@register("population")
+def population(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> BestResponse | None:
+    """A population game's deviation of population j (one small agent, or the whole population)."""
+    return game.deviation_response(j, Lambda, e0, budget)
+
+
 # open_loop contains every feedback deviation of a deterministic game, so linear_feedback is opt-in (a second
 # optimiser path for non-convex games); own joins when the budget gives it steps
-DEFAULT_METHODS = ("pure", "action", "open_loop", "own")
+DEFAULT_METHODS = ("pure", "action", "open_loop", "population", "own")
 
 
 def best_response(

@@ -222,7 +222,7 @@ def play_fused(cells: Sequence[dict]) -> list:
         lambda_costs,
         polished,
     )
-    from .play import _check_inputs, _check_mftt, br_budget, outcome
+    from .play import _check_inputs, _check_mftt, br_budget, outcome, perturb
 
     t0 = time.perf_counter()
     cells = [dict(kw) for kw in cells]
@@ -247,6 +247,7 @@ def play_fused(cells: Sequence[dict]) -> list:
             np.random.seed(seed)
             game = sc.game(Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
                            mftt=kw0.get("mftt"), seed=seed, device=device)  # fmt: skip
+            perturb(game, seed, float(kw0.get("init_noise", 0.0)))
             scs.append(sc), Ls.append(L), games.append(game), seeds.append(seed)
         fused = FusedGame(games)
         n = fused.n_per_cell

@@ -77,6 +77,10 @@ class Game:
         """Agent j's actions as a deviation space independent of its parametrisation (None: none declared)."""
         return None
 
+    def deviation_response(self, j: int, Lambda: np.ndarray, e0: float, budget) -> object | None:
+        """Agent j's best deviation from the game's own engine (``agents.best_response.BestResponse``), or None."""
+        return None
+
     def rollout(self) -> tuple[np.ndarray, np.ndarray]:
         """(times [T], mean state trajectory [T, state_dim]); static games: ([0.], actions [1, ·])."""
         a = self.actions()

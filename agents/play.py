@@ -101,6 +101,7 @@ def play(
     progress: bool = False,
     solver=None,
     tolerance: Tolerance | None = None,
+    init_noise: float = 0.0,
 ) -> Outcome:
     """Play one cell: ``scenario`` with empathy ``Lambda`` solved by ``concept`` with ``policy``/``law`` agents.
 
@@ -109,6 +110,8 @@ def play(
     ``tolerance``, the closed-form reference where the scenario has one (and that profile played on the
     cell's grid), the learning history and the rollout. ``solver`` replaces
     ``agents.concepts.solve`` for the learning (same signature), e.g. the per-agent Ray actors' solver.
+    ``init_noise`` > 0 adds a seeded Gaussian perturbation to every agent's initial parameters (``perturb``),
+    so that the seed reaches laws whose initialisation is otherwise deterministic (linear gains start at 0).
     """
     from .concepts import solve as _solve
 
@@ -132,6 +135,7 @@ def play(
     torch.manual_seed(seed)
     np.random.seed(seed)
     game = sc.game(Lambda=L, law=law, policy=policy, mftt=mftt, seed=seed, device=device)
+    perturb(game, seed, float(number("init_noise", init_noise, low=0.0)))
     names, n = list(game.agent_names), game.n_agents
     nan = np.full(n, np.nan)
     base = dict(
@@ -159,6 +163,20 @@ def play(
     return outcome(
         game, sc, L, eq, base, t0=t0, tolerance=tolerance, budget=br_budget(sc, game, steps, lr)
     )
+
+
+def perturb(game, seed: int, scale: float) -> None:
+    """Add scale·N(0, 1) to every trainable parameter of every agent, drawn from a generator seeded by ``seed``
+    (the global RNG is left alone). No-op for scale = 0 or a game without agents (static/finite games)."""
+    if not scale:
+        return
+    g = torch.Generator(device="cpu").manual_seed(int(seed) * 7919 + 104729)
+    with torch.no_grad():
+        for a in getattr(game, "agents", ()):
+            for p in a.policy.parameters():
+                if p.requires_grad:
+                    z = torch.randn(p.shape, generator=g, dtype=torch.float64)
+                    p.add_(z.to(dtype=p.dtype, device=p.device), alpha=scale)
 
 
 def br_budget(sc, game, steps: int, lr: float) -> Budget:
