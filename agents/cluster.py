@@ -14,6 +14,7 @@ import hashlib
 import os
 import socket
 import struct
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,26 @@ def package_dirs() -> list[str]:
     return [str(Path(importlib.import_module(p).__file__).parent) for p in PACKAGES]
 
 
+def git_commit() -> str:
+    """The project's git commit when it is a checkout; in a Ray job or worker, the driver's (else "")."""
+    shipped = os.environ.get(COMMIT_VAR, "").strip().lower()
+    if shipped and len(shipped) <= 64 and all(c in "0123456789abcdef" for c in shipped):
+        return shipped
+    root = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
     """16 hex digits of sha256 over the shipped packages' files: equal hashes, equal code."""
@@ -72,8 +93,6 @@ def source_hash() -> str:
 
 def code_version() -> dict[str, str]:
     """``{"git_commit": …, "source_hash": …}`` of the driver's code (commit "" outside a checkout)."""
-    from .results import git_commit
-
     return {"git_commit": git_commit(), "source_hash": source_hash()}
 
 
@@ -94,8 +113,6 @@ def worker_code_mode() -> str:
 
 def runtime_env(threads: int = 1, *, ship: bool = True) -> dict[str, Any]:
     """The ``runtime_env`` of a cluster run: the driver's packages (``py_modules``) and pinned threads."""
-    from .results import git_commit
-
     pinned = {SOURCE_HASH_VAR: source_hash(), COMMIT_VAR: git_commit()}
     env: dict[str, Any] = {"env_vars": {**thread_env(threads), **pinned}}
     if ship:

@@ -37,6 +37,10 @@ _KINDS = {
 }
 
 
+class RunCancelled(RuntimeError):
+    """The run was cancelled; finished cells stay in the partial files (resume later)."""
+
+
 class OutputLocked(ValidationError):
     """Another run holds the output's lock file (its pid is named in the message)."""
 
@@ -167,8 +171,6 @@ def _acquire(out: Path, wait: bool, cancel: threading.Event | None) -> int:
                     reason=f"locked by pid {pid} through {lock.name}; pass --wait to wait for it",
                 ) from None
             if cancel is not None and cancel.is_set():
-                from .runner import RunCancelled
-
                 raise RunCancelled("run cancelled") from None
             time.sleep(0.2)
             continue

@@ -46,7 +46,6 @@ import io
 import json
 import os
 import platform
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +56,7 @@ import xarray as xr
 
 from control.errors import ValidationError
 
+from .cluster import git_commit, source_hash  # the code version of a run
 from .status import PLAYED
 
 SCHEMA = "mftt-results/1"
@@ -660,26 +660,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def git_commit() -> str:
-    """The project's git commit when it is a checkout; in a Ray job or worker, the driver's (else "")."""
-    shipped = os.environ.get("MFTT_GIT_COMMIT", "").strip().lower()
-    if shipped and len(shipped) <= 64 and all(c in "0123456789abcdef" for c in shipped):
-        return shipped
-    root = Path(__file__).resolve().parents[1]
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return r.stdout.strip() if r.returncode == 0 else ""
-
-
 def device_description(device: str | None = None) -> str:
     """Where the run happened, without host names or paths: e.g. ``cpu (x86_64, 2 cores)``."""
     desc = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
@@ -699,13 +679,6 @@ def _scrub(text: str) -> str:
     return text.replace(home, "~") if home and home != "/" else text
 
 
-def _source_hash() -> str:
-    """The shipped packages' source hash (``agents.cluster.source_hash``): the code version of a run."""
-    from .cluster import source_hash
-
-    return source_hash()
-
-
 def manifest(experiment: Any, *, device: str | None = None) -> dict[str, Any]:
     """Dataset attrs: the config as TOML, seeds, versions, git commit, device, time (no home paths)."""
     return {
@@ -715,17 +688,10 @@ def manifest(experiment: Any, *, device: str | None = None) -> dict[str, Any]:
         "seeds": [int(s) for s in experiment.seeds],
         "versions": json.dumps(_versions(), sort_keys=True),
         "git_commit": git_commit(),
-        "source_hash": _source_hash(),
+        "source_hash": source_hash(),
         "device": device_description(device or experiment.device),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-def experiment_of(ds: xr.Dataset):
-    """The ``Experiment`` recorded in a results file's manifest."""
-    from .config import Experiment
-
-    return Experiment.from_toml(ds.attrs["manifest"])
 
 
 def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:

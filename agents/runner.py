@@ -29,7 +29,7 @@ from control.errors import ValidationError, choice, number
 from .budget import check_resources
 from .config import BACKENDS, Cell, Experiment
 from .fusion import plan
-from .outputs import check_output, output_guard
+from .outputs import RunCancelled, check_output, output_guard
 from .results import (
     assemble,
     failed_dataset,
@@ -45,10 +45,6 @@ RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
-
-
-class RunCancelled(RuntimeError):
-    """The run was cancelled; finished cells stay in the partial files (resume later)."""
 
 
 @dataclass
