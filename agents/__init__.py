@@ -3,6 +3,7 @@ solution concepts and exploitability (docs/theory.md#empathy, docs/theory.md#pat
 
 from . import empathy
 from .agent import POLICIES, Agent, DirectPolicy, LinearPolicy, MFTTPolicy, Policy, make_policy
+from .background import Job, get_job, list_jobs, submit_job
 from .best_response import BEST_RESPONSES, BestResponse, Budget, best_response
 from .concepts import SOLUTION_CONCEPTS, solve
 from .config import Experiment, load_experiment
@@ -21,6 +22,7 @@ from .finite import (
 from .fusion import FusedGame, play_fused, play_many
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
+from .precheck import lambda_warnings, precheck
 from .results import open_results, write_results
 from .runner import RunHandle, run_experiment, submit_experiment
 from .scenarios import SCENARIOS, Scenario, get_scenario
@@ -28,6 +30,12 @@ from .status import STATUSES
 from .verdict import Tolerance
 
 __all__ = [
+    "Job",
+    "get_job",
+    "list_jobs",
+    "submit_job",
+    "precheck",
+    "lambda_warnings",
     "FINITE_SOLVERS",
     "LEARNED_DYNAMICS",
     "FiniteEquilibria",
