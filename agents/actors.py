@@ -30,18 +30,29 @@ def _build(kwargs: dict[str, Any]):
     from .play import _check_inputs
 
     cls, policy, concept, steps, lr, seed = _check_inputs(
-        kwargs["scenario"], kwargs.get("n_agents"), kwargs.get("Lambda_alpha", 0.5),
-        kwargs.get("law", "feedback"), kwargs.get("policy"), kwargs.get("concept"), kwargs.get("steps"),
-        kwargs.get("lr"), kwargs.get("seed", 0), kwargs.get("params"),
-    )  # fmt: skip
+        kwargs["scenario"],
+        kwargs.get("n_agents"),
+        kwargs.get("Lambda_alpha", 0.5),
+        kwargs.get("law", "feedback"),
+        kwargs.get("policy"),
+        kwargs.get("concept"),
+        kwargs.get("steps"),
+        kwargs.get("lr"),
+        kwargs.get("seed", 0),
+        kwargs.get("params"),
+    )
     sc = cls(kwargs.get("n_agents"), **(kwargs.get("params") or {}))
     L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n_players, kwargs.get("Lambda_alpha", 0.5))
     torch.manual_seed(seed)
     np.random.seed(seed)
     game = sc.game(
-        Lambda=L, law=kwargs.get("law", "feedback"), policy=policy, mftt=kwargs.get("mftt"), seed=seed,
+        Lambda=L,
+        law=kwargs.get("law", "feedback"),
+        policy=policy,
+        mftt=kwargs.get("mftt"),
+        seed=seed,
         device=kwargs.get("device", "cpu"),
-    )  # fmt: skip
+    )
     return (
         sc,
         L,
@@ -188,9 +199,11 @@ class ActorPool:
         import ray
 
         Remote = ray.remote(AgentWorker).options(
-            num_cpus=0, num_gpus=self.num_gpus, max_restarts=self.max_restarts,
+            num_cpus=0,
+            num_gpus=self.num_gpus,
+            max_restarts=self.max_restarts,
             max_task_retries=self.max_restarts,
-        )  # fmt: skip
+        )
         while len(self.actors) < n:
             self.actors.append(Remote.remote())
         return self.actors[:n]
@@ -278,9 +291,10 @@ def solve_distributed(
     method, optimizer = opts.get("method", "gradient"), opts.get("optimizer", "sgd")
     if concept != "nash" or method != "gradient" or optimizer not in OPTIMISERS:
         raise ValidationError(
-            "backend", "a nash cell with plain gradient play (sgd or adam) for backend 'actors'",
+            "backend",
+            "a nash cell with plain gradient play (sgd or adam) for backend 'actors'",
             f"{concept} ({method}, {optimizer})",
-        )  # fmt: skip
+        )
     L = np.asarray(Lambda, dtype=float)
     if game.convex_own_cost:
         from .empathy import require_self_regard

@@ -234,9 +234,14 @@ class MFTTPolicy(Policy):
     def template(self, k: int) -> MFTTPolicy:
         p = next(self.parameters())
         return MFTTPolicy(
-            self.d_obs, self.d_act, self.law, config=self.config, batch=(k,), device=p.device,
+            self.d_obs,
+            self.d_act,
+            self.law,
+            config=self.config,
+            batch=(k,),
+            device=p.device,
             dtype=p.dtype,
-        )  # fmt: skip
+        )
 
     def forward(self, t: Tensor | float, obs: Tensor) -> Tensor:
         tt = torch.as_tensor(t, dtype=obs.dtype, device=obs.device).expand(obs.shape[:-1] + (1,))

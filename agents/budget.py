@@ -304,9 +304,11 @@ def check_resources(exp: Any, *, backend: str, address: str | None = None) -> No
         raise ValidationError("ray.num_cpus", "a number > 0 (CPUs per task)", need)
     if need > cpus:
         raise ValidationError(
-            "ray.num_cpus", f"at most {cpus} (the CPUs of this machine)", need,
+            "ray.num_cpus",
+            f"at most {cpus} (the CPUs of this machine)",
+            need,
             reason="a task asking for more would wait forever",
-        )  # fmt: skip
+        )
     gpus = float(exp.ray.num_gpus)
     if gpus > 0:
         try:
@@ -317,6 +319,8 @@ def check_resources(exp: Any, *, backend: str, address: str | None = None) -> No
             have = 0
         if gpus > have:
             raise ValidationError(
-                "ray.num_gpus", f"at most {have} (the GPUs of this machine)", gpus,
+                "ray.num_gpus",
+                f"at most {have} (the GPUs of this machine)",
+                gpus,
                 reason="a task asking for more would wait forever",
-            )  # fmt: skip
+            )

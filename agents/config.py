@@ -298,9 +298,13 @@ def _dry_build(scenario: str, params: str, n: int, law: str, policy: str | None,
     try:
         sc = cls(n, **json.loads(params))
         sc.game(
-            Lambda=np.eye(n), law=law, policy=policy or cls.default_policy,
-            mftt=json.loads(mftt) or None, seed=0, device="cpu",
-        )  # fmt: skip
+            Lambda=np.eye(n),
+            law=law,
+            policy=policy or cls.default_policy,
+            mftt=json.loads(mftt) or None,
+            seed=0,
+            device="cpu",
+        )
     except ValidationError as e:
         tail = e.field.split(".", 1)[-1]
         where = f"scenarios.{scenario}.{tail}" if tail in cls.defaults else e.field
@@ -762,8 +766,14 @@ class Experiment:
                         )
                 if k <= DRY_BUILD_AGENTS:
                     policy = s.options.get("policy", self.agents.policy)
-                    _dry_build(s.name, _frozen(s.scenario_params), k, self.agents.weights[0],
-                               policy, _frozen(self.agents.mftt))  # fmt: skip
+                    _dry_build(
+                        s.name,
+                        _frozen(s.scenario_params),
+                        k,
+                        self.agents.weights[0],
+                        policy,
+                        _frozen(self.agents.mftt),
+                    )
 
     # ---- TOML / dict -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -129,9 +129,11 @@ def validate_Lambda(Lambda: Any, n: int, field: str = "Lambda") -> np.ndarray:
         raise ValidationError(field, f"a square {n}x{n} matrix", f"shape {L.shape}")
     if L.shape[0] != n:
         raise ValidationError(
-            field, f"a {n}x{n} matrix (one row per agent)", f"shape {L.shape}",
+            field,
+            f"a {n}x{n} matrix (one row per agent)",
+            f"shape {L.shape}",
             reason=f"the game has {n} agents",
-        )  # fmt: skip
+        )
     if not np.isfinite(L).all():
         raise ValidationError(field, "finite entries", "NaN or inf")
     return L

@@ -142,9 +142,11 @@ def _dedupe(profiles: list[Profile]) -> list[Profile]:
 def _check_two(U: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
     if U.shape[0] != 2:
         raise ValidationError(
-            "payoffs", f"a two-player game for {method}", f"{U.shape[0]} players",
+            "payoffs",
+            f"a two-player game for {method}",
+            f"{U.shape[0]} players",
             reason="use method='auto' for n players",
-        )  # fmt: skip
+        )
     return U[0], U[1]
 
 
@@ -203,15 +205,24 @@ def support_enumeration(U: np.ndarray, *, tol: float = 1e-9) -> FiniteEquilibria
     if degenerate and math.comb(m + n, m) <= ENUM_LIMIT:
         ve = vertex_enumeration(U, tol=tol)
         return FiniteEquilibria(
-            ve.profiles, "vertex_enumeration", True, True, ve.regrets,
+            ve.profiles,
+            "vertex_enumeration",
+            True,
+            True,
+            ve.regrets,
             "degenerate game: support enumeration handed over to vertex enumeration (every extreme "
             "equilibrium; the equilibrium set may contain segments between them)",
-        )  # fmt: skip
+        )
     found = _dedupe(found)
     note = "degenerate game: equilibria with unequal supports may be missing" if degenerate else ""
     return FiniteEquilibria(
-        found, "support_enumeration", not degenerate, degenerate, [float(regrets(U, p).max()) for p in found], note
-    )  # fmt: skip
+        found,
+        "support_enumeration",
+        not degenerate,
+        degenerate,
+        [float(regrets(U, p).max()) for p in found],
+        note,
+    )
 
 
 def _pure_ties(A: np.ndarray, B: np.ndarray, t: float) -> bool:
@@ -254,13 +265,11 @@ def vertex_enumeration(U: np.ndarray, *, tol: float = 1e-9) -> FiniteEquilibria:
     P = _vertices(np.vstack([-np.eye(m), Bp.T]), np.r_[np.zeros(m), np.ones(n)], m, t)
     Qv = _vertices(np.vstack([Ap, -np.eye(n)]), np.r_[np.ones(m), np.zeros(n)], n, t)
     allL = frozenset(range(m + n))
-    found = [
-        [_clean(x), _clean(y)] for x, lx in P for y, ly in Qv if lx | ly == allL
-    ]  # fmt: skip
+    found = [[_clean(x), _clean(y)] for x, lx in P for y, ly in Qv if lx | ly == allL]
     found = _dedupe(found)
     return FiniteEquilibria(
         found, "vertex_enumeration", True, False, [float(regrets(U, p).max()) for p in found]
-    )  # fmt: skip
+    )
 
 
 # ---- two players: Lemke–Howson -----------------------------------------------------------------
@@ -314,7 +323,7 @@ def lemke_howson(U: np.ndarray, *, label: int = 0, max_pivots: int = 10_000) -> 
     prof = _polish([_clean(x), _clean(y)], A, B)
     return FiniteEquilibria(
         [prof], f"lemke_howson(label={label})", False, False, [float(regrets(U, prof).max())]
-    )  # fmt: skip
+    )
 
 
 def _polish(prof: Profile, A: np.ndarray, B: np.ndarray) -> Profile:
@@ -414,13 +423,15 @@ def nplayer_support_enumeration(
     n, ms = U.shape[0], list(U.shape[1:])
     subsets = [
         [c for k in range(1, m + 1) for c in itertools.combinations(range(m), k)] for m in ms
-    ]  # fmt: skip
+    ]
     total = math.prod(len(s) for s in subsets)
     if total > NPLAYER_LIMIT:
         raise ValidationError(
-            "payoffs", f"at most {NPLAYER_LIMIT} support profiles for n-player enumeration", total,
+            "payoffs",
+            f"at most {NPLAYER_LIMIT} support profiles for n-player enumeration",
+            total,
             reason="use a learned method (fictitious_play, logit) for larger n-player games",
-        )  # fmt: skip
+        )
     t = tol * _scale(U)
     rng = np.random.default_rng(seed)
     profiles = sorted(itertools.product(*subsets), key=lambda S: (sum(map(len, S)), S))
@@ -454,9 +465,13 @@ def nplayer_support_enumeration(
             break
     found = _dedupe(found)
     return FiniteEquilibria(
-        found, "nplayer_support_enumeration", False, False, [float(regrets(U, p).max()) for p in found],
+        found,
+        "nplayer_support_enumeration",
+        False,
+        False,
+        [float(regrets(U, p).max()) for p in found],
         "n-player support enumeration with root-finding: some equilibria may be missing",
-    )  # fmt: skip
+    )
 
 
 def _qre_system(U: np.ndarray):
@@ -573,7 +588,7 @@ def logit_homotopy(
     prof = exact if exact is not None else xs
     return FiniteEquilibria(
         [prof], "logit_homotopy", False, False, [float(regrets(U, prof).max())], note
-    )  # fmt: skip
+    )
 
 
 FINITE_SOLVERS: dict[str, Callable[..., FiniteEquilibria]] = {
@@ -640,16 +655,23 @@ def nash_equilibria(
         ]
         if min(d) > 1e-6:
             res = FiniteEquilibria(
-                [lh.profile, *res.profiles], res.method, res.complete, res.degenerate,
-                [lh.regrets[0], *res.regrets], res.note,
-            )  # fmt: skip
+                [lh.profile, *res.profiles],
+                res.method,
+                res.complete,
+                res.degenerate,
+                [lh.regrets[0], *res.regrets],
+                res.note,
+            )
         else:
             k = int(np.argmin(d))
             res = FiniteEquilibria(
-                [res.profiles[k], *res.profiles[:k], *res.profiles[k + 1 :]], res.method,
-                res.complete, res.degenerate, [res.regrets[k], *res.regrets[:k], *res.regrets[k + 1 :]],
+                [res.profiles[k], *res.profiles[:k], *res.profiles[k + 1 :]],
+                res.method,
+                res.complete,
+                res.degenerate,
+                [res.regrets[k], *res.regrets[:k], *res.regrets[k + 1 :]],
                 res.note,
-            )  # fmt: skip
+            )
     order = list(range(res.count))
     if select == "welfare":
         w = [float(expected_payoffs(u, p).sum()) for p in res.profiles]
@@ -658,9 +680,13 @@ def nash_equilibria(
             key=lambda k: (-round(w[k] / s), sum(int((x > 0).sum()) for x in res.profiles[k]), k)
         )
     return FiniteEquilibria(
-        [res.profiles[k] for k in order], res.method, res.complete, res.degenerate,
-        [res.regrets[k] for k in order], res.note,
-    )  # fmt: skip
+        [res.profiles[k] for k in order],
+        res.method,
+        res.complete,
+        res.degenerate,
+        [res.regrets[k] for k in order],
+        res.note,
+    )
 
 
 # ---- learned dynamics (the second, labelled method) ---------------------------------------------
@@ -689,9 +715,15 @@ def _learn(
         if hist[-1] <= tol:
             break
     return LearnedPlay(
-        name, last, avg, float(regrets(U, last).max()), hist[-1], len(hist), np.array(hist),
+        name,
+        last,
+        avg,
+        float(regrets(U, last).max()),
+        hist[-1],
+        len(hist),
+        np.array(hist),
         np.array(vals),
-    )  # fmt: skip
+    )
 
 
 def fictitious_play(

@@ -61,7 +61,11 @@ def _get_json(scheme: str, host: str, port: int, path: str, timeout: float) -> A
     import ssl
 
     with socket.create_connection((host, port), timeout=timeout) as raw:
-        sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if scheme == "https" else raw  # fmt: skip
+        sock = (
+            ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+            if scheme == "https"
+            else raw
+        )
         try:
             sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
             data = b""

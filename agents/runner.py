@@ -127,7 +127,10 @@ def _run_cells(
         ):  # NotFusable, or anything unexpected: the cells are played one by one below
             pass
         else:
-            return [outcome_dataset(o, key=k, index=i) for o, k, i in zip(outs, keys, indices, strict=True)]  # fmt: skip
+            return [
+                outcome_dataset(o, key=k, index=i)
+                for o, k, i in zip(outs, keys, indices, strict=True)
+            ]
     return [run_cell(kw, k, i) for kw, k, i in zip(kwargs, keys, indices, strict=True)]
 
 
@@ -289,7 +292,11 @@ def _execute(
         for t in tasks:
             if state.cancel.is_set():
                 raise RunCancelled("run cancelled")
-            for c, ds in zip(t, run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t]), strict=True):  # fmt: skip
+            for c, ds in zip(
+                t,
+                run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t]),
+                strict=True,
+            ):
                 on_result(c, ds)
         return
     address = address or exp.ray.address
@@ -324,7 +331,9 @@ def _execute(
 
     def submit() -> None:
         while len(pending) < window and (t := next(queue, None)) is not None:
-            ref = task.remote([c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster)  # fmt: skip
+            ref = task.remote(
+                [c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster
+            )
             pending[ref] = t
 
     try:
@@ -343,7 +352,10 @@ def _execute(
                     dss = [ds.copy(deep=True) for ds in ray.get(ref)]
                 except Exception as e:  # worker died beyond max_retries, or Ray itself failed
                     msg = " ".join(str(e).split())[:300]
-                    dss = [failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index) for c in t]  # fmt: skip
+                    dss = [
+                        failed_dataset(f"{type(e).__name__}: {msg}", key=c.key, index=c.index)
+                        for c in t
+                    ]
                 del ref
                 for c, ds in zip(t, dss, strict=True):
                     on_result(c, ds)

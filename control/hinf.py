@@ -116,9 +116,15 @@ def scalar_riccati_ode(alpha: Gain, s: Gain, q: Gain, qT: float, T: float) -> Ri
 
     blow.terminal = True
     sol = solve_ivp(
-        rhs, (T, 0.0), [float(qT), 0.0], method="DOP853", rtol=RTOL, atol=ATOL, events=blow,
+        rhs,
+        (T, 0.0),
+        [float(qT), 0.0],
+        method="DOP853",
+        rtol=RTOL,
+        atol=ATOL,
+        events=blow,
         dense_output=True,
-    )  # fmt: skip
+    )
     if sol.status == 1 or not np.all(np.isfinite(sol.y)):
         te = sol.t_events[0]
         t_bad = float(te[0]) if te.size else float(sol.t[-1])

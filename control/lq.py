@@ -327,8 +327,15 @@ class ParticleLQ:
         Kb = torch.tensor(
             np.reshape(sol.Kbar(0.0), (p.m, p.d)), dtype=self.dtype, requires_grad=True
         )
-        fit([K, Kb], lambda: self.linear_policy_cost(K, Kb), steps=steps, optimizer="lbfgs",
-            tol=1e-12, patience=2, progress=False)  # fmt: skip
+        fit(
+            [K, Kb],
+            lambda: self.linear_policy_cost(K, Kb),
+            steps=steps,
+            optimizer="lbfgs",
+            tol=1e-12,
+            patience=2,
+            progress=False,
+        )
         with torch.no_grad():
             J = float(self.linear_policy_cost(K, Kb))
         return K.detach(), Kb.detach(), J
