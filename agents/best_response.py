@@ -276,9 +276,15 @@ def open_loop(
     low, high = torch.full_like(init, lo), torch.full_like(init, hi)
     try:
         cost, ok = _deviation_search(
-            game, Lambda, j, e0, budget, init.clamp(lo, hi),
-            lambda z: (lambda t, obs_j, x: _interp(nodes, z, t)), (low, high),
-        )  # fmt: skip
+            game,
+            Lambda,
+            j,
+            e0,
+            budget,
+            init.clamp(lo, hi),
+            lambda z: lambda t, obs_j, x: _interp(nodes, z, t),
+            (low, high),
+        )
     except Unbounded as u:
         return _result(j, "open_loop", e0, u.cost, False, True, budget)
     return _result(j, "open_loop", e0, cost, False, ok, budget)
@@ -386,16 +392,26 @@ def _lbfgsb(
     )
     scale = max(1.0, abs(e0))
     res = minimize(
-        fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": budget.max_iter, "gtol": budget.gtol * scale, "ftol": budget.ftol,
-                 "maxcor": 30},
-    )  # fmt: skip
+        fg,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={
+            "maxiter": budget.max_iter,
+            "gtol": budget.gtol * scale,
+            "ftol": budget.ftol,
+            "maxcor": 30,
+        },
+    )
     return best[0], bool(res.success)
 
 
 # ---- populations: the game's own deviation engine (agents.deviations) ---------------------------
 @register("population")
-def population(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> BestResponse | None:
+def population(
+    game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
+) -> BestResponse | None:
     """A population game's deviation of population j (one small agent, or the whole population)."""
     return game.deviation_response(j, Lambda, e0, budget)
 

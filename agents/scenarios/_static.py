@@ -48,9 +48,16 @@ class QuadraticGame(StaticGame):
             return 0.5 * torch.einsum("ijk,j,k->i", A_t, x, x) + b_t @ x + c_t
 
         super().__init__(
-            cost, n, 1, init=init, low=low, high=high, agent_names=agent_names,
-            convex_own_cost=convex_own_cost, device=dev,
-        )  # fmt: skip
+            cost,
+            n,
+            1,
+            init=init,
+            low=low,
+            high=high,
+            agent_names=agent_names,
+            convex_own_cost=convex_own_cost,
+            device=dev,
+        )
 
     def material_costs(self, u: np.ndarray) -> np.ndarray:
         """L(u) [n] in numpy (for references)."""

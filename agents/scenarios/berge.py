@@ -84,6 +84,12 @@ class Berge(Scenario):
             raise ValidationError("policy", "direct", policy)
         A, b, c, u_max = self.quadratic()
         return QuadraticGame(
-            A, b, c, init=0.3 * u_max, low=0.0, high=u_max,
-            agent_names=[f"agent{j}" for j in range(self.n)], device=device,
-        )  # fmt: skip
+            A,
+            b,
+            c,
+            init=0.3 * u_max,
+            low=0.0,
+            high=u_max,
+            agent_names=[f"agent{j}" for j in range(self.n)],
+            device=device,
+        )

@@ -64,13 +64,27 @@ class CommonsScenario(Scenario):
 
         init = torch.tensor([[[0.0]], [[-0.3]]], dtype=DTYPE)  # effort e = 0.3 E s/E s at the start
         agents = make_agents(
-            [f"harvester{j}" for j in range(n)], ["harvester"] * n, policy=policy, law=law,
-            d_obs=1, d_act=1, T=float(p["T"]), seed=seed, mftt=mftt,
-            law_options={"order": p["order"]}, init=init if policy == "linear" else 0.0,
+            [f"harvester{j}" for j in range(n)],
+            ["harvester"] * n,
+            policy=policy,
+            law=law,
+            d_obs=1,
+            d_act=1,
+            T=float(p["T"]),
+            seed=seed,
+            mftt=mftt,
+            law_options={"order": p["order"]},
+            init=init if policy == "linear" else 0.0,
             device=device,
-        )  # fmt: skip
+        )
         x0 = particles(float(p["s0"]), float(p["v0"]), int(p["particles"]), device)
         return DifferentialGame(
-            agents, x0, dynamics, running, terminal, T=float(p["T"]), n_steps=int(p["n_steps"]),
+            agents,
+            x0,
+            dynamics,
+            running,
+            terminal,
+            T=float(p["T"]),
+            n_steps=int(p["n_steps"]),
             bounds=(0.0, float(p["e_max"])),
-        )  # fmt: skip
+        )

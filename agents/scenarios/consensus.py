@@ -119,11 +119,27 @@ class ConsensusScenario(Scenario):
             return qT * err(x).square().sum(-1)
 
         agents = make_agents(
-            [f"agent{j}" for j in range(n)], ["member"] * n, policy=policy, law=law, d_obs=d,
-            d_act=d, T=float(p["T"]), seed=seed, mftt=mftt, law_options={"order": p["order"]},
+            [f"agent{j}" for j in range(n)],
+            ["member"] * n,
+            policy=policy,
+            law=law,
+            d_obs=d,
+            d_act=d,
+            T=float(p["T"]),
+            seed=seed,
+            mftt=mftt,
+            law_options={"order": p["order"]},
             device=device,
-        )  # fmt: skip
+        )
         return DifferentialGame(
-            agents, x0, dynamics, running, terminal, T=float(p["T"]), n_steps=int(p["n_steps"]),
-            observe=observe, summarize=lambda xs: xs.flatten(-2), convex_own_cost=True,
-        )  # fmt: skip
+            agents,
+            x0,
+            dynamics,
+            running,
+            terminal,
+            T=float(p["T"]),
+            n_steps=int(p["n_steps"]),
+            observe=observe,
+            summarize=lambda xs: xs.flatten(-2),
+            convex_own_cost=True,
+        )

@@ -42,8 +42,9 @@ class CournotMFTTGame(Game):
     OUT_SCALE = 0.2
     solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
 
-    def __init__(self, *, n, alpha, beta, c, q_max, window, markets, spread, noise, law, mftt, seed,
-                 device):  # fmt: skip
+    def __init__(
+        self, *, n, alpha, beta, c, q_max, window, markets, spread, noise, law, mftt, seed, device
+    ):
         import mftt as mftt_pkg
 
         self.n_agents, self.device = n, torch.device(device)
@@ -57,7 +58,11 @@ class CournotMFTTGame(Game):
             (alpha - float(np.mean(c))) / (beta * (n + 1)) * n
         )  # Cournot total as a typical past
         Q = q_hist * (1 + 0.3 * torch.rand(markets, window, generator=g, dtype=DTYPE))
-        p = self.alpha_m.cpu()[:, None] - beta * Q + noise * torch.randn(markets, window, generator=g, dtype=DTYPE)  # fmt: skip
+        p = (
+            self.alpha_m.cpu()[:, None]
+            - beta * Q
+            + noise * torch.randn(markets, window, generator=g, dtype=DTYPE)
+        )
         scale = max(alpha, 1e-9)
         self.tokens = (torch.stack([p, Q], -1) / scale).to(self.device)  # [M, W, 2], O(1) features
         cfg = dict(d_model=8, heads=2, d_ff=16, depth=1, norm="soft")
@@ -209,13 +214,20 @@ class Cournot(Scenario):
         if policy == "mftt":
             p = self.params
             g = CournotMFTTGame(
-                n=self.n, alpha=alpha, beta=beta, c=c, q_max=qm,
+                n=self.n,
+                alpha=alpha,
+                beta=beta,
+                c=c,
+                q_max=qm,
                 window=int(number("cournot.window", p["window"], low=1, integer=True)),
                 markets=int(number("cournot.markets", p["markets"], low=1, integer=True)),
                 spread=number("cournot.spread", p["spread"], low=0, high=0.99),
-                noise=number("cournot.noise", p["noise"], low=0), law=law, mftt=mftt,
-                seed=seed, device=device,
-            )  # fmt: skip
+                noise=number("cournot.noise", p["noise"], low=0),
+                law=law,
+                mftt=mftt,
+                seed=seed,
+                device=device,
+            )
             self._alpha_m = g.alpha_m.cpu().numpy()  # reference() then averages over these markets
             return g
         if policy != "direct":
@@ -223,6 +235,11 @@ class Cournot(Scenario):
         A, b = cournot_quadratic(alpha, beta, c)
         init = (alpha - float(np.mean(c))) / (beta * (self.n + 1)) * 0.5
         return QuadraticGame(
-            A, b, init=init, low=0.0, high=qm, agent_names=[f"firm{j}" for j in range(self.n)],
+            A,
+            b,
+            init=init,
+            low=0.0,
+            high=qm,
+            agent_names=[f"firm{j}" for j in range(self.n)],
             device=device,
-        )  # fmt: skip
+        )

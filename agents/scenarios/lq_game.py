@@ -70,9 +70,18 @@ class LQGameScenario(Scenario):
         """The matching ``control.riccati.LQGame`` (σ = 0)."""
         c = self.coefficients()
         return LQGame(
-            c["a"], c["abar"], 0.0, c["b"], c["q"], c["qbar"], c["r"], c["qT"], c["qTbar"], c["T"],
+            c["a"],
+            c["abar"],
+            0.0,
+            c["b"],
+            c["q"],
+            c["qbar"],
+            c["r"],
+            c["qT"],
+            c["qTbar"],
+            c["T"],
             Lambda=Lambda,
-        )  # fmt: skip
+        )
 
     def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
         """Material costs of the coupled-Riccati feedback equilibrium (None if it does not exist)."""
@@ -124,12 +133,26 @@ class LQGameScenario(Scenario):
             return qT * x.square().mean() + qTbar * x.mean(0).square()
 
         agents = make_agents(
-            [f"player{j}" for j in range(n)], ["player"] * n, policy=policy, law=law, d_obs=1,
-            d_act=1, T=c["T"], seed=seed, mftt=mftt, law_options={"order": p["order"]},
+            [f"player{j}" for j in range(n)],
+            ["player"] * n,
+            policy=policy,
+            law=law,
+            d_obs=1,
+            d_act=1,
+            T=c["T"],
+            seed=seed,
+            mftt=mftt,
+            law_options={"order": p["order"]},
             device=device,
-        )  # fmt: skip
+        )
         x0 = particles(c["m0"], c["v0"], int(p["particles"]), device)
         return DifferentialGame(
-            agents, x0, dynamics, running, terminal, T=c["T"], n_steps=int(p["n_steps"]),
+            agents,
+            x0,
+            dynamics,
+            running,
+            terminal,
+            T=c["T"],
+            n_steps=int(p["n_steps"]),
             convex_own_cost=True,
-        )  # fmt: skip
+        )

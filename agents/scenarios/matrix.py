@@ -109,9 +109,12 @@ class Matrix(Scenario):
         if policy != "direct":
             raise ValidationError("policy", "direct (mixed strategies)", policy)
         return MatrixGame(
-            self.payoffs(), init=self.params["init"], parametrisation=self.params["parametrisation"],
-            agent_names=[f"player{j}" for j in range(self.n)], device=device,
-        )  # fmt: skip
+            self.payoffs(),
+            init=self.params["init"],
+            parametrisation=self.params["parametrisation"],
+            agent_names=[f"player{j}" for j in range(self.n)],
+            device=device,
+        )
 
     def reference(self, Lambda: np.ndarray) -> np.ndarray | None:
         """Material costs −u at the exact Λ-equilibrium (docs/theory.md#static-games) that the default ``nash`` solver selects

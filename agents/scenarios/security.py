@@ -139,10 +139,19 @@ class SecurityScenario(Scenario):
         qT, qTbar, dmax = g.qT, g.qTbar, float(p["delta_max"])
         observation = p["attack"] == "observation"
         agents = make_agents(
-            ["defender", "attacker"], ["defender", "attacker"], policy=policy, law=law, d_obs=1,
-            d_act=1, T=g.T, seed=seed, mftt=mftt, law_options={"order": p["order"]},
-            init=0.0, device=device,
-        )  # fmt: skip
+            ["defender", "attacker"],
+            ["defender", "attacker"],
+            policy=policy,
+            law=law,
+            d_obs=1,
+            d_act=1,
+            T=g.T,
+            seed=seed,
+            mftt=mftt,
+            law_options={"order": p["order"]},
+            init=0.0,
+            device=device,
+        )
         if (
             policy == "linear"
         ):  # the defender starts from a stabilising gain, the attacker from no attack
@@ -193,8 +202,14 @@ class SecurityScenario(Scenario):
 
         x0 = particles(g.m0, g.v0, int(p["particles"]), device)
         game = DifferentialGame(
-            agents, x0, dynamics, running, terminal, T=g.T, n_steps=int(p["n_steps"]),
+            agents,
+            x0,
+            dynamics,
+            running,
+            terminal,
+            T=g.T,
+            n_steps=int(p["n_steps"]),
             observe=observe,
-        )  # fmt: skip
+        )
         built.append(game)
         return game

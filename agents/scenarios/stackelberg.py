@@ -54,7 +54,9 @@ class Stackelberg(Scenario):
         kind = choice("stackelberg.leader", p["leader"], ["firm", "regulator"])
         m = self.n if kind == "firm" else self.n - 1
         if m < 1 or self.n < 2:
-            raise ValidationError("stackelberg.n_agents", "at least 2 agents (leader + followers)", self.n)  # fmt: skip
+            raise ValidationError(
+                "stackelberg.n_agents", "at least 2 agents (leader + followers)", self.n
+            )
         c = np.atleast_1d(np.asarray(p["c"], dtype=float))
         if c.ndim != 1 or c.shape[0] not in (1, m) or not np.isfinite(c).all():
             raise ValidationError("stackelberg.c", f"a number or {m} finite costs", p["c"])
