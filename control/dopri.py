@@ -84,6 +84,8 @@ def _tables() -> tuple[Tensor, Tensor, Tensor]:
 class StageMajorDopri5(Dopri5Solver):
     """torchdiffeq's ``Dopri5Solver`` with the stages stored stage-major and combined by matrix products."""
 
+    rk_state: _RungeKuttaState  # set by torchdiffeq's _before_integrate
+
     def __init__(self, func, y0, rtol, atol, **kwargs):
         super().__init__(func, y0, rtol, atol, **kwargs)
         dev, dt = y0.device, y0.dtype

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
+
+import numpy as np
 
 
 class ValidationError(ValueError):
@@ -42,6 +44,26 @@ def choice(field: str, value: Any, allowed: Iterable[str]) -> str:
     return value
 
 
+@overload
+def number(
+    field: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    strict_low: bool = ...,
+    integer: Literal[True],
+) -> int: ...
+@overload
+def number(
+    field: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    strict_low: bool = ...,
+    integer: bool = ...,
+) -> float: ...
 def number(
     field: str,
     value: Any,
@@ -54,15 +76,10 @@ def number(
     """Check a finite real (or integer) number inside optional bounds."""
     kind = "an integer" if integer else "a finite number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.generic) and np.ndim(value) == 0:
-                value = value.item()
-            else:
-                raise TypeError
-        except (TypeError, ImportError):
-            raise ValidationError(field, kind, value) from None
+        if isinstance(value, np.generic) and np.ndim(value) == 0:
+            value = value.item()
+        else:
+            raise ValidationError(field, kind, value)
     if integer and not float(value).is_integer():
         raise ValidationError(field, kind, value)
     if not math.isfinite(value):

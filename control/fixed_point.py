@@ -69,9 +69,9 @@ def km_iterate(
         if not 0.0 < g <= 1.0:
             raise ValidationError("gamma", "steps gamma_k in (0, 1]", g)
         y = y + g * r
-    r = float(torch.linalg.vector_norm(op(y) - y))
-    res.append(r)
-    return FixedPointResult(y, res, r <= tol, steps)
+    rn = float(torch.linalg.vector_norm(op(y) - y))
+    res.append(rn)
+    return FixedPointResult(y, res, rn <= tol, steps)
 
 
 def km_flow(

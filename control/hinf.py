@@ -77,7 +77,10 @@ def escape_time(a: float, s: float, q: float, qT: float) -> float:
 
 
 def _fn(v: Gain) -> Callable[[float], float]:
-    return v if callable(v) else (lambda t, c=float(v): c)
+    if callable(v):
+        return v
+    c = float(v)
+    return lambda t: c
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def scalar_riccati_ode(alpha: Gain, s: Gain, q: Gain, qT: float, T: float) -> Ri
     def blow(t, y):
         return BLOWUP - abs(y[0])
 
-    blow.terminal = True
+    blow.terminal = True  # type: ignore[attr-defined]  # solve_ivp reads the event's attribute
     sol = solve_ivp(
         rhs,
         (T, 0.0),
@@ -373,7 +376,7 @@ def game_riccati_matrix(A, B, Q, R, QT, gamma: float, T: float, D=None) -> np.nd
     def blow(t, y):
         return BLOWUP - np.max(np.abs(y))
 
-    blow.terminal = True
+    blow.terminal = True  # type: ignore[attr-defined]  # solve_ivp reads the event's attribute
     sol = solve_ivp(rhs, (T, 0.0), QT.ravel(), method="DOP853", rtol=RTOL, atol=ATOL, events=blow)
     if sol.status != 0 or not np.all(np.isfinite(sol.y)):
         raise DivergenceError(float(sol.t[-1]), f"matrix game Riccati solution (gamma = {gamma:g})")

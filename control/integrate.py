@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +52,13 @@ class Solution:
 
 class _Counted(nn.Module):
     """Wraps a field to count evaluations and to stop at the first non-finite derivative."""
+
+    # set by solve, read by the solver wrappers and in error reports
+    method: str
+    rtol: float
+    atol: float
+    options: dict | None
+    last_t: float | Tensor
 
     def __init__(self, field: Callable[[Tensor, Tensor], Tensor], check_finite: bool):
         super().__init__()
@@ -134,7 +142,7 @@ def solve(
         and (x0.device.type == "cpu" or method not in FIXED_STEP)
     )
     f = _Counted(field, per_call)
-    kw = dict(method=_ALIASES.get(method, method), options=opts or None)
+    kw: dict[str, Any] = dict(method=_ALIASES.get(method, method), options=opts or None)
     if kw["method"] == dopri.NAME:
         dopri.register()
     if method not in FIXED_STEP:
@@ -163,8 +171,8 @@ def solve(
     if check_finite and not _all_finite(xs):
         bad = (~torch.isfinite(xs)).flatten(1).any(1)
         k = int(bad.nonzero()[0])
-        err = DivergenceError(float(t[max(k - 1, 0)]))
-        return _diverged(err, f, x0, t, throw, xs=xs)
+        div = DivergenceError(float(t[max(k - 1, 0)]))
+        return _diverged(div, f, x0, t, throw, xs=xs)
     return Solution(t=t, xs=xs, nfe=f.nfe, status="ok", t_reached=float(t[-1]))
 
 

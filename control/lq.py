@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,7 +123,7 @@ class ParticleLQ:
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.law_shape: tuple[int, ...] = (2,) if d == 1 and m == 1 else (m, d + 1)
-        tt = dict(dtype=dtype, device=self.device)
+        tt: dict[str, Any] = dict(dtype=dtype, device=self.device)
         self._mats = {
             k: torch.as_tensor(getattr(p, k), **tt)
             for k in ("A", "Abar", "B", "Bbar", "Sigma", "Q", "Qbar", "R", "Rbar", "QT", "QTbar")

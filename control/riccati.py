@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -84,7 +85,7 @@ def _integrate_backward(rhs, yT: np.ndarray, T: float, what: str):
     def blow(t, y):
         return BLOWUP - np.max(np.abs(y))
 
-    blow.terminal = True
+    blow.terminal = True  # type: ignore[attr-defined]  # solve_ivp reads the event's attribute
 
     sol = solve_ivp(
         rhs, (T, 0.0), yT, method="DOP853", rtol=RTOL, atol=ATOL, dense_output=True, events=blow
@@ -238,7 +239,7 @@ class LQProblem:
             noise_integral=z0,
         )
 
-    def discretise(self, n_steps: int) -> dict[str, np.ndarray]:
+    def discretise(self, n_steps: int) -> dict[str, Any]:
         """Euler coefficients with h = T/n (docs/theory.md#lq-discrete): A_d = I + hA, B_d = hB, Q_d = hQ, R_d = hR, W = hΣΣᵀ."""
         n = int(number("n_steps", n_steps, low=1, integer=True))
         h = self.T / n

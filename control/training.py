@@ -46,7 +46,7 @@ class FitResult:
 
 def _params(params_or_module) -> list[Tensor]:
     if isinstance(params_or_module, nn.Module):
-        ps = [p for p in params_or_module.parameters() if p.requires_grad]
+        ps: list[Tensor] = [p for p in params_or_module.parameters() if p.requires_grad]
     elif isinstance(params_or_module, Tensor):
         ps = [params_or_module]
     elif isinstance(params_or_module, Iterable):
@@ -190,8 +190,8 @@ def fit(
     if path is not None:
         _save_atomic(path, _state(params, opt, losses, step, best))
     with torch.no_grad():
-        final = loss_fn()
-    final = float(final.detach()) if isinstance(final, Tensor) else float(final)
+        out = loss_fn()
+    final = float(out.detach()) if isinstance(out, Tensor) else float(out)
     if status == "max_steps" and not math.isfinite(final):
         status = "diverged"
     return FitResult(

@@ -184,8 +184,10 @@ class MultiHeadAttention(torch.nn.Module):
     def projections(self, t, u: Tensor, mu=None) -> tuple[Tensor, Tensor, Tensor]:
         """(u W_Q, u W_K, u W_V) as ``[..., D, n]`` tensors: column views of one product for fused laws."""
         if self.fused:
-            return affine(self.QKV, None, t, u, u, mu).split(self._cols, -1)
-        return tuple(affine(law, None, t, u, u, mu) for law in (self.Q, self.K, self.V))
+            q, k, v = affine(self.QKV, None, t, u, u, mu).split(self._cols, -1)
+        else:
+            q, k, v = (affine(law, None, t, u, u, mu) for law in (self.Q, self.K, self.V))
+        return q, k, v
 
     def _split(self, y: Tensor, pairs: int, dh: int) -> Tensor:
         """``[..., D, P·H·dh] -> [..., H, D, dh]`` (P = 1) or ``[..., H, 2, D, dh]`` (P = 2): a view, no copy."""
@@ -221,14 +223,15 @@ class MultiHeadAttention(torch.nn.Module):
             Wqkv, Wo = self.QKV(t, u, mu).squeeze(-3), self.W(t, u, mu).squeeze(-3)
             chunks = self._chunks(u, Wqkv, Wo, kw) if fast else None
             if chunks is None:
-                out, w = self._attend(*gemm(u, Wqkv).split(self._cols, -1), mask, fast, kw)
+                q, k, v = gemm(u, Wqkv).split(self._cols, -1)
+                out, w = self._attend(q, k, v, mask, fast, kw)
                 out = gemm(out, Wo)
             else:  # cache-blocked over agent chunks: the same products, chunk by chunk
                 out, w = u.new_empty(u.shape[:-1] + (Wo.shape[-1],)), None
                 for s in chunks:
                     kws = {n: x[s] if x.dim() == u.dim() + 1 else x for n, x in kw.items()}
-                    qkv = torch.bmm(u[s], Wqkv[s]).split(self._cols, -1)
-                    torch.bmm(self._attend(*qkv, mask, True, kws)[0], Wo[s], out=out[s])
+                    q, k, v = torch.bmm(u[s], Wqkv[s]).split(self._cols, -1)
+                    torch.bmm(self._attend(q, k, v, mask, True, kws)[0], Wo[s], out=out[s])
         if self.head_scale == "seed":
             out = out / math.sqrt(self.heads)
         return out, w

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -221,6 +222,7 @@ class MeanFieldTypeTransformer(nn.Module):
                 inc, w = self.block.increment(layer * h, x, need_weights=return_info)
                 x = x + h * inc
                 if return_info:
+                    assert w is not None  # need_weights=True
                     traj.append(x)
                     attn.append(w.detach())
             times = torch.linspace(0, T, L + 1, dtype=x.dtype, device=x.device)
@@ -242,6 +244,7 @@ class MeanFieldTypeTransformer(nn.Module):
                 with torch.no_grad():
                     for k in range(L + 1):
                         _, w = self.block.increment(times[k], sol.xs[k], need_weights=True)
+                        assert w is not None
                         attn.append(w)
         y = self._linear_apply(self.read_out, x)
         if not return_info:
@@ -283,7 +286,9 @@ class MeanFieldTypeTransformer(nn.Module):
         laws = 0
         if c.weights in ("feedback", "meanfield"):
             rank = int(c.law_options.get("rank", 2))
-            sizes = sum(m.size for m in self.block.modules() if hasattr(m, "per_particle"))
+            sizes = sum(
+                int(cast(Any, m).size) for m in self.block.modules() if hasattr(m, "per_particle")
+            )
             laws = 2 * D * (rank * d + rank * sizes)
         per_eval = att + ff + norms + laws
         if c.continuous:

@@ -122,10 +122,10 @@ def _p_wilcoxon(d: np.ndarray) -> float:
 
 def effect_size(d: Sequence[float]) -> float:
     """Cohen's d_z = mean(d)/sd(d) of paired differences (±inf for an exact nonzero difference, 0 for none)."""
-    d = np.asarray(d, dtype=float)
-    if d.size < 2:
+    x = np.asarray(d, dtype=float)
+    if x.size < 2:
         return float("nan")
-    sd, m = float(d.std(ddof=1)), float(d.mean())
+    sd, m = float(x.std(ddof=1)), float(x.mean())
     if sd == 0.0:
         return 0.0 if m == 0.0 else math.copysign(math.inf, m)
     return m / sd

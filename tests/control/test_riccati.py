@@ -225,7 +225,7 @@ def test_game_refuses_bad_lambda_and_r():
         LQGame(**GAME, Lambda=np.ones((3, 2)))
     with pytest.raises(ValidationError, match=r"^Lambda: .*3x3"):
         LQGame(**GAME, Lambda=np.eye(2))
-    with pytest.raises(ValidationError, match=r"^Lambda: .*lambda_jj > 0.*remark 3") as err:
+    with pytest.raises(ValidationError, match=r"^Lambda: .*lambda_jj > 0.*#self-regard") as err:
         LQGame(**GAME, Lambda=[[1, 0, 0], [0, 0, 1], [0, 0, 1]])
     assert "\n" not in str(err.value)
     with pytest.raises(ValidationError, match=r"^r: "):
