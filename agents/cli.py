@@ -205,7 +205,27 @@ def run(
 @app.command()
 @guarded
 def compare(
-    config: _Config,
+    config: Annotated[
+        str | None, typer.Argument(help="Experiment TOML file (may be omitted with --suite).")
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            help="Run the comparison suite with known answers (quick or full): per-law t-intervals, "
+            "paired tests against constant, one conclusion per law.",
+        ),
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="With --suite: write its statistics as JSON here.")
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", help="With --suite: common seeds per task (quick 6, full 10)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="With --suite: tasks run at once, one process each.")
+    ] = 1,
     out: _Out = None,
     address: _Address = None,
     resume: _Resume = True,
@@ -221,10 +241,22 @@ def compare(
     """Constant vs feedback (vs meanfield) weights across scenarios: table, NetCDF, PNG and HTML.
 
     --out names the NetCDF only (a .nc file); the figures go to --png/--html or --figures DIR.
+    --suite quick|full first runs the tasks with known answers (agents.comparison) and prints their
+    conclusions, writing results/compare_<suite>.{png,html} (or into --figures DIR) and --json PATH.
     Example: mftt compare examples/configs/demo.toml --figures results/figs
+    Example: mftt compare --suite quick --json results/compare_quick.json
     """
     from .outputs import check_output
 
+    if config is None and suite is None:
+        raise ValidationError("compare", "a config file or --suite quick|full", "neither")
+    failed_expectations = 0
+    if suite is not None:
+        failed_expectations = _compare_suite(suite, json_out, seeds, workers, figures, quiet)
+        if config is None:
+            if failed_expectations:
+                raise typer.Exit(1)
+            return
     exp = _load(config, set_)
     path = check_output(_out_for(exp, out))
     png_path, html_path = _figures(path, png, html, figures)  # checked before any cell runs
@@ -233,6 +265,39 @@ def compare(
     png_path, html_path = _report(ds, png_path, html_path)
     typer.echo(f"wrote {path}, {png_path}, {html_path}")
     _exit_if_failed(ds)
+    if failed_expectations:
+        raise typer.Exit(1)
+
+
+def _compare_suite(suite, json_out, seeds, workers, figures, quiet) -> int:
+    """Run and print the comparison suite; returns how many known answers were contradicted."""
+    from control.errors import choice, number
+
+    from .comparison import SUITES, plot_suite, report_lines, run_suite, write_json
+
+    choice("suite", suite, SUITES)
+    if seeds is not None:
+        seeds = int(number("seeds", seeds, low=1, high=1000, integer=True))
+    workers = int(number("workers", workers, low=1, high=64, integer=True))
+    fig_dir = Path(figures) if figures else Path("results")
+    say = None if quiet else (lambda m: typer.echo(m, err=True))
+    results = run_suite(
+        suite, seeds=None if seeds is None else range(seeds), workers=workers, progress=say
+    )
+    bad = 0
+    for r in results:
+        for line in report_lines(r):
+            typer.echo(line)
+        bad += sum(r.as_expected(c) is False for c in r.comparisons)
+    png, html = plot_suite(results, suite, fig_dir / f"compare_{suite}.png")
+    wrote = [str(png), str(html)]
+    if json_out:
+        write_json(results, suite, json_out)
+        wrote.append(json_out)
+    typer.echo(f"wrote {', '.join(wrote)}")
+    if bad:
+        typer.echo(f"error: {bad} known answer(s) not reproduced (see [NOT as expected])", err=True)
+    return bad
 
 
 @app.command()

@@ -1,0 +1,610 @@
+"""The weight-law comparison protocol: tasks with known answers, common seeds, the metric of the concept, statistics.
+
+A ``Task`` says what is compared and how it is judged: its concept (``control`` → gap to the optimum, ``nash`` →
+certified exploitability and gap to the reference equilibrium, ``forecast`` → held-out error), the laws, the
+budget rule (stated in the output), and the *expected* sign of each law's difference with ``constant`` (the
+known answer). ``run_task`` plays every law on the same seeds, each seed fixing initialisation, data and noise
+for all laws alike (common random numbers), and ``TaskResult`` holds per-law means with t-intervals, the paired
+tests against ``constant`` (``mftt.stats``) and one conclusion line per law. A law whose metric is the same on
+every seed is reported as deterministic. Nothing here ranks laws whose difference is not significant.
+
+The suite (``SUITES``; ``mftt compare --suite quick|full``):
+
+* ``lq_control``: LQ mean-field-type control of several populations (docs/theory.md#lq-mftc). The optimum
+  u* = −K(t)(x − Ex) − K̄(t)Ex needs the mean field: ``meanfield`` reaches it, ``constant`` cannot (even the
+  best constant gains (K, K̄), computed exactly, stay above it).
+* ``lq_game``: the two-player LQ game with q_T = 0, whose Nash gains k(t), l(t) fall to 0 at T: open-loop
+  ``time`` gains reach the equilibrium (certified), constant gains cannot (a best response gains a few %).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from control.errors import ValidationError, choice
+from mftt.stats import MIN_SEEDS_FOR_TEST, Interval, Paired, adjust, conclusion, paired, t_interval
+
+BASELINE = "constant"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A comparison with a known answer: ``run(laws, seeds, settings) -> {law: [record per seed]}``.
+
+    Each record holds ``metric`` (the primary value, ``unit``), ``n_params``, ``compute`` (vector-field
+    evaluations spent learning) and task-specific extras (``status``, ``gap``…). ``expected[law]`` is the
+    known sign of (constant − law) on the metric: ``"better"`` (the law must beat constant), ``"worse"``, or
+    ``"any"``.
+    """
+
+    name: str
+    description: str
+    concept: str
+    metric: str
+    unit: str
+    reference: str
+    budget: str
+    expected: dict
+    sizes: dict  # size name -> {"seeds": int, "laws": tuple, ...settings}
+    run: Callable[[Sequence[str], Sequence[int], dict], dict]
+    lower_is_better: bool = True
+    floors: Callable[[dict], dict] | None = (
+        None  # settings -> {law: exact lower bound of the metric}
+    )
+
+
+@dataclass
+class TaskResult:
+    """Per-law values over common seeds, their t-intervals, paired tests against constant, conclusions."""
+
+    task: Task
+    size: str
+    laws: list[str]
+    seeds: list[int]
+    records: dict  # law -> list of per-seed dicts
+    seconds: float = 0.0
+    alpha: float = 0.05
+    intervals: dict = field(default_factory=dict)
+    comparisons: list = field(default_factory=list)
+
+    def __post_init__(self):
+        for law in self.laws:
+            self.intervals[law] = t_interval(self.values(law))
+        if BASELINE in self.laws:
+            raw = [
+                paired(self.values(law), self.values(BASELINE), law=law, baseline=BASELINE,
+                       lower_is_better=self.task.lower_is_better, alpha=self.alpha)
+                for law in self.laws if law != BASELINE
+            ]  # fmt: skip
+            self.comparisons = adjust(raw)
+
+    def values(self, law: str) -> np.ndarray:
+        return np.array([r["metric"] for r in self.records[law]], dtype=float)
+
+    def deterministic(self, law: str) -> bool:
+        """The same metric on every seed (to 1e-12 relative): the seed does not reach this law here."""
+        v = self.values(law)
+        return len(v) > 1 and bool(np.all(np.abs(v - v[0]) <= 1e-12 * max(1.0, abs(v[0]))))
+
+    def mean_of(self, law: str, key: str) -> float:
+        vals = [r.get(key) for r in self.records[law]]
+        vals = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def statuses(self, law: str) -> dict:
+        out: dict = {}
+        for r in self.records[law]:
+            if "status" in r:
+                out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def conclusions(self) -> list[str]:
+        return [
+            conclusion(c, metric=self.task.metric, unit=self.task.unit) for c in self.comparisons
+        ]
+
+    def as_expected(self, c: Paired) -> bool | None:
+        """Whether the measured difference has the known sign (None when no sign is known)."""
+        want = self.task.expected.get(c.law, "any")
+        if want == "better":
+            return c.winner == c.law
+        if want == "worse":
+            return c.winner == c.baseline
+        return None
+
+    def budget_match(self) -> dict:
+        """Parameter and compute spread across laws: (max − min)/max of the per-law means."""
+        out = {}
+        for key in ("n_params", "compute"):
+            vals = [self.mean_of(law, key) for law in self.laws]
+            vals = [v for v in vals if math.isfinite(v) and v > 0]
+            out[key] = (max(vals) - min(vals)) / max(vals) if len(vals) > 1 else 0.0
+        return out
+
+    def budget_line(self) -> str:
+        m = self.budget_match()
+        parts = ", ".join(
+            f"{law} {self.mean_of(law, 'n_params'):.0f} params / {self.mean_of(law, 'compute'):.0f} evals"
+            for law in self.laws
+        )
+        return (
+            f"{self.task.budget} Measured: {parts}; parameter spread {100 * m['n_params']:.0f} %, "
+            f"compute spread {100 * m['compute']:.0f} %."
+        )
+
+    def to_dict(self) -> dict:
+        t = self.task
+        laws = {}
+        for law in self.laws:
+            laws[law] = {
+                **self.intervals[law].to_dict(),
+                "values": self.values(law).tolist(),
+                "n_params": self.mean_of(law, "n_params"),
+                "compute": self.mean_of(law, "compute"),
+                "deterministic": self.deterministic(law),
+                "statuses": self.statuses(law),
+                "extras": {
+                    k: self.mean_of(law, k)
+                    for k in sorted({k for r in self.records[law] for k in r})
+                    if k not in ("metric", "status", "n_params", "compute")
+                    and all(isinstance(r.get(k), (int, float)) for r in self.records[law])
+                },
+            }
+        comps = []
+        for c, line in zip(self.comparisons, self.conclusions(), strict=True):
+            comps.append(
+                {**c.to_dict(), "expected": t.expected.get(c.law, "any"),
+                 "as_expected": self.as_expected(c), "conclusion": line}
+            )  # fmt: skip
+        return {
+            "task": t.name, "description": t.description, "concept": t.concept, "metric": t.metric,
+            "unit": t.unit, "lower_is_better": t.lower_is_better, "reference": t.reference,
+            "size": self.size, "seeds": self.seeds, "alpha": self.alpha, "laws": laws,
+            "comparisons": comps, "conclusions": self.conclusions(),
+            "budget": self.budget_line(), "budget_match": self.budget_match(),
+            "seconds": self.seconds,
+        }  # fmt: skip
+
+
+def run_task(
+    task: Task,
+    size: str = "quick",
+    *,
+    seeds: Sequence[int] | None = None,
+    laws: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    overrides: dict | None = None,
+) -> TaskResult:
+    """Run every law of ``task`` on common seeds at ``size`` and compare them with ``constant``."""
+    choice("size", size, task.sizes)
+    settings = {**task.sizes[size], **(overrides or {})}
+    laws = list(settings["laws"] if laws is None else laws)
+    if not laws:
+        raise ValidationError("laws", "at least one law", laws)
+    seeds = list(range(int(settings["seeds"]))) if seeds is None else [int(s) for s in seeds]
+    if not seeds:
+        raise ValidationError("seeds", "at least one seed", seeds)
+    t0 = time.perf_counter()
+    records = task.run(laws, seeds, settings)
+    return TaskResult(task, size, laws, seeds, records, time.perf_counter() - t0, alpha)
+
+
+# ---------------------------------------------------------------------------------------------- lq_control
+LQ_PROBLEM = dict(
+    A=0.5, Abar=0.3, B=1.0, Sigma=0.5, Q=1.0, Qbar=2.0, R=1.0, QT=1.0, QTbar=1.0, T=1.0
+)
+LQ_MEANS = (
+    -1.5,
+    -0.5,
+    0.5,
+    1.5,
+)  # the populations' initial means (symmetric), each with variance LQ_V0
+LQ_V0 = 0.5
+
+
+def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    from control import LQProblem, ParticleLQ
+
+    prob = LQProblem(**LQ_PROBLEM)
+    out: dict = {law: [] for law in laws}
+    for seed in seeds:
+        # the seed fixes the training particles and noise, each law's initial perturbation and the
+        # evaluation noise: the same for every law (common random numbers)
+        pl = ParticleLQ(prob, list(LQ_MEANS), LQ_V0, n_particles=s["particles"],
+                        n_steps=s["n_steps"], seed=seed)  # fmt: skip
+        for law in laws:
+            torch.manual_seed(seed)
+            g = torch.Generator().manual_seed(10_007 * seed + 1)
+            init = s["init_noise"] * torch.randn(pl.law_shape, generator=g, dtype=torch.float64)
+            calls = [0]
+            law_m = pl.make_law(law, init=init)
+
+            def loss(law_m=law_m, calls=calls, pl=pl):
+                calls[0] += 1
+                return pl.loss(law_m)
+
+            from control.training import fit
+
+            t1 = time.perf_counter()
+            res = fit(law_m, loss, steps=s["iters"], optimizer="lbfgs", tol=1e-6, patience=2,
+                      progress=False, callback=lambda *_, c=calls: c[0] >= s["rollouts"])  # fmt: skip
+            cmp = pl.compare(law_m, n_particles=s["eval_particles"], seed=seed + 1000)
+            out[law].append(
+                dict(
+                    metric=100 * cmp["gap"], gap_se=100 * cmp["gap_se"], n_params=law_m.n_params,
+                    compute=calls[0] * pl.n_steps, rollouts=calls[0],
+                    status="ok" if res.converged else "not_converged",
+                    seconds=time.perf_counter() - t1,
+                )
+            )  # fmt: skip
+    return out
+
+
+def _lq_control_floors(s: dict) -> dict:
+    """Exact gaps (%) to J*_h of the best law of each open-loop class, by the Lyapunov recursion (L-BFGS).
+
+    With symmetric initial means the cost is an even convex quadratic in the offset θ₀, so the best θ₀ is 0
+    and a constant law is u = −θ₁x, i.e. K = K̄ = θ₁; an open-loop law has K_l = K̄_l = θ₁(t_l) per step (the
+    ``time`` class is a subset, Legendre in t). The ``meanfield`` class contains the optimum (floor 0).
+    """
+    from control import LQProblem, ParticleLQ
+    from control.training import fit
+
+    pl = ParticleLQ(
+        LQProblem(**LQ_PROBLEM), list(LQ_MEANS), LQ_V0, n_particles=2, n_steps=s["n_steps"]
+    )
+    J = pl.J_star(discrete=True)
+    out = {}
+    for name, shape in (("constant", (1, 1)), ("time", (pl.n_steps, 1, 1))):
+        k = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+        fit([k], lambda k=k: pl.linear_policy_cost(k, k), steps=30, optimizer="lbfgs", tol=1e-12,
+            patience=2, progress=False)  # fmt: skip
+        with torch.no_grad():
+            out[name] = 100 * (float(pl.linear_policy_cost(k, k)) - J) / J
+    out["untied"] = out["time"]
+    out["meanfield"] = 0.0
+    return out
+
+
+LQ_CONTROL = Task(
+    name="lq_control",
+    description=(
+        "LQ mean-field-type control of 4 populations (E x0 = ±0.5, ±1.5, Var 0.5) steered by u = −(θ₁x + θ₀), "
+        "θ = law(t, x, μ); the optimum needs the mean field (docs/theory.md#lq-mftc)"
+    ),
+    concept="control",
+    metric="gap to the optimum",
+    unit="%",
+    reference=(
+        "exact discrete optimum J*_h (Riccati), gap measured on common fresh noise with the optimal law; "
+        "exact floors of the classes: best constant law {constant:+.2f} %, best open-loop gains per step "
+        "(time, untied) {time:+.2f} %, meanfield 0 %"
+    ),
+    budget=(
+        "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
+        "to tune) with the same cap on rollouts of the particle system (each n_steps field evaluations), "
+        "stopping earlier when the loss improves by less than 1e-6 over 2 steps (status ok); parameters are "
+        "not matched: the law class is the treatment, and the exact floors bound every law of a class "
+        "whatever its size."
+    ),
+    expected={"time": "any", "feedback": "any", "meanfield": "better", "untied": "any"},
+    sizes={
+        "quick": dict(
+            seeds=6,
+            laws=("constant", "time", "feedback", "meanfield"),
+            particles=64,
+            n_steps=10,
+            iters=6,
+            rollouts=400,
+            eval_particles=4000,
+            init_noise=0.1,
+        ),
+        "full": dict(
+            seeds=10,
+            laws=("constant", "time", "feedback", "meanfield"),
+            particles=256,
+            n_steps=25,
+            iters=20,
+            rollouts=600,
+            eval_particles=20_000,
+            init_noise=0.1,
+        ),
+    },  # fmt: skip
+    run=_lq_control,
+    floors=_lq_control_floors,
+)
+
+
+# -------------------------------------------------------------------------------------------------- lq_game
+LQ_GAME_PARAMS = {"qT": 0.0}
+
+
+def _lq_game(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    from .fusion import play_many
+    from .verdict import cost_scale
+
+    out: dict = {}
+    for law in laws:
+        cells = [
+            dict(scenario="lq_game", law=law, seed=seed, params=dict(LQ_GAME_PARAMS),
+                 Lambda="selfish", init_noise=s["init_noise"])
+            for seed in seeds
+        ]  # fmt: skip
+        recs = []
+        for o in play_many(cells):
+            scale = cost_scale(o.empathetic_costs)
+            ref = None if o.reference_costs is None else float(np.sum(o.reference_costs))
+            grid = None if o.reference_grid_costs is None else float(np.sum(o.reference_grid_costs))
+            tot = float(np.sum(o.costs))
+            recs.append(
+                dict(
+                    metric=100 * o.exploitability / scale, nash_conv=float(o.exploitability),
+                    gap=100 * (tot - ref) / abs(ref) if ref else float("nan"),
+                    gap_grid=100 * (tot - grid) / abs(grid) if grid else float("nan"),
+                    n_params=float(np.mean(o.n_params)), compute=int(o.nfe), status=o.status,
+                    iterations=int(o.iterations), seconds=float(o.wall_time),
+                )
+            )  # fmt: skip
+        out[law] = recs
+    return out
+
+
+LQ_GAME = Task(
+    name="lq_game",
+    description=(
+        "two-player LQ game (a = 0.5, q = 1, q̄ = 0.5, r = 1, q_T = 0, T = 1), Nash (Λ = I), linear policies "
+        "u_j = −k_j(x − Ex) − l_j Ex with gains from the law: the Nash gains fall to 0 at T"
+    ),
+    concept="nash",
+    metric="certified exploitability (NashConv / cost scale)",
+    unit="%",
+    reference=(
+        "the coupled-Riccati feedback Nash equilibrium (exact); exploitability is certified by open-loop "
+        "best responses on the cell's grid; gap = total cost vs the equilibrium's, never used to rank"
+    ),
+    budget=(
+        "Compute: every law learns by the scenario's Nash gradient play and best-response rounds to its "
+        "stopping rule (learning rate 0.1, the scenario's tuned default; no search); parameters are not "
+        "matched (2 constant gains per player vs Legendre coefficients): the law class is the treatment."
+    ),
+    expected={"time": "better", "feedback": "better", "meanfield": "better"},
+    sizes={
+        "quick": dict(seeds=6, laws=("constant", "time"), init_noise=0.1),
+        "full": dict(seeds=10, laws=("constant", "time", "feedback", "meanfield"), init_noise=0.1),
+    },
+    run=_lq_game,
+)
+
+TASKS: dict[str, Task] = {t.name: t for t in (LQ_CONTROL, LQ_GAME)}
+SUITES: dict[str, tuple[str, ...]] = {
+    "quick": ("lq_control", "lq_game"),
+    "full": ("lq_control", "lq_game"),
+}
+
+
+def run_suite(
+    suite: str = "quick",
+    *,
+    seeds: Sequence[int] | None = None,
+    tasks: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[TaskResult]:
+    """Run the tasks of ``suite`` (``quick``: small sizes; ``full``: 10 seeds, all laws) on common seeds.
+
+    Each (task, law) is one job, run ``workers`` at a time in separate processes (one thread each); a law's
+    records do not depend on the other laws run beside it, so the numbers are the same for any ``workers``.
+    """
+    choice("suite", suite, SUITES)
+    names = SUITES[suite] if tasks is None else tuple(tasks)
+    for n in names:
+        choice("task", n, TASKS)
+    if seeds is not None and 0 < len(seeds) < MIN_SEEDS_FOR_TEST and progress:
+        progress(f"warning: {len(seeds)} seeds: no paired test can reach significance")
+    plans = []
+    for n in names:
+        task = TASKS[n]
+        st = task.sizes[suite]
+        ss = list(range(int(st["seeds"]))) if seeds is None else [int(x) for x in seeds]
+        plans.append((task, list(st["laws"]), ss))
+    # one job per (task, law) and one per task's exact floors: small pieces balance over the workers
+    jobs = [("law", t.name, suite, law, ss) for t, laws, ss in plans for law in laws]
+    jobs += [("floors", t.name, suite, None, None) for t, _, _ in plans if t.floors is not None]
+    if progress:
+        progress(
+            f"comparison suite {suite}: {', '.join(names)} ({len(jobs)} jobs, {max(1, workers)} "
+            f"process{'es' if workers > 1 else ''})"
+        )
+    if workers <= 1:
+        done = [_run_job(j) for j in jobs]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
+            done = list(ex.map(_run_job, jobs))
+    by = {(j[0], j[1], j[3]): d for j, d in zip(jobs, done, strict=True)}
+    out = []
+    for task, laws, ss in plans:
+        records = {law: by[("law", task.name, law)][0] for law in laws}
+        secs = sum(by[("law", task.name, law)][1] for law in laws)
+        r = TaskResult(task, suite, laws, ss, records, secs, alpha)
+        if task.floors is not None:
+            r.__dict__["_floors"] = by[("floors", task.name, None)][0]
+        out.append(r)
+    return out
+
+
+def _run_job(job) -> tuple:
+    """(records of one law, seconds) or (the task's floors, seconds), in a worker or in-process."""
+    kind, name, size, law, seeds = job
+    torch.set_num_threads(1)
+    task = TASKS[name]
+    t0 = time.perf_counter()
+    if kind == "floors":
+        return task.floors({**task.sizes[size]}), time.perf_counter() - t0
+    recs = task.run([law], seeds, {**task.sizes[size]})[law]
+    return recs, time.perf_counter() - t0
+
+
+def floors(r: TaskResult) -> dict:
+    """The task's exact lower bounds of the metric per law (empty when it has none)."""
+    if r.task.floors is None:
+        return {}
+    if "_floors" not in r.__dict__:
+        r.__dict__["_floors"] = r.task.floors({**r.task.sizes[r.size]})
+    return r.__dict__["_floors"]
+
+
+def reference_text(r: TaskResult) -> str:
+    return r.task.reference.format(**floors(r))
+
+
+def suite_json(results: Sequence[TaskResult], suite: str) -> dict:
+    return {
+        "suite": suite,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tasks": [
+            {**r.to_dict(), "reference": reference_text(r), "floors": floors(r)} for r in results
+        ],
+    }
+
+
+def write_json(results: Sequence[TaskResult], suite: str, path) -> None:
+    from pathlib import Path
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(suite_json(results, suite), indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, Interval):
+        return v.to_dict()
+    raise TypeError(type(v).__name__)
+
+
+def report_lines(r: TaskResult) -> list[str]:
+    """Plain text of one task: header, per-law table (mean ± t-interval), budget, conclusions, expectations."""
+    t = r.task
+    lines = [
+        f"== {t.name} ({t.concept}; {len(r.seeds)} seeds, {r.size}, {r.seconds:.0f} s): {t.description}",
+        f"   metric: {t.metric} [{t.unit}], {'lower' if t.lower_is_better else 'higher'} is better; "
+        f"reference: {reference_text(r)}",
+    ]
+    for law in r.laws:
+        iv = r.intervals[law]
+        half = "n/a" if not math.isfinite(iv.half) else f"{iv.half:.3g}"
+        st = ", ".join(f"{k} {v}" for k, v in r.statuses(law).items())
+        extra = ""
+        if t.concept == "nash":
+            extra = f"  gap {r.mean_of(law, 'gap'):+.3f} %"
+        det = "  (same value on every seed: deterministic here)" if r.deterministic(law) else ""
+        if law in floors(r):
+            extra += f"  floor {floors(r)[law]:+.3g} (exact)"
+        lines.append(
+            f"   {law:<10} {iv.mean:10.4g} ± {half:<9} (95 % t-interval, n = {iv.n})"
+            f"  params {r.mean_of(law, 'n_params'):.0f}{extra}  [{st}]{det}"
+        )
+    lines.append(f"   budget: {r.budget_line()}")
+    for c, line in zip(r.comparisons, r.conclusions(), strict=True):
+        ok = r.as_expected(c)
+        tag = "" if ok is None else ("  [as expected]" if ok else "  [NOT as expected]")
+        lines.append(f"   → {line}{tag}")
+    return lines
+
+
+def plot_suite(results: Sequence[TaskResult], suite: str, png) -> tuple:
+    """PNG and HTML report: per task, the metric per law (mean, 95 % t-interval, exact floors), the paired
+    differences with constant (interval; filled when significant), the budget and the conclusion lines."""
+    import base64
+    import html as _html
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    import textwrap
+
+    n = max(1, len(results))
+    fig = plt.figure(figsize=(12, 5.6 * n))
+    gs = fig.add_gridspec(2 * n, 2, height_ratios=[3, 1.3] * n, hspace=0.45, wspace=0.25)
+    axes = [(fig.add_subplot(gs[2 * i, 0]), fig.add_subplot(gs[2 * i, 1])) for i in range(n)]
+    notes = [fig.add_subplot(gs[2 * i + 1, :]) for i in range(n)]
+    for row, note, r in zip(axes, notes, results, strict=False):
+        t, fl = r.task, floors(r)
+        x = np.arange(len(r.laws))
+        means = [r.intervals[law].mean for law in r.laws]
+        halves = [np.nan_to_num(r.intervals[law].half) for law in r.laws]
+        row[0].errorbar(
+            x, means, yerr=halves, fmt="o", capsize=5, color="k", label="mean ± 95 % t-interval"
+        )
+        for i, law in enumerate(r.laws):
+            row[0].scatter(np.full(len(r.values(law)), i) + 0.12, r.values(law), s=8, alpha=0.5)
+            if law in fl:
+                row[0].hlines(fl[law], i - 0.3, i + 0.3, colors="tab:red", linestyles=":")
+        row[0].set_xticks(x, r.laws)
+        row[0].set_ylabel(f"{t.metric.split(' (')[0]} [{t.unit}]")
+        row[0].set_title(
+            f"{t.name}: {t.metric} per law ({len(r.seeds)} seeds; red: exact floor)", fontsize=9
+        )
+        row[0].grid(alpha=0.3)
+        cs = r.comparisons
+        if cs:
+            xs = np.arange(len(cs))
+            for i, c in enumerate(cs):
+                color = "tab:green" if c.winner == c.law else "tab:red" if c.winner else "tab:gray"
+                row[1].errorbar([i], [c.diff.mean], yerr=[np.nan_to_num(c.diff.half)], fmt="o",
+                                capsize=5, color=color, mfc=color if c.significant else "white")  # fmt: skip
+            row[1].axhline(0, color="k", lw=0.8)
+            row[1].set_xticks(xs, [f"{c.law}\nvs {c.baseline}" for c in cs])
+            row[1].set_ylabel(f"paired improvement on constant [{t.unit}]")
+            row[1].set_title("paired differences (filled: significant, both tests)", fontsize=9)
+            row[1].grid(alpha=0.3)
+        else:
+            row[1].axis("off")
+        lines = [*(f"→ {line}" for line in r.conclusions()), "budget: " + r.budget_line()]
+        text = "\n".join(textwrap.fill(line, 150, subsequent_indent="    ") for line in lines)
+        note.axis("off")
+        note.text(0, 1, text, va="top", ha="left", fontsize=7, family="monospace")
+    fig.suptitle(f"Weight-law comparison suite ({suite}): every law on common seeds vs constant")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    page = png.with_suffix(".html")
+    img = base64.b64encode(png.read_bytes()).decode()
+    body = "\n".join(_html.escape(line) for r in results for line in report_lines(r))
+    page.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>mftt compare --suite {_html.escape(suite)}</title>"
+        f"<h1>Weight-law comparison suite ({_html.escape(suite)})</h1><img src='data:image/png;base64,{img}' "
+        f"style='max-width:100%'><pre style='white-space:pre-wrap'>{body}</pre>\n"
+    )
+    return png, page
+
+
+__all__ = [
+    "BASELINE",
+    "SUITES",
+    "TASKS",
+    "Task",
+    "TaskResult",
+    "plot_suite",
+    "report_lines",
+    "run_suite",
+    "run_task",
+    "suite_json",
+    "write_json",
+]
