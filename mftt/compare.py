@@ -19,8 +19,11 @@ from control import WEIGHT_LAWS
 from control.errors import ValidationError, choice
 from control.laws import LAW_OPTIONS
 
+from . import stats
 from .forecasting import TASKS, train_forecaster
 from .model import MeanFieldTypeTransformer, MFTTConfig
+
+MATCH = ("params", "flops", "none")
 
 
 def _count(cfg: MFTTConfig) -> int:
@@ -28,14 +31,26 @@ def _count(cfg: MFTTConfig) -> int:
         return MeanFieldTypeTransformer(cfg).n_params
 
 
-def match_widths(
-    cfg: MFTTConfig, target: int, *, tolerance: float = 0.05, max_scale: int = 4
-) -> tuple[MFTTConfig, float]:
-    """Widths (d_model a multiple of heads, d_ff ≥ 1) with n_params within ``tolerance`` of ``target``.
+def flops_counter(tokens: int):
+    """``cfg -> model.flops(tokens)``: the forward FLOPs of one sequence of ``tokens`` tokens (compute budget)."""
 
-    n_params is affine in d_ff at fixed d_model, so d_ff is solved for; d_model candidates are tried from the
-    closest to the given one outwards. Returns the config and its relative gap.
+    def count(cfg: MFTTConfig) -> int:
+        with torch.device("meta"):
+            return MeanFieldTypeTransformer(cfg).flops(tokens)
+
+    return count
+
+
+def match_widths(
+    cfg: MFTTConfig, target: int, *, tolerance: float = 0.05, max_scale: int = 4, count=None
+) -> tuple[MFTTConfig, float]:
+    """Widths (d_model a multiple of heads, d_ff ≥ 1) with ``count(cfg)`` within ``tolerance`` of ``target``.
+
+    ``count`` is the parameter count by default (or ``flops_counter(D)``); both are affine in d_ff at fixed
+    d_model, so d_ff is solved for; d_model candidates are tried from the closest to the given one outwards.
+    Returns the config and its relative gap.
     """
+    count = _count if count is None else count
     H = cfg.heads
     cands = sorted(
         range(H, max_scale * cfg.d_model + 1, H), key=lambda d: (abs(d - cfg.d_model), d)
@@ -43,10 +58,10 @@ def match_widths(
     best = (cfg, float("inf"))
     for d in cands:
         c1 = cfg.replace(d_model=d, d_ff=1, d_k=None, d_v=None)
-        n1, n2 = _count(c1), _count(c1.replace(d_ff=2))
+        n1, n2 = count(c1), count(c1.replace(d_ff=2))
         q = max(1, round((target - n1) / (n2 - n1)) + 1)
         c = c1.replace(d_ff=q)
-        gap = abs(_count(c) - target) / target
+        gap = abs(count(c) - target) / target
         if gap < best[1]:
             best = (c, gap)
         if gap <= tolerance:
@@ -70,9 +85,18 @@ def compare_weight_laws(
     context: int = 16,
     data_kw: dict | None = None,
     device: str | None = None,
+    match: str | None = None,
+    alpha: float = 0.05,
 ) -> xr.Dataset:
-    """Train one forecaster per (law, seed) and collect loss curves, test MSE/MAE and sizes."""
+    """Train one forecaster per (law, seed) and collect loss curves, test MSE/MAE, sizes and the statistics.
+
+    ``match``: ``"params"`` (default; ``match_params=False`` means ``"none"``), ``"flops"`` (forward FLOPs on
+    ``context`` tokens) or ``"none"``. A generated series (``data`` a generator name) is drawn with each
+    seed unless ``data_kw`` fixes its ``seed``.
+    """
     choice("task", task, TASKS)
+    match = ("params" if match_params else "none") if match is None else match
+    choice("match", match, MATCH)
     for law in laws:
         choice("laws", law, WEIGHT_LAWS)
     if not seeds:
@@ -96,7 +120,8 @@ def compare_weight_laws(
         )
         for law in laws
     }
-    counts = {law: _count(c) for law, c in cfgs.items()}
+    count = flops_counter(context) if match == "flops" else _count
+    counts = {law: count(c) for law, c in cfgs.items()}
     if target == "max":
         goal = max(counts.values())
     elif target == "min":
@@ -107,17 +132,23 @@ def compare_weight_laws(
         raise ValidationError("target", "max, min or a positive integer", target)
     gaps = {}
     for law in laws:
-        if match_params:
-            cfgs[law], gaps[law] = match_widths(cfgs[law], goal, tolerance=tolerance)
+        if match != "none":
+            cfgs[law], gaps[law] = match_widths(cfgs[law], goal, tolerance=tolerance, count=count)
         else:
             gaps[law] = abs(counts[law] - goal) / goal
     L, S = len(laws), len(seeds)
     loss = np.full((L, S, steps), np.nan)
     mse, mae, base_mse = np.full((L, S), np.nan), np.full((L, S), np.nan), np.full((L, S), np.nan)
     n_params = np.zeros(L, dtype=int)
+    flops = np.array([flops_counter(context)(cfgs[law]) for law in laws], dtype=np.int64)
     for i, law in enumerate(laws):
         cfg = {k: v for k, v in asdict(cfgs[law]).items() if k not in ("d_in", "d_out")}
         for j, seed in enumerate(seeds):
+            kw = dict(data_kw or {})
+            if isinstance(data, str):
+                kw.setdefault(
+                    "seed", int(seed)
+                )  # the series follows the seed too, for every law alike
             r = train_forecaster(
                 data,
                 task=task,
@@ -127,7 +158,7 @@ def compare_weight_laws(
                 steps=steps,
                 lr=lr,
                 seed=seed,
-                data_kw=data_kw,
+                data_kw=kw,
                 device=device,
             )
             loss[i, j, : len(r.losses)] = r.losses
@@ -141,9 +172,36 @@ def compare_weight_laws(
         S > 1
         and all(ranked[k + 1] - ranked[k] > sd_sorted[k] + sd_sorted[k + 1] for k in range(L - 1))
     )
+    ivs = [stats.t_interval(mse[i]) for i in range(L)]
+    comps = []
+    if "constant" in laws and S > 1:
+        k0 = laws.index("constant")
+        comps = stats.adjust(
+            [
+                stats.paired(mse[i], mse[k0], law=law, baseline="constant", alpha=alpha)
+                for i, law in enumerate(laws)
+                if law != "constant"
+            ]
+        )
+    by = {c.law: c for c in comps}
+    nan = float("nan")
+
+    def col(f):
+        return np.array([f(by[law]) if law in by else nan for law in laws], dtype=float)
+
+    lines = [stats.conclusion(c, metric="test MSE") for c in comps]
     return xr.Dataset(
         {
             "loss": (("law", "seed", "step"), loss),
+            "test_mse_mean": (("law",), np.array([iv.mean for iv in ivs])),
+            "test_mse_half": (("law",), np.array([iv.half for iv in ivs])),
+            "diff_vs_constant": (("law",), col(lambda c: c.diff.mean)),
+            "diff_vs_constant_half": (("law",), col(lambda c: c.diff.half)),
+            "p_t": (("law",), col(lambda c: c.p_t_adj)),
+            "p_wilcoxon": (("law",), col(lambda c: c.p_wilcoxon)),
+            "d_z": (("law",), col(lambda c: c.d_z)),
+            "significant": (("law",), col(lambda c: float(c.significant))),
+            "flops": (("law",), flops),
             "test_mse": (("law", "seed"), mse),
             "test_mae": (("law", "seed"), mae),
             "baseline_mse": (("law", "seed"), base_mse),
@@ -157,9 +215,18 @@ def compare_weight_laws(
             "task": task,
             "data": data if isinstance(data, str) else "array",
             "target_params": int(goal),
-            "matched": int(match_params),
+            "matched": int(match != "none"),
+            "match": match,
+            "budget": (
+                f"{match} matched within {100 * max(gaps.values()):.1f} % (tolerance "
+                f"{100 * tolerance:g} %)"
+                if match != "none"
+                else "not matched"
+            ),
+            "conclusions": "\n".join(lines)
+            or f"no paired test: {S} seed(s) (at least {stats.MIN_SEEDS_FOR_TEST} needed)",
             "ranking": " < ".join(order),
             "separated": int(separated),
-            "note": "ranking by mean test MSE as measured; no winner unless 'separated' (gaps > seed spread)",
+            "note": "ranking = measured order of mean test MSE only; a winner is claimed only by 'conclusions'",
         },
     )
