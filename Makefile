@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) "$(TORCH)" -e ".[dev,e2e]"
 	touch $(STAMP)
 
-demo: install  ## the main job: constant vs feedback weights across scenarios, on a local embedded Ray
-	$(BIN)/mftt compare examples/configs/demo.toml
+demo: install  ## the main job: the comparison suite with known answers, then constant vs feedback weights across scenarios on a local embedded Ray
+	$(BIN)/mftt compare --suite quick --workers 2 --json results/compare_quick.json examples/configs/demo.toml
 
 lint: install
 	$(BIN)/ruff check .
@@ -51,7 +51,7 @@ gpu-check: install  ## on a GPU machine (make TORCH=torch gpu-check): gpu tests,
 	$(BIN)/python -m benchmarks.gpu --out $(or $(GPU_OUT),benchmarks/GPU.md)
 
 app: install
-	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false
+	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false --client.toolbarMode minimal
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

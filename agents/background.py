@@ -187,7 +187,7 @@ def submit_job(
         raise ValidationError(
             "experiment", "an agents.config.Experiment", type(experiment).__name__
         )
-    folder = jobs_dir(results)
+    folder = jobs_dir(results).resolve()  # the worker runs from the repository root
     folder.mkdir(parents=True, exist_ok=True)
     jid = new_id(experiment.name)
     d = folder / jid

@@ -226,6 +226,12 @@ def compare(
     workers: Annotated[
         int, typer.Option("--workers", help="With --suite: tasks run at once, one process each.")
     ] = 1,
+    readme: Annotated[
+        str | None,
+        typer.Option(
+            "--readme", help="With --suite: rewrite the suite's block of this file (README.md)."
+        ),
+    ] = None,
     out: _Out = None,
     address: _Address = None,
     resume: _Resume = True,
@@ -252,7 +258,9 @@ def compare(
         raise ValidationError("compare", "a config file or --suite quick|full", "neither")
     failed_expectations = 0
     if suite is not None:
-        failed_expectations = _compare_suite(suite, json_out, seeds, workers, figures, quiet)
+        failed_expectations = _compare_suite(
+            suite, json_out, seeds, workers, figures, quiet, readme
+        )
         if config is None:
             if failed_expectations:
                 raise typer.Exit(1)
@@ -262,6 +270,8 @@ def compare(
     png_path, html_path = _figures(path, png, html, figures)  # checked before any cell runs
     ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
     _print_table(ds)
+    for line in grid_conclusions(ds):
+        typer.echo(line)
     png_path, html_path = _report(ds, png_path, html_path)
     typer.echo(f"wrote {path}, {png_path}, {html_path}")
     _exit_if_failed(ds)
@@ -269,16 +279,50 @@ def compare(
         raise typer.Exit(1)
 
 
-def _compare_suite(suite, json_out, seeds, workers, figures, quiet) -> int:
+def grid_conclusions(ds) -> list[str]:
+    """One block per grid cell but law and seed: the protocol's conclusion lines against constant."""
+    import itertools
+
+    from .comparison import from_cells
+    from .results import plain_text
+
+    dims = [d for d in ds["status"].dims if d not in ("law", "seed")]
+    if "law" not in ds["status"].dims:
+        return []
+    lines = ["conclusions (certified exploitability / cost scale, paired over seeds vs constant):"]
+    for idx in itertools.product(*(range(ds.sizes[d]) for d in dims)):
+        cell = ds.isel(dict(zip(dims, idx, strict=True)))
+        label = " ".join(f"{d}={plain_text(cell[d].values.item())}" for d in dims) or "all"
+        r = from_cells(cell, label)
+        if isinstance(r, str):
+            lines.append(f"  {label}: {r}")
+            continue
+        for line in r.conclusions():
+            lines.append(f"  {label}: {line}")
+    return lines
+
+
+def _compare_suite(suite, json_out, seeds, workers, figures, quiet, readme=None) -> int:
     """Run and print the comparison suite; returns how many known answers were contradicted."""
     from control.errors import choice, number
 
-    from .comparison import SUITES, plot_suite, report_lines, run_suite, write_json
+    from .comparison import (
+        README_END,
+        README_START,
+        SUITES,
+        plot_suite,
+        report_lines,
+        run_suite,
+        update_readme,
+        write_json,
+    )
 
     choice("suite", suite, SUITES)
     if seeds is not None:
         seeds = int(number("seeds", seeds, low=1, high=1000, integer=True))
     workers = int(number("workers", workers, low=1, high=64, integer=True))
+    if readme and not (Path(readme).is_file() and README_START in Path(readme).read_text()):
+        raise ValidationError("--readme", f"a file holding {README_START} … {README_END}", readme)
     fig_dir = Path(figures) if figures else Path("results")
     say = None if quiet else (lambda m: typer.echo(m, err=True))
     results = run_suite(
@@ -294,6 +338,9 @@ def _compare_suite(suite, json_out, seeds, workers, figures, quiet) -> int:
     if json_out:
         write_json(results, suite, json_out)
         wrote.append(json_out)
+    if readme:
+        update_readme(readme, results, suite)
+        wrote.append(readme)
     typer.echo(f"wrote {', '.join(wrote)}")
     if bad:
         typer.echo(f"error: {bad} known answer(s) not reproduced (see [NOT as expected])", err=True)
@@ -411,7 +458,7 @@ def app_(
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     if dry_run:
         typer.echo(" ".join(cmd))

@@ -26,8 +26,11 @@ def trajectory(
     traj: np.ndarray,
     names: list[str] | None = None,
     title: str = "Mean state trajectory",
+    xaxis: str = "time t",
+    yaxis: str = "mean state E[x(t)]",
 ) -> go.Figure:
-    """Mean state components over the rollout time; traj is [time, state] (NaN padding dropped)."""
+    """Curves over a time axis (by default the rollout's mean state components; traj is [time, state],
+    NaN padding dropped); ``xaxis``/``yaxis`` name what is drawn (energy, inner products, depth…)."""
     fig = go.Figure()
     times, traj = np.asarray(times, float), np.atleast_2d(np.asarray(traj, float))
     ok = np.isfinite(times)
@@ -38,7 +41,7 @@ def trajectory(
         name = names[k] if names and k < len(names) else f"z[{k}]"
         mode = "lines+markers" if ok.sum() < 3 else "lines"
         fig.add_scatter(x=times[ok], y=y, mode=mode, name=name, line=dict(color=_color(k)))
-    fig.update_layout(title=title, xaxis_title="time t", yaxis_title="state", **LAYOUT)
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **LAYOUT)
     return fig
 
 
@@ -138,8 +141,11 @@ def heatmaps(
     zmin: float | None = 0.0,
     zmax: float | None = None,
     colorscale: str = "Viridis",
+    xaxis: str | None = None,
+    yaxis: str | None = None,
 ) -> go.Figure:
-    """A row of heat maps (attention matrices [D, D], Λ, ...), one shared colour scale."""
+    """A row of heat maps (attention matrices [D, D], Λ, ...), one shared colour scale; ``xaxis``/``yaxis``
+    label every panel (e.g. key and query token)."""
     k = max(len(mats), 1)
     fig = make_subplots(rows=1, cols=k, subplot_titles=titles, horizontal_spacing=0.06)
     if zmax is None:
@@ -156,7 +162,11 @@ def heatmaps(
             1,
             i + 1,
         )
-        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
+        fig.update_yaxes(
+            autorange="reversed", title_text=yaxis if i == 0 else None, row=1, col=i + 1
+        )
+        if xaxis:
+            fig.update_xaxes(title_text=xaxis, row=1, col=i + 1)
     fig.update_layout(title=title, **{**LAYOUT, "height": 340})
     return fig
 

@@ -69,9 +69,11 @@ def norm_maps(names: tuple[str, ...], extent: float, lines: int = 9, points: int
 def consistency_section(seed: int) -> None:
     """Residuals of the output-fed-back-as-prompt loop (``mftt.consistency``) for a few relaxations γ."""
     st.markdown(
-        "The transformer's output is fed back as its prompt (docs/theory.md#fixed-points): p ← p + γ(T(p) − p), T = S∘MFTT "
-        "(γ = 1: the plain loop; γ < 1: Krasnoselskii–Mann averaging). A fixed point is a self-consistent "
-        "answer; the residual ‖T(p) − p‖ shows whether and how fast it is reached, Lip(T) < 1 that it forgets p₀."
+        r"The transformer's output is fed back as its prompt (docs/theory.md#fixed-points): "
+        r"$p \leftarrow p + \gamma\,(T(p) - p)$ with $T = S \circ \mathrm{MFTT}$ "
+        r"($\gamma = 1$: the plain loop; $\gamma < 1$: Krasnoselskii–Mann averaging). A fixed point is a "
+        r"self-consistent answer; the residual $\lVert T(p) - p \rVert$ shows whether and how fast it is "
+        r"reached, $\mathrm{Lip}(T) < 1$ that it forgets $p_0$."
     )
     import mftt
 

@@ -19,34 +19,97 @@ def _set_lambda(prefix: str, name: str, n: int) -> None:
 
     alpha = float(st.session_state.get(f"{prefix}_alpha", 0.5))
     try:
-        st.session_state[f"{prefix}_Lambda"] = empathy.preset(name, n, alpha)
+        L = empathy.preset(name, n, alpha)
+        st.session_state[f"{prefix}_Lambda"] = L
         st.session_state[f"{prefix}_Lambda_label"] = name
+        st.session_state[f"{prefix}_Lambda_preset"] = (name, alpha, L.tolist())
         st.session_state.pop(f"{prefix}_preset_error", None)
     except ValidationError as exc:
         st.session_state[f"{prefix}_preset_error"] = str(exc)
-    st.session_state[f"{prefix}_Lambda_ver"] = st.session_state.get(f"{prefix}_Lambda_ver", 0) + 1
+    _bump(prefix)
     st.session_state[f"{prefix}_Lambda_text"] = ""
+    st.session_state.pop(f"{prefix}_text_error", None)
+
+
+def _bump(prefix: str) -> None:
+    """Rebuild the grid editor from ``<prefix>_Lambda`` (a new widget key drops its pending edits)."""
+    key = f"{prefix}_Lambda_ver"
+    st.session_state[key] = st.session_state.get(key, 0) + 1
+
+
+def _alpha_changed(prefix: str, n: int) -> None:
+    """α slider callback: re-apply the chosen preset with the new strength (a hand-edited grid is kept)."""
+    chosen = st.session_state.get(f"{prefix}_Lambda_preset")
+    if chosen and _label(prefix) == chosen[0]:
+        _set_lambda(prefix, chosen[0], n)
+
+
+def _fill_from_text(prefix: str, n: int) -> None:
+    """Text callback: a valid typed Λ fills the grid and the text is cleared; a bad one stays with its message."""
+    from agents import empathy
+
+    text = st.session_state.get(f"{prefix}_Lambda_text", "")
+    if not text.strip():
+        st.session_state.pop(f"{prefix}_text_error", None)
+        return
+    try:
+        L = empathy.validate_Lambda(state.parse_lambda_text(text, n), n)
+    except ValidationError as exc:
+        st.session_state[f"{prefix}_text_error"] = str(exc)
+        return
+    st.session_state[f"{prefix}_Lambda"] = L
+    st.session_state[f"{prefix}_Lambda_label"] = "custom"
+    st.session_state[f"{prefix}_Lambda_text"] = ""
+    st.session_state.pop(f"{prefix}_text_error", None)
+    _bump(prefix)
+
+
+def _label(prefix: str) -> str:
+    """The preset name while the grid still equals that preset's matrix, else ``custom``."""
+    chosen = st.session_state.get(f"{prefix}_Lambda_preset")
+    L = np.asarray(st.session_state.get(f"{prefix}_Lambda"), dtype=float)
+    if chosen and L.shape == np.shape(chosen[2]) and np.allclose(L, chosen[2], rtol=0, atol=1e-9):
+        return chosen[0]
+    if L.ndim == 2 and L.shape[0] == L.shape[1] and np.array_equal(L, np.eye(L.shape[0])):
+        return "selfish"
+    return "custom"
+
+
+def lambda_label(prefix: str) -> tuple[str, str]:
+    """(name recorded in the results, text shown in the settings header), e.g. ("altruistic", "altruistic (α 0.5)")."""
+    name = _label(prefix)
+    chosen = st.session_state.get(f"{prefix}_Lambda_preset")
+    if chosen and name == chosen[0] and name != "selfish":
+        return name, f"{name} (α {chosen[1]:g})"
+    return name, name
 
 
 def lambda_editor(prefix: str, n: int) -> tuple[np.ndarray | None, str | None]:
-    """Λ as an editable n×n grid with preset buttons, a text alternative and each agent's label.
+    """Λ as an editable n×n grid (the one source of truth) with preset buttons and a text shortcut that fills it.
 
-    Returns (Λ, None) when valid, (None, one-line message) otherwise; the message is also shown inline.
+    Returns (Λ, None) when valid, (None, one-line message) otherwise; the message is also shown inline,
+    with warnings for extreme or degenerate matrices.
     """
-    from agents import empathy
+    from agents import empathy, lambda_warnings
 
     key = f"{prefix}_Lambda"
     if key not in st.session_state or np.shape(st.session_state[key]) != (n, n):
         st.session_state[key] = np.eye(n)
-        st.session_state[f"{key}_label"] = "selfish"
-        st.session_state[f"{key}_ver"] = st.session_state.get(f"{key}_ver", 0) + 1
+        st.session_state.pop(f"{prefix}_Lambda_preset", None)
+        st.session_state[f"{prefix}_Lambda_text"] = (
+            ""  # typed text for another agent count is dropped
+        )
+        st.session_state.pop(f"{prefix}_text_error", None)
+        _bump(prefix)
+    st.session_state.setdefault(f"{prefix}_alpha", 0.5)
     st.slider(
         "Preset strength α",
         -1.0,
         1.0,
-        0.5,
-        0.05,
+        step=0.05,
         key=f"{prefix}_alpha",
+        on_change=_alpha_changed,
+        args=(prefix, n),
         help="How strongly the presets weigh the others' costs (altruism, spite, co-opetition).",
     )
     presets = list(empathy.PRESETS)
@@ -69,26 +132,30 @@ def lambda_editor(prefix: str, n: int) -> tuple[np.ndarray | None, str | None]:
         key=f"{key}_editor_{st.session_state.get(f'{key}_ver', 0)}",
         num_rows="fixed",
         width="stretch",
+        column_config={
+            c: st.column_config.TextColumn(c, help=f"weight on {c}'s cost") for c in names
+        },
     )
-    text = st.text_input(
-        "…or type Λ (rows separated by ';', entries by ',')",
+    st.text_input(
+        "…or type Λ and press Enter to fill the grid (rows separated by ';', entries by ',')",
         key=f"{prefix}_Lambda_text",
         placeholder="1, 0.5; 0.5, 1",
+        on_change=_fill_from_text,
+        args=(prefix, n),
     )
+    if st.session_state.get(f"{prefix}_text_error"):
+        msg = st.session_state[f"{prefix}_text_error"]
+        st.error(f"Typed Λ not used: {msg}")
     try:
-        if text.strip():
-            Lambda = state.parse_lambda_text(text, n)
-        else:
-            Lambda = state.lambda_from_frame(edited, n)
-        Lambda = empathy.validate_Lambda(Lambda, n)
-    except ValidationError as exc:
-        st.error(str(exc))
-        return None, str(exc)
-    try:
+        Lambda = empathy.validate_Lambda(state.lambda_from_frame(edited, n), n)
         labels = empathy.classify(Lambda)
     except ValidationError as exc:
         st.error(str(exc))
         return None, str(exc)
+    if not np.array_equal(Lambda, np.asarray(st.session_state[key], dtype=float)):
+        st.session_state[key] = Lambda  # the grid's edits are the matrix (kept across pages)
+    for w in lambda_warnings(Lambda):
+        st.warning(w)
     st.dataframe(
         {"agent": names, "attitude": labels},
         hide_index=True,
@@ -105,20 +172,19 @@ def mftt_options_form(prefix: str) -> tuple[dict[str, Any], str | None]:
     """
     kernels = list(mftt.ATTENTION)
     norms = list(mftt.NORMS)
+    ss = st.session_state
+    ss.setdefault(f"{prefix}_dmodel", 8)
+    ss.setdefault(f"{prefix}_heads", 2)
+    ss.setdefault(f"{prefix}_depth", 1)
+    ss.setdefault(f"{prefix}_kernel", "boltzmann" if "boltzmann" in kernels else kernels[0])
+    ss.setdefault(f"{prefix}_norm", "soft" if "soft" in norms else norms[0])
     c1, c2, c3 = st.columns(3)
     opts: dict[str, Any] = {
-        "d_model": int(c1.selectbox("d_model", [4, 8, 16, 32], index=1, key=f"{prefix}_dmodel")),
-        "heads": int(c2.selectbox("heads", [1, 2, 3, 4], index=1, key=f"{prefix}_heads")),
-        "depth": int(c3.number_input("depth", 1, 8, 1, key=f"{prefix}_depth")),
-        "attention": c1.selectbox(
-            "attention kernel",
-            kernels,
-            index=kernels.index("boltzmann") if "boltzmann" in kernels else 0,
-            key=f"{prefix}_kernel",
-        ),
-        "norm": c2.selectbox(
-            "norm", norms, index=norms.index("soft") if "soft" in norms else 0, key=f"{prefix}_norm"
-        ),
+        "d_model": int(c1.selectbox("d_model", [4, 8, 16, 32], key=f"{prefix}_dmodel")),
+        "heads": int(c2.selectbox("heads", [1, 2, 3, 4], key=f"{prefix}_heads")),
+        "depth": int(c3.number_input("depth", 1, 8, key=f"{prefix}_depth")),
+        "attention": c1.selectbox("attention kernel", kernels, key=f"{prefix}_kernel"),
+        "norm": c2.selectbox("norm", norms, key=f"{prefix}_norm"),
     }
     c3.caption("The layers' weight law is the *Weight law* above.")
     if mftt is not None:
@@ -147,6 +213,28 @@ def _names(cell) -> list[str]:
 def _squeeze(ds, keep: tuple[str, ...] = ("seed",)):
     """Take the first label of every grid dimension not in ``keep`` (the page ran one scenario/Λ/law)."""
     return ds.isel({d: 0 for d in state.grid_dims(ds) if d not in keep})
+
+
+STALE_CSS = """<style>
+.st-key-stale_results { opacity: 0.45; filter: grayscale(1); }
+</style>"""
+
+
+def results_header(ran: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Head a result with the settings that produced it; say so when the form has changed since (stale).
+
+    Returns True when stale (the caller greys the result)."""
+    st.markdown("**Settings of these results:** " + state.settings_markdown(ran))
+    diff = state.settings_diff(ran, current) if current is not None else []
+    if diff:
+        st.markdown(STALE_CSS, unsafe_allow_html=True)
+        st.warning(
+            "**Stale:** the form has changed since this run ("
+            + "; ".join(diff)
+            + "). Press **Run** for results of the current settings.",
+            icon=":material/history:",
+        )
+    return bool(diff)
 
 
 def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> None:
@@ -256,6 +344,8 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
             maps,
             [f"layer {i + 1}" for i in range(len(maps))],
             title=f"Attention of {names[agent]}'s MFTT over the rollout's time steps",
+            xaxis="key token (time step)",
+            yaxis="query token (time step)",
         ),
         width="stretch",
         key=f"{key}_attn",
@@ -263,7 +353,8 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
     st.caption(
         "Tokens are the rollout's mean states with their time (one per time step), read by an MFTT policy "
         "(agents.agent.MFTTPolicy) with this run's transformer options and weight law at seeded initial "
-        "weights: the trained weights stay in the worker."
+        "weights: the trained weights are not stored with the results yet, so these maps are not the "
+        "trained model's."
     )
 
 

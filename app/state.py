@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ import streamlit as st
 import agents
 from agents.config import Experiment
 from agents.results import open_results
-from agents.runner import submit_experiment
 from control.errors import ValidationError
 
 RESULTS_DIR = Path("results")
@@ -28,6 +28,8 @@ POLL_SECONDS = 1.0
 LAWS = ("constant", "time", "feedback", "meanfield")
 # default learning steps for runs launched from the app (kept small: the app is interactive)
 APP_STEPS = 30
+# Λ entries beyond this are refused: the costs they weigh overflow and learning diverges
+MAX_ENTRY = 1e6
 
 
 # ---------------------------------------------------------------- Λ input
@@ -51,12 +53,31 @@ def parse_lambda_text(text: str, n: int) -> np.ndarray:
                 raise ValidationError(f"Lambda[{i + 1},{j + 1}]", "a finite number", c)
             parsed.append(v)
         values.append(parsed)
-    shape = (len(values), max((len(r) for r in values), default=0))
-    if len(values) != n or any(len(r) != n for r in values):
+    if len(values) != n:
         raise ValidationError(
-            "Lambda", f"a {n}×{n} matrix (one row per agent)", f"{shape[0]}×{shape[1]}"
+            "Lambda", f"{n} rows (one per agent)", f"{len(values)} row{'s' * (len(values) != 1)}"
         )
-    return np.asarray(values, dtype=float)
+    for i, r in enumerate(values):
+        if len(r) != n:
+            raise ValidationError(
+                f"Lambda row {i + 1}",
+                f"{n} entries (one per agent)",
+                f"{len(r)} entr{'ies' if len(r) != 1 else 'y'}",
+            )
+    return check_magnitude(np.asarray(values, dtype=float))
+
+
+def check_magnitude(Lambda: np.ndarray) -> np.ndarray:
+    """Refuse entries beyond ``MAX_ENTRY`` in absolute value (they overflow the costs), naming the entry."""
+    L = np.asarray(Lambda, dtype=float)
+    big = np.argwhere(np.abs(L) > MAX_ENTRY)
+    if big.size:
+        i, j = (int(v) for v in big[0])
+        raise ValidationError(
+            f"Lambda[{i + 1},{j + 1}]", f"|λ| ≤ {MAX_ENTRY:g}", f"{L[i, j]:g}",
+            reason="costs scaled this much overflow and the run diverges",
+        )  # fmt: skip
+    return L
 
 
 def lambda_from_frame(df: pd.DataFrame, n: int) -> np.ndarray:
@@ -67,6 +88,10 @@ def lambda_from_frame(df: pd.DataFrame, n: int) -> np.ndarray:
     for i in range(n):
         for j in range(n):
             v = df.iat[i, j]
+            if v is None or (isinstance(v, str) and not v.strip()):
+                raise ValidationError(
+                    f"Lambda[{i + 1},{j + 1}]", "a number", "", reason="empty cell"
+                )
             try:
                 v = float(v)
             except (TypeError, ValueError):
@@ -75,15 +100,20 @@ def lambda_from_frame(df: pd.DataFrame, n: int) -> np.ndarray:
                 ) from None
             if not math.isfinite(v):
                 raise ValidationError(
-                    f"Lambda[{i + 1},{j + 1}]", "a finite number", v, reason="empty cell"
-                )
+                    f"Lambda[{i + 1},{j + 1}]", "a finite number", v,
+                    reason="empty cell" if math.isnan(v) else "infinite entry",
+                )  # fmt: skip
             out[i, j] = v
-    return out
+    return check_magnitude(out)
 
 
 def lambda_frame(Lambda: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Λ as a labelled DataFrame for the editor (row j = agent j's weights on everyone's cost)."""
-    return pd.DataFrame(np.asarray(Lambda, dtype=float), index=names, columns=names)
+    """Λ as a labelled DataFrame of text cells for the editor (row j = agent j's weights on everyone's cost).
+
+    Text, not float, columns: whatever is typed reaches ``lambda_from_frame``, which names a bad cell.
+    """
+    L = np.asarray(Lambda, dtype=float)
+    return pd.DataFrame([[f"{v:.6g}" for v in row] for row in L], index=names, columns=names)
 
 
 def agent_names(n: int) -> list[str]:
@@ -101,23 +131,40 @@ def results_dir() -> Path:
     return Path(os.environ.get("MFTT_RESULTS_DIR", RESULTS_DIR))
 
 
-def submit(key: str, experiment: Any, **kw: Any) -> None:
-    """Submit an experiment to the runner in the background (written to results/) and keep its handle."""
-    import time
+def submit(key: str, experiment: Any, settings: dict[str, Any] | None = None, **kw: Any):
+    """Start ``experiment`` as a background job (``agents.submit_job``, written under results/) for page ``key``.
 
-    out = (
-        results_dir()
-        / f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.nc"
-    )
-    opts = {"backend": "local", "out": out, **kw}
-    st.session_state[f"{key}:handle"] = submit_experiment(experiment, **opts)
-    st.session_state[f"{key}:out"] = opts["out"]
-    st.session_state.pop(f"{key}:result", None)
-    st.session_state.pop(f"{key}:error", None)
+    The job outlives the page and the session: its folder holds the manifest, settings and live status.
+    ``settings``: what produced the run, shown over its results (default: a summary of the experiment).
+    """
+    if kw:
+        raise TypeError(f"unexpected options {sorted(kw)}")
+    settings = dict(settings) if settings is not None else experiment_settings(experiment)
+    job = agents.submit_job(experiment, results_dir(), settings=settings)
+    attach(key, job)
+    return job
+
+
+def attach(key: str, job) -> None:
+    """Make ``job`` the run shown under ``key`` (a fresh submission, or one found again after a reload)."""
+    for k in ("result", "error", "note"):
+        st.session_state.pop(f"{key}:{k}", None)
+    st.session_state[f"{key}:job"] = job.id
+    st.session_state[f"{key}:settings"] = job.settings
+    st.session_state[f"{key}:out"] = job.out
+    st.session_state[f"{key}:handle"] = job
+    if job.done():
+        collect(key, job)
+
+
+def job(key: str):
+    """The job last attached under ``key`` (running or not), or None."""
+    jid = st.session_state.get(f"{key}:job")
+    return agents.get_job(results_dir(), jid) if jid else None
 
 
 def handle(key: str):
-    """The pending run handle under ``key`` (None when idle)."""
+    """The pending job under ``key`` (None when idle)."""
     return st.session_state.get(f"{key}:handle")
 
 
@@ -131,31 +178,87 @@ def error(key: str) -> str | None:
     return st.session_state.get(f"{key}:error")
 
 
+def note(key: str) -> str | None:
+    """A remark on the finished run under ``key`` (e.g. cancelled with k cells kept)."""
+    return st.session_state.get(f"{key}:note")
+
+
+def ran_settings(key: str) -> dict[str, Any]:
+    """The settings of the run under ``key`` (recorded at submission)."""
+    return dict(st.session_state.get(f"{key}:settings") or {})
+
+
+def collect(key: str, job) -> None:
+    """Move a finished job's outcome into the session: its Dataset, or its error, and a note."""
+    p = job.progress()
+    st.session_state.pop(f"{key}:handle", None)
+    if p["status"] in ("done", "cancelled") and job.out.exists():
+        try:
+            st.session_state[f"{key}:result"] = _load(str(job.out), job.out.stat().st_mtime)
+        except Exception as exc:  # a damaged file: one line
+            st.session_state[f"{key}:error"] = f"{type(exc).__name__}: {exc}"
+        if p["status"] == "cancelled":
+            st.session_state[f"{key}:note"] = (
+                f"Cancelled after {p['elapsed']:.0f} s: {p['done']} of {p['total']} cells finished "
+                "and are shown; the others are marked missing."
+            )
+    elif p["status"] == "cancelled":
+        st.session_state[f"{key}:error"] = "cancelled before any cell finished"
+    else:
+        st.session_state[f"{key}:error"] = p.get("message") or p["status"]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load(path: str, mtime: float):
+    ds = open_results(path)
+    ds = ds.load()
+    ds.close()
+    return ds
+
+
+def progress_text(p: dict[str, Any]) -> str:
+    """``Running… 1/2 cells done, 12 s elapsed, about 30 s left`` (the ETA only counts down)."""
+    total = max(int(p.get("total") or 0), 1)
+    text = (
+        f"{'Running' if p['status'] == 'running' else 'Starting'}… {p['done']}/{total} cells done"
+    )
+    if p.get("failed"):
+        text += f" ({p['failed']} failed)"
+    text += f", {p.get('elapsed', 0):.0f} s elapsed"
+    eta = p.get("eta")
+    if eta is not None:
+        text += f", about {eta:.0f} s left" if eta >= 1 else ", finishing"
+    elif p["status"] == "running":
+        text += ", ETA after the first cell"
+    return text
+
+
 def poll(key: str) -> bool:
-    """Draw the progress of the pending run; collect its result when done. True when it just finished."""
+    """Draw the progress of the pending job with a Cancel button; collect it when done. True when it just finished."""
     h = handle(key)
     if h is None:
         return False
     p = h.progress()
     total = max(int(p.get("total") or 0), 1)
-    done = int(p.get("done") or 0)  # finished cells, failed ones included
-    failed = int(p.get("failed") or 0)
-    eta = p.get("eta")
-    text = f"Running… {done}/{total} cells done" + (f" ({failed} failed)" if failed else "")
-    text += f", about {eta:.0f} s left" if eta else ""
-    st.progress(min(done / total, 1.0), text=text)
+    cols = st.columns([5, 1], vertical_alignment="center")
+    cols[0].progress(min(p["done"] / total, 1.0), text=progress_text(p))
+    if cancelling(h):
+        cols[1].button("Cancelling…", key=f"{key}_cancel", disabled=True, width="stretch")
+    elif cols[1].button("Cancel", key=f"{key}_cancel", width="stretch"):
+        h.cancel()
+    st.caption(f"Job `{h.id}`: it goes on if you leave or reload the page (see **Runs**).")
     if not h.done():
         return False
-    try:
-        st.session_state[f"{key}:result"] = h.result()
-    except Exception as exc:  # the run's own error, shown inline
-        st.session_state[f"{key}:error"] = f"{type(exc).__name__}: {exc}"
-    st.session_state.pop(f"{key}:handle", None)
+    collect(key, h)
     return True
 
 
+def cancelling(job) -> bool:
+    return (job.dir / "cancel").exists()
+
+
 def progress_fragment(key: str) -> None:
-    """Poll the run under ``key`` from a fragment every second; rerun the page once it finishes."""
+    """Poll the job under ``key`` from a fragment every second; rerun the page once it finishes."""
 
     @st.fragment(run_every=POLL_SECONDS)
     def _poll() -> None:
@@ -164,6 +267,153 @@ def progress_fragment(key: str) -> None:
 
     if handle(key) is not None:
         _poll()
+
+
+def get_job(job_id: str):
+    """The job ``job_id`` in the results folder, or None."""
+    return agents.get_job(results_dir(), str(job_id))
+
+
+def results_name(path) -> str:
+    return Path(path).name
+
+
+def precheck(scenario, n, Lambda, law, policy, concept, mftt=None) -> str | None:
+    """The one-line refusal ``agents.play`` would raise up front for these inputs (None: accepted)."""
+    L = tuple(tuple(float(v) for v in row) for row in np.asarray(Lambda, float))
+    opts = tuple(sorted((mftt or {}).items()))
+    pols = getattr(agents.SCENARIOS.get(scenario), "policies", ())
+    if (
+        policy == "mftt" and "linear" in pols
+    ):  # the up-front refusals concern Λ and the concept; a linear
+        policy, opts = (
+            "linear",
+            (),
+        )  # policy's game builds in ms where an MFTT's one step takes seconds
+    return _precheck(scenario, int(n), L, law, policy, concept, opts)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _precheck(scenario, n, L, law, policy, concept, opts) -> str | None:
+    try:
+        agents.precheck(
+            scenario, n_agents=n, Lambda=np.asarray(L), law=law, policy=policy, concept=concept,
+            mftt=dict(opts) or None,
+        )  # fmt: skip
+    except ValidationError as exc:  # the API counts agents from 0, the grid from 1
+        return re.sub(
+            r"Lambda\[(\d+),(\d+)\]", lambda m: f"Lambda[{int(m[1]) + 1},{int(m[2]) + 1}]", str(exc)
+        )
+    return None
+
+
+def job_summary(job) -> dict[str, Any]:
+    """Settings of a job submitted without them (e.g. by the Compare page), read from its manifest."""
+    try:
+        return experiment_settings(job.experiment())
+    except Exception:  # noqa: BLE001 (a damaged manifest: show what there is)
+        return {}
+
+
+def jobs_frame(jobs: list) -> pd.DataFrame:
+    """One row per job: id, status, cells, settings, date, size (for the Runs table)."""
+    rows = []
+    for j in jobs:
+        p, meta = j.progress(), j.meta
+        s = j.settings or {}
+        total = max(int(p["total"]), 1)
+        rows.append(
+            {
+                "id": j.id,
+                "status": p["status"],
+                "done": 100.0 * p["done"] / total,
+                "cells": f"{p['done']}/{p['total']}"
+                + (f" ({p['failed']} failed)" if p["failed"] else ""),
+                "scenario": s.get("scenario") or ", ".join(meta.get("scenarios", [])),
+                "Λ": s.get("Λ"),
+                "policy": s.get("policy"),
+                "law": s.get("law"),
+                "steps": s.get("steps"),
+                "seeds": s.get("seeds"),
+                "time (s)": round(p["elapsed"], 1),
+                "created": pd.Timestamp(float(meta.get("created", 0)), unit="s"),
+                "size (kB)": j.out.stat().st_size / 1024 if j.out.exists() else None,
+                "message": p.get("message", ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def filter_jobs(table: pd.DataFrame, statuses: list[str], text: str) -> pd.DataFrame:
+    """Rows whose status is among ``statuses`` (all when empty) and whose text contains ``text``."""
+    out = table
+    if statuses:
+        out = out[out["status"].isin(statuses)]
+    if text and text.strip():
+        needle = text.strip().lower()
+        hay = out.astype(str).agg(" ".join, axis=1).str.lower()
+        out = out[hay.str.contains(needle, regex=False)]
+    return out
+
+
+def running_same(settings: dict[str, Any]) -> Any:
+    """A queued or running job (any session) whose recorded settings equal ``settings``, or None."""
+    for j in agents.list_jobs(results_dir()):
+        if j.settings == settings and j.progress()["status"] in ("queued", "running"):
+            return j
+    return None
+
+
+def experiment_settings(exp) -> dict[str, Any]:
+    """A summary of an Experiment in the vocabulary of the settings header."""
+    d = exp.to_dict()
+    return {
+        "scenario": ", ".join(d["scenarios"]),
+        "n": d["agents"].get("n"),
+        "Λ": ", ".join([*d["Lambda"]["presets"], *d["Lambda"].get("matrices", {})]),
+        "law": ", ".join(d["agents"]["weights"]),
+        "policy": d["agents"].get("policy"),
+        "concept": d["concept"].get("name"),
+        "steps": d["training"].get("steps"),
+        "seeds": len(d["seeds"]),
+    }
+
+
+SETTINGS_ORDER = (
+    "scenario",
+    "n",
+    "Λ",
+    "Λ matrix",
+    "law",
+    "policy",
+    "concept",
+    "steps",
+    "seeds",
+    "mftt",
+)
+
+
+def settings_markdown(settings: dict[str, Any]) -> str:
+    """One line: ``scenario **lq_game** · n **2** · Λ **altruistic** (α 0.5) · …`` (None fields left out)."""
+    parts = []
+    for k in SETTINGS_ORDER:
+        v = settings.get(k)
+        if v is None or v == "" or k == "Λ matrix":
+            continue
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items())
+        parts.append(f"{k} **{v}**")
+    return " · ".join(parts)
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings that differ between a result's and the form's, as ``name: old → new``."""
+    out = []
+    for k in SETTINGS_ORDER:
+        a, b = old.get(k), new.get(k)
+        if a != b:
+            out.append(k if k == "Λ matrix" else f"{k}: {a} → {b}")
+    return out
 
 
 # ---------------------------------------------------------------- results files
@@ -259,6 +509,7 @@ def make_experiment(
         "training": {"steps": int(steps)} if steps else {},
         "seeds": [int(s) for s in seeds],
         "backend": "local",
+        "fuse": 1,  # cell by cell: progress per cell, and a cancelled run keeps each finished cell
     }
     if policy:
         d["agents"]["policy"] = policy
@@ -348,6 +599,12 @@ def concepts(default: str) -> list[str]:
     return sorted(set(agents.SOLUTION_CONCEPTS) | {default})
 
 
-def can_run(key: str) -> bool:
-    """Whether a Run button may be pressed: no run is pending under ``key``."""
-    return handle(key) is None
+def can_run(key: str, settings: dict[str, Any] | None = None) -> bool:
+    """Whether a Run button may be pressed: not while these settings run (any session), and without
+    ``settings`` not while any run of ``key`` is pending."""
+    h = handle(key)
+    if settings is None:
+        return h is None
+    if h is not None and h.settings == settings and not h.done():
+        return False
+    return running_same(settings) is None

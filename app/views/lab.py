@@ -22,9 +22,17 @@ tab_sphere, tab_mftt, tab_loop, tab_norm = st.tabs(
 
 with tab_sphere:
     st.markdown(
-        "Self-attention dynamics on the sphere (docs/theory.md#sphere): "
-        "ẋᵢ = P⊥ₓᵢ(Σⱼ wᵢⱼ xⱼ) with wᵢⱼ ∝ e^{β⟨xᵢ,xⱼ⟩} (SA) or e^{β⟨xᵢ,xⱼ⟩}/n (USA). "
-        "For d ≥ 3 almost every start collapses to one cluster; the energy E_β never decreases."
+        r"Self-attention dynamics on the sphere (docs/theory.md#sphere): tokens $x_i \in S^{d-1}$ move by"
+    )
+    st.latex(
+        r"\dot x_i = P^{\perp}_{x_i}\Big(\sum_j w_{ij}\, x_j\Big), \qquad "
+        r"w_{ij} = \frac{e^{\beta\langle x_i, x_j\rangle}}{\sum_k e^{\beta\langle x_i, x_k\rangle}}"
+        r"\ \text{(SA)} \quad\text{or}\quad w_{ij} = \frac{e^{\beta\langle x_i, x_j\rangle}}{n}"
+        r"\ \text{(USA)}"
+    )
+    st.markdown(
+        r"For $d \ge 3$ almost every start collapses to one cluster; the energy "
+        r"$E_\beta = \frac{1}{2\beta n^2}\sum_{i,j} e^{\beta\langle x_i, x_j\rangle}$ never decreases."
     )
     c = st.columns(5)
     d = int(c[0].radio("dimension d", [2, 3], index=1, key="lab_d", horizontal=True))
@@ -46,8 +54,13 @@ with tab_sphere:
         left, right = st.columns(2)
         left.plotly_chart(
             figures.trajectory(
-                times, energy[:, None], ["E_β"], title="Energy E_β (non-decreasing)"
-            ),
+                times,
+                energy[:, None],
+                ["E_β"],
+                title="Energy E_β (non-decreasing)",
+                xaxis="depth t",
+                yaxis="energy E_β",
+            ),  # fmt: skip
             width="stretch",
             key="lab_energy",
         )
@@ -57,6 +70,8 @@ with tab_sphere:
                 spread[:, None],
                 ["min ⟨xᵢ,xⱼ⟩"],
                 title="Smallest pairwise inner product (→ 1: one cluster)",
+                xaxis="depth t",
+                yaxis="min ⟨xᵢ, xⱼ⟩",
             ),
             width="stretch",
             key="lab_spread",
@@ -106,8 +121,9 @@ with tab_loop:
 
 with tab_norm:
     st.markdown(
-        "Each normalisation of docs/theory.md#norms drawn as a map of the plane: grid lines of ℝ² (left) and their "
-        "images (right). The ball norms (rmse, ermse, soft = x/(1+‖x‖), capsule) map ℝ² into the open unit ball."
+        r"Each normalisation of docs/theory.md#norms drawn as a map of the plane: grid lines of $\mathbb{R}^2$ "
+        r"(left) and their images (right). The ball norms (rmse, ermse, soft $= x/(1+\lVert x\rVert)$, capsule) "
+        r"map $\mathbb{R}^2$ into the open unit ball."
     )
     ball = list(getattr(mftt, "BALL_NORMS", ())) or list(mftt.NORMS)
     chosen = st.multiselect("norms", list(mftt.NORMS), default=ball[:2], key="lab_norms")

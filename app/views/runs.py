@@ -22,9 +22,79 @@ def _png(_ds, label: str, created: str) -> bytes:
 
 st.title("Runs")
 st.caption(
-    "Every experiment writes one NetCDF file with its config (the manifest), seeds, versions and results. "
-    "Open one from `results/` or upload it, download it as NetCDF/CSV/PNG, or run its manifest again."
+    "Every run started from this app is a job: its folder under `results/jobs/` holds the manifest from "
+    "the start and its live status, so it is listed here after a reload or from another tab. Open any "
+    "results file, download it as NetCDF/CSV/PNG or the TOML config that reproduces it, or run it again."
 )
+
+jobs = state.agents.list_jobs(state.results_dir())
+st.subheader("Jobs")
+if not jobs:
+    st.info("No jobs yet: press **Run** on the **Explore** or **Compare** page.")
+else:
+    table = state.jobs_frame(jobs)
+    counts = table["status"].value_counts()
+    m = st.columns(6)
+    for col, name in zip(
+        m, ("running", "queued", "done", "cancelled", "failed", "lost"), strict=True
+    ):
+        col.metric(name, int(counts.get(name, 0)))
+    f1, f2 = st.columns([2, 3])
+    wanted = f1.multiselect(
+        "Status", sorted(set(table["status"])), key="runs_status_filter", placeholder="all"
+    )
+    text = f2.text_input("Filter (id, scenario, Λ, policy…)", key="runs_filter")
+    shown = state.filter_jobs(table, wanted, text)
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        key="runs_jobs_table",
+        column_config={
+            "done": st.column_config.ProgressColumn(
+                "cells done", format="%.0f%%", min_value=0, max_value=100
+            ),
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+            "size (kB)": st.column_config.NumberColumn(format="%.0f"),
+        },
+    )
+    live = [j for j in jobs if j.progress()["status"] in ("queued", "running")]
+    if live:
+
+        @st.fragment(run_every=state.POLL_SECONDS)
+        def _live() -> None:
+            if all(j.done() for j in live):
+                st.rerun(scope="app")  # redraw the table with the final statuses
+            for j in live:
+                p = j.progress()
+                c = st.columns([5, 1], vertical_alignment="center")
+                c[0].progress(
+                    min(p["done"] / max(p["total"], 1), 1.0),
+                    text=f"`{j.id}`: {state.progress_text(p)}",
+                )
+                if p["status"] not in ("queued", "running"):
+                    c[1].write(p["status"])
+                elif state.cancelling(j):
+                    c[1].button("Cancelling…", key=f"runs_cancel_{j.id}", disabled=True)
+                elif c[1].button("Cancel", key=f"runs_cancel_{j.id}"):
+                    j.cancel()
+
+        _live()
+    ids = list(shown["id"])
+    if ids:
+        jid = st.selectbox("Job", ids, key="runs_job")
+        j = state.get_job(jid)
+        if j is not None:
+            st.markdown(
+                "**Settings:** " + state.settings_markdown(j.settings or state.job_summary(j))
+            )
+            d = st.columns(3)
+            d[0].download_button(
+                "Download the TOML config", j.manifest, f"{j.id}.toml", "application/toml",
+                key=f"runs_dl_toml_{j.id}",
+            )  # fmt: skip
+
+st.subheader("Results files")
 
 files = state.list_results()
 source = st.radio(
@@ -100,6 +170,14 @@ if ds is not None:
         "Download CSV", lambda: state.csv_bytes(ds), f"{label}.csv", "text/csv", key="runs_dl_csv"
     )
     d[2].download_button("Download PNG", png, f"{label}.png", "image/png", key="runs_dl_png")
+    if "manifest" in ds.attrs:
+        st.download_button(
+            "Download the TOML config",
+            ds.attrs["manifest"],
+            f"{label}.toml",
+            "application/toml",
+            key="runs_dl_toml",
+        )
 
     st.subheader("Re-run this manifest")
     if "manifest" not in ds.attrs:
