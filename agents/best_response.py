@@ -325,8 +325,12 @@ def linear_feedback(
 
 @register("own")
 def own(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> BestResponse | None:
-    """Agent j's own policy class, searched by Adam from its current parameters (the old measure)."""
-    if budget.own_steps == 0 or not game.parameters_of(j):
+    """Agent j's own policy class, searched by Adam from its current parameters (the old measure).
+
+    Not for games whose players are populations: moving a population's shared policy moves its law, which is
+    no unilateral deviation of one agent (their deviations come from ``population``).
+    """
+    if budget.own_steps == 0 or not game.parameters_of(j) or game.players_are_populations:
         return None
     from .concepts._play import gradient_play  # the learning loop lives with the concepts
 

@@ -62,7 +62,33 @@ def _ints(values: Any) -> list[int]:
     return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
 
 
+def _population_names(exp: Any) -> set[str]:
+    """The config's population scenarios: their ``n`` counts agents per population, not players."""
+    try:
+        from .scenarios import SCENARIOS
+    except ImportError:  # pragma: no cover
+        return set()
+    return {s.name for s in exp.scenarios if s.name in SCENARIOS and SCENARIOS[s.name].population}
+
+
+def _population_floats(exp: Any) -> float:
+    """Floats a population cell holds for the backward pass: replicas × populations × agents × stages × steps."""
+    names = _population_names(exp)
+    if not names:
+        return 0.0
+    from .scenarios import SCENARIOS
+
+    agents_n = _ints([exp.agents.n, *exp.sweep.get("agents.n", ())])
+    agents_n += [int(SCENARIOS[s].n_agents) for s in names]
+    K = max(_param_max(exp, "populations"), 1.0)
+    R = max(_param_max(exp, "replicas"), 1.0)
+    steps = max(_param_max(exp, "n_steps"), 1.0)
+    return 40.0 * max(agents_n) * K * R * (steps + 1)
+
+
 def _largest_agents(exp: Any) -> int:
+    if _population_names(exp) and _population_names(exp) == {s.name for s in exp.scenarios}:
+        return int(max(_param_max(exp, "populations"), 1.0))  # the players are the populations
     ns = _ints([exp.agents.n, *exp.sweep.get("agents.n", ())])
     ns += [len(m) for m in exp.Lambda.matrices.values()]
     if not ns or exp.agents.n is None:  # some cells use the scenario default
@@ -211,7 +237,8 @@ def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
         weights = _mftt_weights(_mftt_max(exp), tuple(exp.agents.weights))
     # a running cell: Λ and the learning history, plus weights, gradients and two Adam moments per agent,
     # plus what the scenario's own sizes (markets, window, particles, time steps) hold
-    cell_mb = (n * n + iters * n + 4 * n * weights + _scenario_floats(exp, n, iters)) * 8 / MB
+    cell_mb = n * n + iters * n + 4 * n * weights + _scenario_floats(exp, n, iters)
+    cell_mb = (cell_mb + _population_floats(exp)) * 8 / MB
     if parallel is None:
         cpus = float(getattr(exp.ray, "num_cpus", 1.0) or 1.0)
         parallel = 1 if exp.backend == "local" else max(1, int((os.cpu_count() or 1) / cpus))

@@ -211,7 +211,7 @@ def _check_ranges(scenario: str, params: Mapping[str, Any]) -> None:
         where = f"scenarios.{scenario}.{_printable(k)}"
         if k in ("n_agents", "n"):
             raise _err(where, "no agent count here (set agents.n)", v)
-        vals = v if isinstance(v, list) else [v]
+        vals = list(v) if isinstance(v, list) else [v]  # a copy: the walk below pops it
         flat = []
         while vals:
             x = vals.pop()
@@ -253,7 +253,7 @@ class ScenarioSpec:
         return {k: v for k, v in self.params.items() if k not in SCENARIO_OPTIONS}
 
     def n_agents(self, n: int | None) -> int:
-        """Agent count of this scenario for ``agents.n = n`` (None: the scenario's default); validates params."""
+        """Players of this scenario for ``agents.n = n`` (agents, or populations); validates params."""
         from agents.scenarios import get_scenario
 
         cls = get_scenario(self.name)
@@ -270,7 +270,7 @@ class ScenarioSpec:
         ):
             raise _err(f"{where}.lr", "a positive finite number", opts["lr"])
         try:
-            return cls(n_agents=n, **self.scenario_params).n
+            return cls(n_agents=n, **self.scenario_params).n_players
         except ValidationError as e:
             tail = e.field.split(".", 1)[-1]
             where = "agents.n" if tail == "n_agents" else f"scenarios.{self.name}.{tail}"

@@ -58,6 +58,7 @@ class Game:
     convex_own_cost: bool = False
     supports_substitution: bool = False
     solve_defaults: dict = {}
+    players_are_populations: bool = False  # agents.population: each player is a population sharing a policy
     nfe: int = 0  # vector-field evaluations of the ODE solves made so far (differential games)
     _override: Profile | None = None
 

@@ -152,6 +152,7 @@ class PopulationGame(Game):
     """
 
     solve_defaults: dict = {"optimizer": "adam"}
+    players_are_populations = True
 
     def __init__(
         self,
@@ -185,6 +186,10 @@ class PopulationGame(Game):
         self.T = float(number("T", T, low=0.0, strict_low=True))
         self.n_steps = int(number("n_steps", n_steps, low=1, integer=True))
         self.gradient = choice("gradient", gradient, GRADIENTS)
+        if (
+            self.gradient == "population"
+        ):  # values and gradients agree: best-response rounds (L-BFGS) apply
+            self.solve_defaults = {"optimizer": "adam", "polish_rounds": 6}
         if self.gradient == "exact" and self.N > EXACT_MAX_AGENTS:
             raise ValidationError(
                 "gradient", f"mean_field or population above {EXACT_MAX_AGENTS} agents", "exact",

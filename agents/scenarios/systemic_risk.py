@@ -129,6 +129,21 @@ class SystemicRisk(Scenario):
             gradient=str(self.params["gradient"]), noise_seed=seed,
         )  # fmt: skip
 
+    def reference_on_grid(self, Lambda: np.ndarray, game: PopulationGame) -> np.ndarray:
+        """E J of the closed-form equilibrium played on ``game``'s own grid, samples and noise."""
+        dt = game.x0.dtype
+
+        def closed_form(t, xk, law):  # α = φ(t)(X̄ − X) for every bank
+            phi = torch.as_tensor(float(self.gain(float(t))), dtype=dt, device=xk.device)
+            return phi * (law.mean[:, 0].unsqueeze(1) - xk)
+
+        game.override = (0, None, closed_form)
+        try:
+            with torch.no_grad():
+                return game.costs().cpu().numpy().astype(float)
+        finally:
+            game.override = None
+
     def control_error(self, game: PopulationGame, N: float | None = None) -> float:
         """Relative L² distance (over the grid times and the simulated states) of the learned control to α*."""
         states: list = []

@@ -29,11 +29,18 @@ def _check(o: Outcome, n: int) -> None:
     assert (o.n_params > 0).all()
 
 
-@pytest.mark.parametrize("name", sorted(agents.SCENARIOS))
+def _default_marks(name: str):
+    # population scenarios simulate hundreds of agents per cell: their defaults run in the slow suite
+    return [pytest.mark.slow] if agents.SCENARIOS[name].population else []
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(s, marks=_default_marks(s)) for s in sorted(agents.SCENARIOS)]
+)
 def test_every_scenario_runs_with_defaults(name):
     o = play(name)
     cls = agents.SCENARIOS[name]
-    _check(o, cls(None).n)
+    _check(o, cls(None).n_players)
     assert o.policy == cls.default_policy and o.concept == cls.default_concept
     print(f"{name}: wall {o.wall_time:.2f}s costs {o.costs} expl {o.exploitability:.2e}")
     assert o.wall_time < 120  # loose: shared CI machines

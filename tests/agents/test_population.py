@@ -1,0 +1,211 @@
+"""Populations: closed forms of the systemic-risk model, one-pass vs exact gradients, noise, best responses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+import agents
+from agents import exploitability, solve
+from agents.population import Law, LinearPopulationPolicy, PopulationGame
+from agents.scenarios import get_scenario
+from control.errors import ValidationError
+
+# a parameter set of our own (not the scenario's defaults)
+SR = dict(a=0.3, q=0.2, eps=0.9, c=0.7, sigma=0.8, rho=0.4, v0=0.6)
+
+
+def _riccati(p: dict, N: float) -> callable:
+    """η of the N-bank equilibrium by numerical integration of its Riccati ODE (independent of the formula)."""
+    k = 1.0 - (0.0 if math.isinf(N) else 1.0 / N**2)
+
+    def rhs(t, y):
+        return [2 * (p["a"] + p["q"]) * y[0] + k * y[0] ** 2 - (p["eps"] - p["q"] ** 2)]
+
+    s = solve_ivp(rhs, [1.0, 0.0], [p["c"]], rtol=1e-11, atol=1e-12, dense_output=True)
+    return lambda t: s.sol(t)[0]
+
+
+@pytest.mark.parametrize("N", [2, 10, 1000, math.inf])
+def test_systemic_risk_explicit_eta_solves_its_riccati_equation(N):
+    sc = get_scenario("systemic_risk")(10, **SR)
+    ts = np.linspace(0.0, 1.0, 17)
+    np.testing.assert_allclose(sc.eta(ts, N=N), _riccati(SR, N)(ts), rtol=1e-9)
+    # the mean-field limit is the N → ∞ limit of the finite-N gains, at rate 1/N
+    gap = np.abs(sc.gain(ts, N=1e4) - sc.gain(ts, N=math.inf)).max()
+    assert 0 < gap < 1e-3
+
+
+def test_systemic_risk_reference_cost_matches_simulation_of_the_closed_form():
+    """E J at the closed-form equilibrium, simulated with many banks (Heun, noise on), against the formula."""
+    sc = get_scenario("systemic_risk")(50, **SR, replicas=64, n_steps=60)
+    g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=3)
+    ts = torch.linspace(0, 1, 401, dtype=torch.float64)
+    B = torch.stack([g.policy.basis(t) for t in ts])
+    coef = torch.linalg.lstsq(B, -torch.as_tensor(sc.gain(ts.numpy()))[:, None]).solution[:, 0]
+    with torch.no_grad():
+        g.policy.W[0][:, 0, 0] = coef  # u = −φ(t)(x − m): the equilibrium control
+        J = float(g.costs())
+    assert J == pytest.approx(
+        float(sc.reference(np.eye(1))[0]), rel=0.03
+    )  # 3,200 paths: MC error ≈ 1 %
+
+
+def test_one_pass_gradient_approaches_the_exact_own_gradient_like_one_over_n():
+    Ns = np.array([4, 8, 16, 32, 64, 128])
+    diffs = []
+    for N in Ns:
+        sc = get_scenario("systemic_risk")(
+            int(N), **{**SR, "sigma": 0.0}, replicas=512 // int(N), n_steps=12
+        )
+        g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=1)
+        with torch.no_grad():
+            g.policy.W[0][0, 0, 0] = -0.3  # any profile, not an equilibrium
+        gm = g.mean_field_gradients()[0]
+        _, ge = g.own_gradients()
+        diffs.append(float((ge.mean(1)[0] - gm).norm() / gm.norm()))
+    slope = np.polyfit(np.log(Ns), np.log(diffs), 1)[0]
+    assert -1.1 < slope < -0.9, (slope, diffs)
+
+
+def test_population_gradient_matches_finite_differences():
+    """With the law differentiable (one decision-maker per population), ∇J̄ is the derivative of J̄."""
+    sc = get_scenario("systemic_risk")(20, **SR, replicas=3, n_steps=10, gradient="population")
+    g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=2)
+    W = g.policy.W[0]
+    with torch.no_grad():
+        W.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad(g.costs()[0], W)
+    h = 1e-6
+    for idx in [(0, 0, 0), (2, 0, 0), (1, 0, 1)]:
+        with torch.no_grad():
+            W[idx] += h
+            up = float(g.costs()[0])
+            W[idx] -= 2 * h
+            down = float(g.costs()[0])
+            W[idx] += h
+        assert float(grad[idx]) == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
+
+
+def test_noise_is_seeded_and_common_noise_moves_every_agent_together():
+    def game(seed, sigma, sigma0, R=4000):
+        pol = LinearPopulationPolicy(1, 1, 1, T=1.0, order=0)
+        x0 = torch.zeros(R, 1, 5, 1, dtype=torch.float64)
+        zero = lambda t, x, u, law: torch.zeros_like(x)  # noqa: E731
+        cost = lambda t, x, u, law: x[..., 0] ** 2  # noqa: E731
+        return PopulationGame(
+            ["p"], pol, x0, zero, cost, lambda x, law: x[..., 0] * 0, T=1.0, n_steps=10,
+            sigma=sigma, sigma0=sigma0, noise_seed=seed,
+        )  # fmt: skip
+
+    a, b, c = game(0, 0.0, 0.7), game(0, 0.0, 0.7), game(1, 0.0, 0.7)
+    sa, sc_ = [], []
+    a.agent_costs(states=sa)
+    b.agent_costs(states=sc_)
+    assert torch.equal(sa[-1], sc_[-1])  # same seed, same numbers
+    sb = []
+    c.agent_costs(states=sb)
+    assert not torch.equal(sa[-1], sb[-1])
+    xT = sa[-1][:, 0, :, 0]  # [R, N]
+    assert float((xT - xT[:, :1]).abs().max()) == 0.0  # common noise only: all agents move as one
+    assert float(xT[:, 0].var()) == pytest.approx(0.49, rel=0.08)  # Var W⁰_T σ0² with T = 1
+    # ∫ E x² dt = σ0² T²/2 under the trapezoidal rule on 10 steps (0.49 · 0.5)
+    assert float(a.costs()) == pytest.approx(0.245, rel=0.08)
+
+
+def test_law_of_states():
+    x = torch.randn(3, 2, 50, 2, dtype=torch.float64)
+    lw = Law.of(x)
+    torch.testing.assert_close(lw.mean, x.mean(2))
+    torch.testing.assert_close(lw.var, x.var(2, unbiased=False))
+
+
+def test_bad_inputs_are_one_line():
+    with pytest.raises(ValidationError, match="systemic_risk.q"):
+        get_scenario("systemic_risk")(10, q=2.0, eps=1.0).coefficients()
+    with pytest.raises(ValidationError, match="gradient"):
+        get_scenario("systemic_risk")(1000, gradient="exact").game(
+            Lambda=np.eye(1), law="time", policy="linear", seed=0
+        )
+    with pytest.raises(ValidationError, match="systemic_risk.n_agents"):
+        get_scenario("systemic_risk")(0)
+
+
+def test_play_systemic_risk_small_is_a_certified_cell():
+    o = agents.play(
+        "systemic_risk", n_agents=100, steps=60, params=dict(n_steps=10, replicas=4, **SR)
+    )
+    assert o.status in ("ok", "not_converged"), o.message
+    assert o.Lambda.shape == (1, 1) and o.costs.shape == (1,)
+    assert o.exploitability_method.startswith("numerical:population")
+    # on the cell's own samples and grid, learning reaches the closed form's cost (1 % here, 400 paths)
+    assert o.costs[0] == pytest.approx(o.reference_grid_costs[0], rel=0.01)
+    assert o.costs[0] == pytest.approx(o.reference_costs[0], rel=0.15)  # sampling: 400 paths
+    assert o.trajectory.shape == (11, 4)  # mean and three quantiles over time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "N, replicas, gradient, limit",
+    [(10, 200, "exact", False), (1000, 8, "mean_field", False), (10_000, 1, "mean_field", True)],
+)
+def test_systemic_risk_learns_the_closed_form_equilibrium(N, replicas, gradient, limit):
+    sc = get_scenario("systemic_risk")(N, **SR, replicas=replicas, gradient=gradient)
+    g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=0)
+    eq = solve(g, "nash", np.eye(1), steps=400, lr=0.05)
+    err = sc.control_error(g, math.inf if limit else None)
+    assert err < 0.01, err  # L² over time and states
+    if N == 10:  # the finite-N equilibrium is not the mean-field one: the test can tell them apart
+        assert sc.control_error(g, math.inf) > 0.03
+    ex = exploitability(g, np.eye(1))
+    assert ex.nash_conv < 1e-3 * abs(float(eq.costs[0]))
+
+
+# ---- lq_populations -------------------------------------------------------------------------------
+K3 = dict(
+    populations=3, a=[0.4, -0.3, 0.2], b=[1.0, 0.7, 1.3], c=[[0, 0.4, -0.2], [0.3, 0, 0.1], [0.2, -0.1, 0]],
+    q=[0.8, 0.6, 1.1], s=[0.7, 1.2, 0.4], r=[1.0, 0.5, 0.9], qT=[0.5, 1.0, 0.8], m0=[0.9, -0.6, 0.4],
+    v0=[0.4, 0.2, 0.6],
+)  # fmt: skip
+
+
+def test_lq_populations_team_nash_is_the_social_optimum_of_an_independent_riccati():
+    lq = get_scenario("lq_populations")(10, **K3).lq()
+    np.testing.assert_allclose(lq.costs(np.ones((3, 3))), lq.costs(None), rtol=1e-8)
+    # Λ matters: selfish Nash costs more in total than the social optimum
+    assert lq.costs(np.eye(3)).sum() > lq.costs(None).sum() + 1e-4
+
+
+def test_lq_populations_single_population_is_a_scalar_riccati_control_problem():
+    """K = 1 without coupling: J = (P(0) + Π(0)) terms of the scalar Riccati equation in closed form."""
+    from control.riccati import riccati_closed_form
+
+    p = dict(populations=1, a=0.3, b=1.0, c=0.0, q=0.7, s=0.0, r=1.0, qT=0.4, m0=0.8, v0=0.5)
+    lq = get_scenario("lq_populations")(10, **p).lq()
+    P0 = float(riccati_closed_form(0.3, 1.0, 0.7, 0.4, 1.0, 0.0))  # ṗ = −2ap + p²/r − q
+    assert lq.costs(np.eye(1))[0] == pytest.approx(P0 * (0.8**2 + 0.5), rel=1e-7)
+
+
+@pytest.mark.slow
+def test_lq_populations_learned_nash_matches_riccati_small():
+    sc = get_scenario("lq_populations")(30, **K3, n_steps=12)
+    L = agents.preset("coopetitive", 3, 0.5)
+    g = sc.game(Lambda=L, law="time", policy="linear", seed=0)
+    eq = solve(g, "nash", L, steps=150, lr=0.05)
+    np.testing.assert_allclose(eq.costs, sc.reference(L), rtol=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("Lname", ["selfish", "coopetitive", "team"])
+def test_lq_populations_nash_and_social_within_half_a_percent(Lname):
+    sc = get_scenario("lq_populations")(1000, **K3)
+    L = agents.preset(Lname, 3, 0.5)
+    g = sc.game(Lambda=L, law="time", policy="linear", seed=0)
+    eq = solve(g, "nash", L, steps=400, lr=0.05)
+    np.testing.assert_allclose(eq.costs, sc.reference(L), rtol=0.005)
+    if Lname == "team":
+        np.testing.assert_allclose(eq.costs.sum(), sc.lq().costs(None).sum(), rtol=0.005)
