@@ -197,3 +197,10 @@ def test_bad_scenario_overrides_name_their_field(table, field):
         Experiment.from_toml(f"scenarios = {{cournot = {table}}}")
     msg = str(e.value)
     assert msg.startswith(field) and "\n" not in msg
+
+
+def test_list_valued_scenario_parameters_survive_loading():
+    """Per-player lists are range-checked without being consumed (they once arrived empty)."""
+    exp = Experiment.from_toml('name = "x"\n[scenarios.lq_game]\nb = [1.0, 0.7]\nr = [1.0, 0.6]\n')
+    assert exp.scenarios[0].params["b"] == [1.0, 0.7]
+    assert exp.cells()[0].kwargs["params"]["b"] == [1.0, 0.7]
