@@ -595,16 +595,124 @@ def plot_suite(results: Sequence[TaskResult], suite: str, png) -> tuple:
     return png, page
 
 
+LAW_FREE_POLICIES = ("direct",)  # policies on which the weight law has no effect
+
+
+def from_cells(cell, name: str = "cell", alpha: float = 0.05) -> TaskResult | str:
+    """The protocol's statistics for one grid cell of a results Dataset (dims ``law`` × ``seed`` left).
+
+    The metric is the certified exploitability relative to the cost scale (NashConv / max |Λ-cost|, in %), the
+    metric of every game concept here; the gap to the reference is carried along, never used to rank. Returns
+    a sentence instead when the comparison is meaningless: a policy on which the law has no effect, or no
+    ``constant`` law. Cells whose status is not a played profile (diverged/failed) have no metric.
+    """
+    from .status import PLAYED
+
+    policies = {str(v) for v in np.asarray(cell["policy"].values).ravel() if str(v)}
+    if policies and policies <= set(LAW_FREE_POLICIES):
+        return (
+            f"the weight law cannot matter with {'/'.join(sorted(policies))} policies (each agent's action is "
+            "its own parameter): the laws are the same player, nothing to compare or rank"
+        )
+    laws = [str(v) for v in cell["law"].values]
+    if BASELINE not in laws or len(laws) < 2:
+        return "no comparison: the cell needs the constant law and at least one other"
+    seeds = [int(v) for v in cell["seed"].values] if "seed" in cell.dims else [0]
+    concept = next((str(v) for v in np.asarray(cell["concept"].values).ravel() if str(v)), "nash")
+    records = {}
+    for law in laws:
+        c = cell.sel(law=law)
+        recs = []
+        for k in range(len(seeds)):
+            ck = c.isel(seed=k) if "seed" in c.dims else c
+            status = str(np.asarray(ck["status"].values).ravel()[0])
+            E = np.asarray(ck["empathetic_cost"].values, float).ravel()
+            scale = float(np.nanmax(np.abs(E))) if np.isfinite(E).any() else float("nan")
+            ex = float(np.asarray(ck["exploitability"].values, float).ravel()[0])
+            ok = status in PLAYED and math.isfinite(scale) and scale > 0
+            gap = (
+                float(np.asarray(ck["gap"].values, float).ravel()[0])
+                if "gap" in ck
+                else float("nan")
+            )
+            recs.append(
+                dict(
+                    metric=100 * ex / max(scale, 1e-9) if ok else float("nan"),
+                    gap=100 * gap if math.isfinite(gap) else float("nan"),
+                    n_params=float(np.nanmean(np.asarray(ck["n_params"].values, float))),
+                    compute=float(np.asarray(ck["nfe"].values, float).ravel()[0]),
+                    status=status,
+                )
+            )  # fmt: skip
+        records[law] = recs
+    task = Task(
+        name=name, description=f"{concept} cell", concept="nash",
+        metric="certified exploitability (NashConv / cost scale)", unit="%",
+        reference="the scenario's closed form where it has one (gap, %); exploitability certified by best responses",
+        budget="As configured (the scenario's learning rule and step budget for every law).",
+        expected={}, sizes={"cell": {"seeds": len(seeds), "laws": tuple(laws)}},
+        run=lambda laws, seeds, s: {},
+    )  # fmt: skip
+    return TaskResult(task, "cell", laws, seeds, records, alpha=alpha)
+
+
+README_START = "<!-- compare-suite:start (regenerate: mftt compare --suite quick --workers 2 --readme README.md) -->"
+README_END = "<!-- compare-suite:end -->"
+
+
+def readme_block(results: Sequence[TaskResult], suite: str) -> str:
+    """Markdown quoting the measured conclusions of a suite run (what ``--readme`` writes)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    secs = sum(r.seconds for r in results)
+    out = [
+        f"Measured {day} by `mftt compare --suite {suite}` ({', '.join(r.task.name for r in results)}; "
+        f"{secs:.0f} s of compute in all):",
+        "",
+    ]
+    for r in results:
+        t = r.task
+        means = ", ".join(
+            f"{law} {r.intervals[law].mean:.3g} ± {r.intervals[law].half:.2g}" for law in r.laws
+        )
+        out.append(
+            f"- **{t.name}** ({t.metric}, {t.unit}, mean ± 95 % t-interval over {len(r.seeds)} common seeds: "
+            f"{means}; reference: {reference_text(r)})"
+        )
+        for c, line in zip(r.comparisons, r.conclusions(), strict=True):
+            ok = r.as_expected(c)
+            tag = "" if ok is None else (" — as expected" if ok else " — **NOT as expected**")
+            out.append(f"  - {line}{tag}")
+    return "\n".join(out)
+
+
+def update_readme(path, results: Sequence[TaskResult], suite: str) -> None:
+    """Replace the text between ``README_START`` and ``README_END`` in ``path`` with ``readme_block``."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text() if p.exists() else ""
+    a, b = text.find(README_START), text.find(README_END)
+    if a < 0 or b < a:
+        raise ValidationError(
+            "readme", f"a file holding the markers {README_START} … {README_END}", str(p)
+        )
+    new = text[: a + len(README_START)] + "\n" + readme_block(results, suite) + "\n" + text[b:]
+    p.write_text(new)
+
+
 __all__ = [
     "BASELINE",
     "SUITES",
     "TASKS",
     "Task",
     "TaskResult",
+    "from_cells",
     "plot_suite",
     "report_lines",
     "run_suite",
     "run_task",
+    "readme_block",
     "suite_json",
+    "update_readme",
     "write_json",
 ]

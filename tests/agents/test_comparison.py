@@ -127,3 +127,48 @@ def test_lq_game_known_answer_at_small_size():
     assert c.winner == "time" and c.p_t < 0.01
     assert r.statuses("time") == {"ok": 6} and r.statuses("constant") == {"not_equilibrium": 6}
     assert not r.deterministic("constant") and not r.deterministic("time")
+
+
+def _cells(policy="linear", seeds=8):
+    import xarray as xr
+
+    rng = np.random.default_rng(3)
+    laws = ["constant", "time"]
+    ex = np.stack([0.05 + 0.001 * rng.standard_normal(seeds), 1e-5 * rng.random(seeds)])
+    E = np.ones((2, seeds, 2))
+    shape = (2, seeds)
+    return xr.Dataset(
+        {
+            "status": (("law", "seed"), np.array([["not_equilibrium"] * seeds, ["ok"] * seeds])),
+            "exploitability": (("law", "seed"), ex),
+            "empathetic_cost": (("law", "seed", "agent"), E),
+            "n_params": (
+                ("law", "seed", "agent"),
+                np.stack([np.full((seeds, 2), 2), np.full((seeds, 2), 8)]),
+            ),
+            "nfe": (("law", "seed"), np.full(shape, 100.0)),
+            "gap": (("law", "seed"), np.stack([np.full(seeds, -0.003), np.full(seeds, 0.0002)])),
+            "policy": (("law", "seed"), np.full(shape, policy)),
+            "concept": (("law", "seed"), np.full(shape, "nash")),
+        },
+        coords={"law": laws, "seed": np.arange(seeds)},
+    )
+
+
+def test_grid_cells_are_judged_by_exploitability_not_cost():
+    """A non-equilibrium constant profile below the equilibrium's cost (gap −0.3 %) is not ranked above the
+    certified equilibrium: the metric is exploitability; direct policies are refused; one seed concludes nothing."""
+    from agents.cli import grid_conclusions
+    from agents.comparison import from_cells
+
+    r = from_cells(_cells())
+    assert r.comparisons[0].winner == "time" and r.conclusions()[0].startswith(
+        "time beats constant by 4.9"
+    )
+    assert r.mean_of("constant", "gap") < r.mean_of(
+        "time", "gap"
+    )  # cheaper, yet not the better profile
+    assert "cannot matter" in from_cells(_cells("direct"))
+    ds = _cells(seeds=1).expand_dims(scenario=["lq_game"])
+    lines = grid_conclusions(ds)
+    assert lines[1].startswith("  scenario=lq_game: no conclusion between time and constant")

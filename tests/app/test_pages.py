@@ -153,7 +153,8 @@ def test_bad_transformer_options_show_inline_error():
 # ---------------------------------------------------------------- Compare
 
 
-def test_compare_ranks_laws_over_seeds():
+def test_compare_judges_laws_by_the_protocol():
+    """Exploitability per law with t-intervals, paired tests vs constant, a conclusion line; never a rank."""
     at = _app("compare")
     _no_exception(at)
     assert any("Nothing compared yet" in i.value for i in at.info)
@@ -164,15 +165,24 @@ def test_compare_ranks_laws_over_seeds():
     at.button(key="cmp_run").click().run()
     _wait(at, "compare", 240.0)  # 4 certified cells on a shared machine
     _no_exception(at)
-    table = _frame(at, "rank")
-    assert sorted(table["law"]) == ["constant", "feedback"]
-    assert list(table["rank"]) == [1, 2]
-    assert table["total cost"].is_monotonic_increasing
-    assert (table["± CI95"] >= 0).all()
+    table = _frame(at, "exploitability (%)")
+    assert list(table["law"]) == ["constant", "feedback"] and "rank" not in table.columns
+    assert (table["exploitability (%)"] >= 0).all()
     # the feedback law adds parameters to the constant one
     p = dict(zip(table["law"], table["parameters / agent"], strict=True))
     assert p["feedback"] > p["constant"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "no conclusion between feedback and constant" in text and "at least 6" in text
+    assert "Seeds" in text and "Reference" in text
     assert {"cmp_bars", "cmp_params", "cmp_curves"} <= {c.key for c in _charts(at)}
+
+
+def test_compare_refuses_to_rank_direct_policies():
+    at = _app("compare")
+    at.selectbox(key="cmp_scenario").set_value("cournot").run()
+    at.selectbox(key="cmp_policy_cournot").set_value("direct").run()
+    _no_exception(at)
+    assert any("no effect" in w.value for w in at.warning)
 
 
 def test_compare_without_laws_shows_error():
