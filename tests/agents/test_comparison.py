@@ -172,3 +172,12 @@ def test_grid_cells_are_judged_by_exploitability_not_cost():
     ds = _cells(seeds=1).expand_dims(scenario=["lq_game"])
     lines = grid_conclusions(ds)
     assert lines[1].startswith("  scenario=lq_game: no conclusion between time and constant")
+
+
+@pytest.mark.slow
+def test_forecast_task_matches_flops_and_reports_without_a_known_sign():
+    r = run_task(TASKS["forecast"], "quick", seeds=range(6))
+    f = [r.mean_of(law, "compute") for law in r.laws]
+    assert max(f) - min(f) <= 0.05 * max(f) and r.budget_match()["compute"] <= 0.05
+    (c,) = r.comparisons
+    assert r.as_expected(c) is None and all(math.isfinite(v) for v in r.values("feedback"))
