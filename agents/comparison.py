@@ -57,9 +57,8 @@ class Task:
     sizes: dict  # size name -> {"seeds": int, "laws": tuple, ...settings}
     run: Callable[[Sequence[str], Sequence[int], dict], dict]
     lower_is_better: bool = True
-    floors: Callable[[dict], dict] | None = (
-        None  # settings -> {law: exact lower bound of the metric}
-    )
+    floors: Callable[[dict], dict] | None = None  # settings -> {law: exact floor of the metric}
+    compute_unit: str = "field evaluations"
 
 
 @dataclass
