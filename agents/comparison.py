@@ -1,4 +1,5 @@
-"""The weight-law comparison protocol: tasks with known answers, common seeds, the metric of the concept, statistics.
+"""The weight-law comparison protocol (docs/theory.md#comparison): tasks with known answers, common seeds, the
+metric of the concept, statistics.
 
 A ``Task`` says what is compared and how it is judged: its concept (``control`` → gap to the optimum, ``nash`` →
 certified exploitability and gap to the reference equilibrium, ``forecast`` → held-out error), the laws, the
@@ -10,7 +11,7 @@ every seed is reported as deterministic. Nothing here ranks laws whose differenc
 
 The suite (``SUITES``; ``mftt compare --suite quick|full``):
 
-* ``lq_control``: LQ mean-field-type control of several populations (docs/theory.md#lq-mftc). The optimum
+* ``lq_control``: LQ mean-field-type control of several populations (docs/theory.md#lq-control). The optimum
   u* = −K(t)(x − Ex) − K̄(t)Ex needs the mean field: ``meanfield`` reaches it, ``constant`` cannot (even the
   best constant gains (K, K̄), computed exactly, stay above it).
 * ``lq_game``: the two-player LQ game with q_T = 0, whose Nash gains k(t), l(t) fall to 0 at T: open-loop
@@ -279,7 +280,7 @@ LQ_CONTROL = Task(
     name="lq_control",
     description=(
         "LQ mean-field-type control of 4 populations (E x0 = ±0.5, ±1.5, Var 0.5) steered by u = −(θ₁x + θ₀), "
-        "θ = law(t, x, μ); the optimum needs the mean field (docs/theory.md#lq-mftc)"
+        "θ = law(t, x, μ); the optimum needs the mean field (docs/theory.md#lq-control)"
     ),
     concept="control",
     metric="gap to the optimum",
@@ -287,7 +288,7 @@ LQ_CONTROL = Task(
     reference=(
         "exact discrete optimum J*_h (Riccati), gap measured on common fresh noise with the optimal law; "
         "exact floors of the classes: best constant law {constant:+.2f} %, best open-loop gains per step "
-        "(time, untied) {time:+.2f} %, meanfield 0 %"
+        "(a floor for the time law) {time:+.2f} %, meanfield 0 %"
     ),
     budget=(
         "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
@@ -760,7 +761,7 @@ def readme_block(results: Sequence[TaskResult], suite: str) -> str:
     secs = sum(r.seconds for r in results)
     out = [
         f"Measured {day} by `mftt compare --suite {suite}` ({', '.join(r.task.name for r in results)}; "
-        f"{secs:.0f} s of compute in all):",
+        f"{secs:.0f} s of job time summed over the workers):",
         "",
     ]
     for r in results:

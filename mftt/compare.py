@@ -1,9 +1,12 @@
-"""Constant vs time vs feedback vs mean-field weights at matched parameter counts (docs/theory.md#weight-laws).
+"""Constant vs time vs feedback vs mean-field weights at a matched budget (docs/theory.md#weight-laws).
 
-A fair comparison matches parameters (docs/theory.md#weight-laws): every law gets widths (d_model, d_ff) whose
-parameter count is within ``tolerance`` (5 %) of a common target. The result is an ``xarray.Dataset`` of loss
-curves and test metrics per law and seed; ``attrs["ranking"]`` is the measured order by mean test MSE, and
-``attrs["separated"]`` says whether the gaps exceed the seed spread. No winner is claimed beyond that.
+A fair comparison matches the budget (docs/theory.md#comparison): every law gets widths (d_model, d_ff) whose
+parameter count (``match="params"``) or forward FLOPs on the context (``match="flops"``,
+``MeanFieldTypeTransformer.flops``) is within ``tolerance`` (5 %) of a common target. Each seed fixes the
+initialisation *and* the generated series for every law alike (common seeds). The result is an
+``xarray.Dataset`` of loss curves and test metrics per law and seed, with per-law t-intervals and the paired
+tests against ``constant`` (``mftt.stats``); ``attrs["conclusions"]`` holds one line per law.
+``attrs["ranking"]`` is only the measured order of the means: no winner is claimed unless a conclusion says so.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Statistics of a weight-law comparison over seeds: t-intervals, paired tests, effect sizes, one conclusion.
+"""Statistics of a weight-law comparison over seeds (docs/theory.md#comparison): t-intervals, paired tests,
+effect sizes, one conclusion.
 
 Every law is run on the same seeds (common random numbers: the seed fixes initialisation, data and noise for
 all laws alike), so the comparison with a baseline is *paired*: d_s = baseline_s − law_s per seed s (positive
