@@ -441,16 +441,22 @@ class ConceptSpec:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """Learning: iterations and learning rate (None: the scenario's default)."""
+    """Learning: iterations and learning rate (None: the scenario's default); ``init_noise`` > 0 perturbs every
+    agent's initial parameters by a seeded Gaussian of that standard deviation (``agents.play``), so that the
+    seed reaches laws whose initialisation is otherwise deterministic (linear gains start at 0)."""
 
     steps: int | None = None
     lr: float | None = None
+    init_noise: float = 0.0
 
     def __post_init__(self):
         if self.steps is not None:
             object.__setattr__(self, "steps", _int("training.steps", self.steps, low=1))
         if self.lr is not None:
             object.__setattr__(self, "lr", _float("training.lr", self.lr, low=0, strict=True))
+        object.__setattr__(
+            self, "init_noise", _float("training.init_noise", self.init_noise, low=0)
+        )
 
 
 @dataclass(frozen=True)
@@ -696,6 +702,9 @@ class Experiment:
                     "mftt": dict(exp.agents.mftt) or None,
                     "device": exp.device,
                 }
+                # only when set: the other cells keep their kwargs (and their fusion keys)
+                if exp.training.init_noise:
+                    kwargs["init_noise"] = exp.training.init_noise
                 coords = {
                     "scenario": scen.name,
                     "Lambda": lam,
@@ -811,6 +820,8 @@ class Experiment:
             t["steps"] = self.training.steps
         if self.training.lr is not None:
             t["lr"] = self.training.lr
+        if self.training.init_noise:
+            t["init_noise"] = self.training.init_noise
         d["training"] = t
         r: dict[str, Any] = {
             "num_cpus": self.ray.num_cpus,
@@ -855,7 +866,7 @@ class Experiment:
         kw["agents"] = sub("agents", AgentsSpec, ("n", "policy", "weights", "mftt"))
         kw["Lambda"] = sub("Lambda", LambdaSpec, ("presets", "alpha", "matrices"))
         kw["concept"] = sub("concept", ConceptSpec, ("name", "options"))
-        kw["training"] = sub("training", TrainingSpec, ("steps", "lr"))
+        kw["training"] = sub("training", TrainingSpec, ("steps", "lr", "init_noise"))
         kw["ray"] = sub("ray", RaySpec, ("address", "num_cpus", "num_gpus", "max_retries"))
         kw["budget"] = sub("budget", BudgetSpec, ("max_cells", "max_memory_mb"))
         for k in ("name", "description", "seeds", "sweep", "output", "backend", "device", "fuse"):

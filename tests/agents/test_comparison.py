@@ -181,3 +181,20 @@ def test_forecast_task_matches_flops_and_reports_without_a_known_sign():
     assert max(f) - min(f) <= 0.05 * max(f) and r.budget_match()["compute"] <= 0.05
     (c,) = r.comparisons
     assert r.as_expected(c) is None and all(math.isfinite(v) for v in r.values("feedback"))
+
+
+def test_config_training_init_noise_reaches_the_cells():
+    from agents.config import Experiment
+
+    d = {
+        "name": "x",
+        "scenarios": {"lq_game": {}},
+        "agents": {"weights": ["constant"]},
+        "seeds": [0, 1],
+    }
+    assert all("init_noise" not in c.kwargs for c in Experiment.from_dict(d).cells())
+    exp = Experiment.from_dict({**d, "training": {"init_noise": 0.1}})
+    assert [c.kwargs["init_noise"] for c in exp.cells()] == [0.1, 0.1]
+    assert "init_noise = 0.1" in exp.to_toml()
+    with pytest.raises(ValidationError, match="training.init_noise"):
+        Experiment.from_dict({**d, "training": {"init_noise": -1}})
