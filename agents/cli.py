@@ -289,7 +289,16 @@ def grid_conclusions(ds) -> list[str]:
     dims = [d for d in ds["status"].dims if d not in ("law", "seed")]
     if "law" not in ds["status"].dims:
         return []
+    from mftt.stats import MIN_SEEDS_FOR_TEST
+
     lines = ["conclusions (certified exploitability / cost scale, paired over seeds vs constant):"]
+    seeds = ds.sizes.get("seed", 1)
+    if seeds < MIN_SEEDS_FOR_TEST:
+        return [
+            f"conclusions: none from this grid: {seeds} seed(s) per cell, a paired test needs at least "
+            f"{MIN_SEEDS_FOR_TEST} (set seeds and training.init_noise; `mftt compare --suite quick` holds "
+            "the statistics)"
+        ]
     for idx in itertools.product(*(range(ds.sizes[d]) for d in dims)):
         cell = ds.isel(dict(zip(dims, idx, strict=True)))
         label = " ".join(f"{d}={plain_text(cell[d].values.item())}" for d in dims) or "all"

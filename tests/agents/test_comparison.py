@@ -169,9 +169,10 @@ def test_grid_cells_are_judged_by_exploitability_not_cost():
         "time", "gap"
     )  # cheaper, yet not the better profile
     assert "cannot matter" in from_cells(_cells("direct"))
-    ds = _cells(seeds=1).expand_dims(scenario=["lq_game"])
-    lines = grid_conclusions(ds)
-    assert lines[1].startswith("  scenario=lq_game: no conclusion between time and constant")
+    lines = grid_conclusions(_cells().expand_dims(scenario=["lq_game"]))
+    assert lines[1].startswith("  scenario=lq_game: time beats constant by 4.9")
+    (line,) = grid_conclusions(_cells(seeds=1).expand_dims(scenario=["lq_game"]))
+    assert line.startswith("conclusions: none from this grid: 1 seed(s) per cell")
 
 
 @pytest.mark.slow
