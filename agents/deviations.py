@@ -9,6 +9,8 @@ Who deviates follows the game's ``gradient``:
   on a fresh one (held out), so the gain is an unbiased estimate for a concrete non-anticipative deviation.
 * ``exact``: agent 0 of the population deviates inside the N-player game (its state still enters the law).
 * ``population``: the whole population deviates (its decision-maker's best response in the Λ-game).
+
+See docs/populations.md#population-best-responses.
 """
 
 from __future__ import annotations

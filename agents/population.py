@@ -18,6 +18,8 @@ How a population's gradient treats the law (``gradient``):
   batched backward over agents (O(N²): for small N and for checking ``mean_field``).
 * ``population``: each population is one decision-maker that moves its whole law (mean-field-type game
   between populations; with Λ = 11ᵀ the social optimum): the law stays differentiable.
+
+See docs/populations.md#populations and docs/populations.md#population-gradients.
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ class PopulationGame(Game):
         bounds: tuple[float, float] | None = None,
         method: str = "rk4",
         scheme: str = "heun",
+        noise_dims: Sequence[float] | None = None,
     ):
         if not isinstance(x0, Tensor) or x0.dim() != 4 or not x0.is_floating_point():
             raise ValidationError(
@@ -197,7 +200,12 @@ class PopulationGame(Game):
             )  # fmt: skip
         self.sigma = self._per_population("sigma", sigma)
         self.sigma0 = self._per_population("sigma0", sigma0)
-        self.noisy = bool((self.sigma != 0).any() or (self.sigma0 != 0).any())
+        # which state coordinates the noise drives (e.g. velocities, not positions): a multiplier per coordinate
+        nd = np.ones(self.d) if noise_dims is None else np.asarray(noise_dims, dtype=float)
+        if nd.shape != (self.d,) or not np.isfinite(nd).all():
+            raise ValidationError("noise_dims", f"{self.d} finite multipliers", noise_dims)
+        self.noise_dims = torch.as_tensor(nd, dtype=x0.dtype, device=self.device)
+        self.noisy = bool(((self.sigma != 0).any() or (self.sigma0 != 0).any()) and (nd != 0).any())
         self.noise_seed = int(noise_seed)
         self.bounds = bounds
         self.method = method
@@ -286,11 +294,11 @@ class PopulationGame(Game):
 
     @property
     def _s(self) -> Tensor:
-        return self.sigma.view(1, -1, 1, 1)
+        return self.sigma.view(1, -1, 1, 1) * self.noise_dims
 
     @property
     def _s0(self) -> Tensor:
-        return self.sigma0.view(1, -1, 1, 1)
+        return self.sigma0.view(1, -1, 1, 1) * self.noise_dims
 
     def _noise(self, shape, seed: int | None = None, common_only: bool = False):
         """(t, h, dW [shape], dW0 [R, 1, 1, d]) per step from a generator seeded afresh (common random numbers).

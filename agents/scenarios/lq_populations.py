@@ -6,7 +6,7 @@ J_k = E[∫₀ᵀ (q_k x_i² + s_k (m_k − m̄)² + r_k u_i²) dt + qT_k x_i(T)
 Each population is one decision-maker that sets its agents' shared feedback (a mean-field-type game between
 populations); population k minimises (Λ J)_k. Writing x = m_k + y, the problem splits: fluctuations y solve a
 scalar Riccati equation per population (Λ scales them only by λ_kk > 0), and the means m ∈ R^K play a
-deterministic LQ game whose feedback Nash equilibrium solves K coupled Riccati equations (docs/theory.md#lq-populations):
+deterministic LQ game whose feedback Nash equilibrium solves K coupled Riccati equations (docs/populations.md#lq-populations):
 
 −Ṗ_k = A_clᵀ P_k + P_k A_cl + Σ_l λ_kl (Q_l + r_l G_lᵀ G_l),  P_k(T) = Σ_l λ_kl QT_l,
 G_k = b_k e_kᵀ P_k / (λ_kk r_k),  A_cl = A − Σ_l b_l e_l G_l,  ū_k = −G_k m.

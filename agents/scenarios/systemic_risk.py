@@ -5,7 +5,7 @@ J_i = E[∫₀ᵀ (α_i²/2 − q α_i (X̄ − X_i) + ε/2 (X̄ − X_i)²) dt 
 
 The closed-loop Nash equilibrium of the N-bank game is explicit: α_i = (q + (1 − 1/N) η_t)(X̄ − X_i) with
 η̇ = 2(a + q)η + (1 − 1/N²)η² − (ε − q²), η_T = c; the mean-field limit has 1/N = 0. Common noise moves every
-reserve together and leaves the equilibrium unchanged. See docs/theory.md#systemic-risk.
+reserve together and leaves the equilibrium unchanged. See docs/populations.md#systemic-risk.
 """
 
 from __future__ import annotations

@@ -209,3 +209,78 @@ def test_lq_populations_nash_and_social_within_half_a_percent(Lname):
     np.testing.assert_allclose(eq.costs, sc.reference(L), rtol=0.005)
     if Lname == "team":
         np.testing.assert_allclose(eq.costs.sum(), sc.lq().costs(None).sum(), rtol=0.005)
+
+
+# ---- routing (Wardrop) -----------------------------------------------------------------------------
+ROUTES = dict(alpha=[0.5, 0.9, 1.7, 1.1, 4.0], beta=[3.0, 1.5, 0.4, 2.5, 1.0])
+
+
+def _wardrop_lp(alpha, beta):
+    """Wardrop shares by scipy's QP-free route: minimise the Beckmann potential Σ α f + β f²/2 (SLSQP)."""
+    from scipy.optimize import minimize
+
+    a, b = np.asarray(alpha), np.asarray(beta)
+    P = len(a)
+    res = minimize(
+        lambda f: float(a @ f + 0.5 * (b * f * f).sum()), np.full(P, 1 / P), jac=lambda f: a + b * f,
+        bounds=[(0, 1)] * P, constraints=[{"type": "eq", "fun": lambda f: f.sum() - 1}], method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 500},
+    )  # fmt: skip
+    return res.x
+
+
+def test_water_filling_is_the_beckmann_minimiser():
+    sc = get_scenario("routing")(10**6, **ROUTES)
+    np.testing.assert_allclose(sc.equilibrium(math.inf), _wardrop_lp(**ROUTES), atol=1e-6)
+    f = sc.equilibrium(math.inf)
+    lat = np.asarray(ROUTES["alpha"]) + np.asarray(ROUTES["beta"]) * f
+    used = f > 1e-12
+    assert np.ptp(lat[used]) < 1e-12 and (lat[~used] >= lat[used].max() - 1e-12).all()
+
+
+@pytest.mark.parametrize("gradient", ["mean_field", "population"])
+def test_routing_learns_wardrop_and_the_social_optimum(gradient):
+    o = agents.play("routing", n_agents=100_000, params=dict(gradient=gradient, **ROUTES))
+    sc = get_scenario("routing")(100_000, **ROUTES)
+    target = sc.equilibrium(math.inf) if gradient == "mean_field" else sc.social()
+    np.testing.assert_allclose(o.trajectory[-1], target, atol=1e-3)  # flows within 1e-3 at large N
+    assert o.status == "ok" and o.exploitability < 1e-6
+    if (
+        gradient == "mean_field"
+    ):  # the price of anarchy is visible: Wardrop costs more than the optimum
+        a, b = np.asarray(ROUTES["alpha"]), np.asarray(ROUTES["beta"])
+        s = sc.social()
+        assert o.costs[0] > float((s * (a + b * s)).sum()) + 1e-3
+
+
+# ---- flocking ------------------------------------------------------------------------------------
+def test_flocking_mean_velocity_moves_only_by_the_average_noise():
+    sc = get_scenario("flocking")(
+        300, n_steps=10, u_max=1e3
+    )  # a bound that binds would break the zero sum
+    g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=4)
+    with (
+        torch.no_grad()
+    ):  # any thrust that reads fluctuations only (mean gains zero), within the bound
+        W = g.policy.W[0]
+        W.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+        W[:, :, 4:] = 0.0
+    states: list = []
+    g.agent_costs(states=states)
+    v = torch.stack(states)[..., 2:]  # velocities [T, R, K, N, 2]
+    noise = (
+        g.sigma[0]
+        * sum(  # the average idiosyncratic velocity noise, replayed from the game's seed
+            (h.sqrt() * dW[..., 2:]).mean(2) for _, h, dW, _ in g._noise(g.x0.shape)
+        )
+    )
+    drift = v[-1].mean(2) - v[0].mean(2)
+    assert float(drift.abs().max()) > 1e-4  # the noise does move the mean: the test can fail
+    torch.testing.assert_close(drift, noise, atol=1e-10, rtol=0)
+
+
+@pytest.mark.slow
+def test_flocking_learning_narrows_the_velocity_spread():
+    o = agents.play("flocking", n_agents=400, steps=80, params=dict(n_steps=12))
+    assert o.status in ("ok", "not_converged"), o.message
+    assert o.history[-1, 0] < 0.6 * o.history[0, 0]  # learning lowers the cost well below no thrust
