@@ -22,6 +22,7 @@ from control.errors import ValidationError
 from mftt.stats import MIN_SEEDS_FOR_TEST, format_p
 
 KEY = "compare"
+INIT_NOISE = 0.1  # std of the seeded perturbation of initial parameters (agents.play's init_noise)
 
 st.title("Compare weight laws")
 st.caption(
@@ -88,6 +89,8 @@ if st.button("Run comparison", type="primary", key="cmp_run", disabled=not state
             name="compare",
             Lambda_label=preset,
         )
+        # every seed perturbs every law's initial parameters (linear gains otherwise start at 0 on all seeds)
+        exp = exp.with_values({"training.init_noise": INIT_NOISE})
         state.submit(KEY, exp)
     except ValidationError as exc:
         st.error(str(exc))
