@@ -9,7 +9,7 @@ the worker assembles them into ``<id>.nc`` (unfinished cells ``missing``) before
 
 Any process can list, watch and cancel jobs from the files alone (the web app after a reload, another tab);
 ``cancel`` writes a ``cancel`` file and sends SIGTERM, which interrupts the running cell at once.
-The worker runs ``agents.runner.run_experiment`` in-process (backend ``local``): ``python -m agents.background <job dir>``.
+The worker (``agents.background.main(<job dir>)``, a process of its own) runs ``agents.runner.run_experiment`` in-process (backend ``local``).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def submit_job(
     log = open(d / "worker.log", "w")  # noqa: SIM115 (handed to the child)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.background", str(d)],
+            [sys.executable, "-c", "import sys; from agents.background import main; sys.exit(main(sys.argv[1]))", str(d)],
             cwd=root, env=penv, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -295,11 +295,16 @@ def _worker(folder: Path) -> int:
             raise
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop.set()
+        t_stop = time.time()
         exp = job.experiment()
         parts_dir = parts_dir_for(out)
         parts = read_parts(parts_dir, exp.cells()) if parts_dir.exists() else {}
         if parts:
             write_results(assemble(exp, parts), out)
+        print(
+            f"cancelled: computing stopped at {t_stop:.3f}, {len(parts)} cells saved in {time.time() - t_stop:.2f} s",
+            flush=True,
+        )
         write(
             {"status": "cancelled", "ended": time.time(), "done": len(parts),
              "message": f"cancelled: {len(parts)} finished cells kept"}
@@ -315,5 +320,6 @@ def _worker(folder: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_worker(Path(sys.argv[1])))
+def main(folder: str) -> int:
+    """The worker's entry point: run the job in ``folder`` (started by ``submit_job``)."""
+    return _worker(Path(folder))

@@ -108,6 +108,7 @@ def lambda_editor(prefix: str, n: int) -> tuple[np.ndarray | None, str | None]:
         1.0,
         step=0.05,
         key=f"{prefix}_alpha",
+        persist_state="session",
         on_change=_alpha_changed,
         args=(prefix, n),
         help="How strongly the presets weigh the others' costs (altruism, spite, co-opetition).",
@@ -180,11 +181,38 @@ def mftt_options_form(prefix: str) -> tuple[dict[str, Any], str | None]:
     ss.setdefault(f"{prefix}_norm", "soft" if "soft" in norms else norms[0])
     c1, c2, c3 = st.columns(3)
     opts: dict[str, Any] = {
-        "d_model": int(c1.selectbox("d_model", [4, 8, 16, 32], key=f"{prefix}_dmodel")),
-        "heads": int(c2.selectbox("heads", [1, 2, 3, 4], key=f"{prefix}_heads")),
-        "depth": int(c3.number_input("depth", 1, 8, key=f"{prefix}_depth")),
-        "attention": c1.selectbox("attention kernel", kernels, key=f"{prefix}_kernel"),
-        "norm": c2.selectbox("norm", norms, key=f"{prefix}_norm"),
+        "d_model": int(
+            c1.selectbox(
+                "d_model",
+                [4, 8, 16, 32],
+                key=f"{prefix}_dmodel",
+                persist_state="session",
+            )
+        ),
+        "heads": int(
+            c2.selectbox(
+                "heads",
+                [1, 2, 3, 4],
+                key=f"{prefix}_heads",
+                persist_state="session",
+            )
+        ),
+        "depth": int(
+            c3.number_input(
+                "depth",
+                1,
+                8,
+                key=f"{prefix}_depth",
+                persist_state="session",
+            )
+        ),
+        "attention": c1.selectbox(
+            "attention kernel",
+            kernels,
+            key=f"{prefix}_kernel",
+            persist_state="session",
+        ),
+        "norm": c2.selectbox("norm", norms, key=f"{prefix}_norm", persist_state="session"),
     }
     c3.caption("The layers' weight law is the *Weight law* above.")
     if mftt is not None:

@@ -10,6 +10,7 @@ import io
 import math
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,11 @@ def poll(key: str) -> bool:
         cols[1].button("Cancelling…", key=f"{key}_cancel", disabled=True, width="stretch")
     elif cols[1].button("Cancel", key=f"{key}_cancel", width="stretch"):
         h.cancel()
+        t0 = (
+            time.monotonic()
+        )  # the worker stops at once; wait (≤ 5 s) for it to save the finished cells
+        while not h.done() and time.monotonic() - t0 < 5:
+            time.sleep(0.1)
     st.caption(f"Job `{h.id}`: it goes on if you leave or reload the page (see **Runs**).")
     if not h.done():
         return False
@@ -354,6 +360,59 @@ def filter_jobs(table: pd.DataFrame, statuses: list[str], text: str) -> pd.DataF
         hay = out.astype(str).agg(" ".join, axis=1).str.lower()
         out = out[hay.str.contains(needle, regex=False)]
     return out
+
+
+def load_job(job):
+    """A finished (or cancelled) job's Dataset, cached per file version."""
+    return _load(str(job.out), job.out.stat().st_mtime)
+
+
+def runs_curves(dss: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per run: the total empathetic cost over learning of each of its cells, [cells, iteration]."""
+    out = {}
+    for name, ds in dss.items():
+        if "history" not in ds:
+            continue
+        h = np.asarray(ds["history"].values, float)
+        h = h.reshape(-1, h.shape[-2], h.shape[-1])
+        out[name] = np.where(np.isnan(h).all(-1), np.nan, np.nansum(h, -1))
+    return out
+
+
+def runs_metrics(dss: dict[str, Any]) -> pd.DataFrame:
+    """One row per run: cells, ok cells, mean total material cost, exploitability and gap (NaN-aware)."""
+    rows = []
+    for name, ds in dss.items():
+        status = (
+            np.asarray(ds["status"].values).astype(str).ravel() if "status" in ds else np.array([])
+        )
+        cost = np.asarray(ds["cost"].values, float) if "cost" in ds else np.full((1, 1), np.nan)
+        total = np.where(np.isnan(cost).all(-1), np.nan, np.nansum(cost, -1)).ravel()
+        row = {
+            "run": name,
+            "cells": status.size,
+            "ok": int((status == "ok").sum()),
+            "missing": int((status == "missing").sum()),
+            "total cost": _mean(total),
+        }
+        for v in ("exploitability", "gap"):
+            row[v] = _mean(np.asarray(ds[v].values, float).ravel()) if v in ds else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def config_diff(a, b) -> str:
+    """Unified diff of two jobs' TOML configs."""
+    import difflib
+
+    return "".join(
+        difflib.unified_diff(
+            a.manifest.splitlines(keepends=True),
+            b.manifest.splitlines(keepends=True),
+            fromfile=a.id,
+            tofile=b.id,
+        )
+    )
 
 
 def running_same(settings: dict[str, Any]) -> Any:

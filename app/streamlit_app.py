@@ -17,24 +17,7 @@ import streamlit as st  # noqa: E402
 # a local favicon: a material icon would be fetched from a font host (fails offline, console error)
 st.set_page_config(page_title="mftt", page_icon=str(HERE / "static" / "favicon.png"), layout="wide")
 
-# Widget state survives page changes: Streamlit drops the state of widgets a run did not draw, unless it is
-# written back (docs: "preserve widget state across pages"). Buttons, downloads, uploads and grid editors
-# refuse a written value: their keys carry one of the markers below.
-_PAGES = ("ex_", "cmp_", "lab_", "runs_")
-_NOT_SETTABLE = (
-    "_run",
-    "_rerun",
-    "_example",
-    "_cancel",
-    "_preset_",
-    "_editor_",
-    "_dl_",
-    "_upload",
-    "_btn",
-)
-for _k in list(st.session_state):
-    if isinstance(_k, str) and _k.startswith(_PAGES) and not any(m in _k for m in _NOT_SETTABLE):
-        st.session_state[_k] = st.session_state[_k]
+# Widget state survives page changes: the pages' inputs are created with persist_state="session".
 
 PAGES = [
     st.Page(

@@ -88,7 +88,7 @@ ss.setdefault("ex_seeds", 2)
 left, right = st.columns([2, 3], gap="large")
 
 with left:
-    scenario = st.selectbox("Scenario", names, key="ex_scenario")
+    scenario = st.selectbox("Scenario", names, key="ex_scenario", persist_state="session")
     cls = SCENARIOS[scenario]
     if cls.description:
         st.caption(cls.description)
@@ -102,11 +102,20 @@ with left:
     ss.setdefault(f"ex_concept_{scenario}", cls.default_concept)
     ss.setdefault("ex_steps", int(min(cls.default_steps, state.APP_STEPS)))
     c1, c2 = st.columns(2)
-    n = int(c1.number_input("Number of agents", 1, 16, key=f"ex_n_{scenario}"))
+    n = int(
+        c1.number_input(
+            "Number of agents",
+            1,
+            16,
+            key=f"ex_n_{scenario}",
+            persist_state="session",
+        )
+    )
     policy = c2.selectbox(
         "Policy",
         policies,
         key=f"ex_policy_{scenario}",
+        persist_state="session",
         help="mftt: a mean-field-type transformer; linear: a linear state-and-mean feedback law; "
         "direct: a plain action (no weight law).",
     )
@@ -117,12 +126,26 @@ with left:
             "Weight law",
             state.LAWS,
             key="ex_law",
+            persist_state="session",
             help="How the policy's weights depend on time, state and the state's law (constant → meanfield).",
         )
-    concept = c2.selectbox("Solution concept", concepts, key=f"ex_concept_{scenario}")
+    concept = c2.selectbox(
+        "Solution concept",
+        concepts,
+        key=f"ex_concept_{scenario}",
+        persist_state="session",
+    )
     c1, c2 = st.columns(2)
-    n_seeds = int(c1.number_input("Seeds", 1, 8, key="ex_seeds"))
-    steps = int(c2.number_input("Learning steps", 1, 5000, key="ex_steps"))
+    n_seeds = int(c1.number_input("Seeds", 1, 8, key="ex_seeds", persist_state="session"))
+    steps = int(
+        c2.number_input(
+            "Learning steps",
+            1,
+            5000,
+            key="ex_steps",
+            persist_state="session",
+        )
+    )
     mftt_opts, mftt_error = {}, None
     if policy == "mftt":
         with st.expander("Transformer options", expanded=False):
@@ -191,6 +214,7 @@ if (run or ss.pop("ex_autorun", False)) and not problem and not same:
         )
         job = state.submit(KEY, exp, settings=current)
         st.query_params["job"] = job.id
+        st.rerun()  # redraw with the Run button disabled for these settings
     except ValidationError as exc:
         st.error(str(exc))
 

@@ -36,11 +36,15 @@ with tab_sphere:
     )
     c = st.columns(5)
     d = int(c[0].radio("dimension d", [2, 3], index=1, key="lab_d", horizontal=True))
-    n_tok = int(c[1].number_input("tokens n", 2, 64, 16, key="lab_n"))
-    beta = float(c[2].number_input("β", 0.0, 20.0, 1.0, 0.5, key="lab_beta"))
-    variant = c[3].selectbox("variant", ["SA", "USA"], key="lab_variant")
-    T = float(c[4].number_input("depth T", 0.5, 40.0, 10.0, 0.5, key="lab_T"))
-    seed = int(st.number_input("seed", 0, 10_000, 0, key="lab_seed"))
+    n_tok = int(c[1].number_input("tokens n", 2, 64, 16, key="lab_n", persist_state="session"))
+    beta = float(
+        c[2].number_input("β", 0.0, 20.0, 1.0, 0.5, key="lab_beta", persist_state="session")
+    )
+    variant = c[3].selectbox("variant", ["SA", "USA"], key="lab_variant", persist_state="session")
+    T = float(
+        c[4].number_input("depth T", 0.5, 40.0, 10.0, 0.5, key="lab_T", persist_state="session")
+    )
+    seed = int(st.number_input("seed", 0, 10_000, 0, key="lab_seed", persist_state="session"))
     try:
         traj, energy, spread = lab.sphere_flow(d, n_tok, beta, variant, T, seed)
         st.plotly_chart(
@@ -86,17 +90,21 @@ with tab_mftt:
     )
     c = st.columns(4)
     kernels = list(mftt.ATTENTION)
-    kernel = c[0].selectbox("attention kernel", kernels, key="lab_kernel")
+    kernel = c[0].selectbox("attention kernel", kernels, key="lab_kernel", persist_state="session")
     norm = c[1].selectbox(
         "norm", list(mftt.NORMS), index=list(mftt.NORMS).index("soft"), key="lab_norm"
     )
-    law = c[2].selectbox("weight law", list(state.LAWS), key="lab_law")
-    depth = int(c[3].number_input("depth (layers)", 1, 64, 12, key="lab_depth"))
+    law = c[2].selectbox("weight law", list(state.LAWS), key="lab_law", persist_state="session")
+    depth = int(
+        c[3].number_input("depth (layers)", 1, 64, 12, key="lab_depth", persist_state="session")
+    )
     c = st.columns(4)
     dm = int(c[0].radio("d_model", [2, 3], index=0, key="lab_dm", horizontal=True))
-    D = int(c[1].number_input("tokens D", 2, 64, 12, key="lab_D"))
-    T_m = float(c[2].number_input("depth T", 0.5, 40.0, 6.0, 0.5, key="lab_Tm"))
-    continuous = c[3].toggle("continuous depth (ODE)", key="lab_cont")
+    D = int(c[1].number_input("tokens D", 2, 64, 12, key="lab_D", persist_state="session"))
+    T_m = float(
+        c[2].number_input("depth T", 0.5, 40.0, 6.0, 0.5, key="lab_Tm", persist_state="session")
+    )
+    continuous = c[3].toggle("continuous depth (ODE)", key="lab_cont", persist_state="session")
     try:
         opts = dict(
             d_model=dm, heads=1, d_ff=8, depth=depth, attention=kernel, norm=norm,
@@ -126,8 +134,12 @@ with tab_norm:
         r"map $\mathbb{R}^2$ into the open unit ball."
     )
     ball = list(getattr(mftt, "BALL_NORMS", ())) or list(mftt.NORMS)
-    chosen = st.multiselect("norms", list(mftt.NORMS), default=ball[:2], key="lab_norms")
-    extent = float(st.slider("grid extent", 0.5, 10.0, 3.0, 0.5, key="lab_extent"))
+    chosen = st.multiselect(
+        "norms", list(mftt.NORMS), default=ball[:2], key="lab_norms", persist_state="session"
+    )
+    extent = float(
+        st.slider("grid extent", 0.5, 10.0, 3.0, 0.5, key="lab_extent", persist_state="session")
+    )
     if not chosen:
         st.info("Pick at least one norm to draw its map.")
     else:

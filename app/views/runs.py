@@ -41,9 +41,17 @@ else:
         col.metric(name, int(counts.get(name, 0)))
     f1, f2 = st.columns([2, 3])
     wanted = f1.multiselect(
-        "Status", sorted(set(table["status"])), key="runs_status_filter", placeholder="all"
+        "Status",
+        sorted(set(table["status"])),
+        key="runs_status_filter",
+        persist_state="session",
+        placeholder="all",
     )
-    text = f2.text_input("Filter (id, scenario, Λ, policy…)", key="runs_filter")
+    text = f2.text_input(
+        "Filter (id, scenario, Λ, policy…)",
+        key="runs_filter",
+        persist_state="session",
+    )
     shown = state.filter_jobs(table, wanted, text)
     st.dataframe(
         shown,
@@ -80,9 +88,37 @@ else:
                     j.cancel()
 
         _live()
+    finished = [j.id for j in jobs if j.out.exists()]
+    if finished:
+        chosen = st.multiselect(
+            "Overlay runs (learning curves and metrics side by side; two: their config diff)",
+            finished,
+            key="runs_overlay",
+            persist_state="session",
+            max_selections=8,
+        )
+        if chosen:
+            sel = [state.get_job(i) for i in chosen]
+            sel = [j for j in sel if j is not None]
+            dss = {j.id: state.load_job(j) for j in sel}
+            st.dataframe(
+                state.runs_metrics(dss), hide_index=True, width="stretch", key="runs_metrics"
+            )
+            st.plotly_chart(
+                figures.learning_curves(
+                    state.runs_curves(dss),
+                    title="Total empathetic cost over learning (band: the run's cells)",
+                    yaxis="Σ_j (Λ L)_j",
+                ),
+                width="stretch",
+                key="runs_overlay_fig",
+            )
+            if len(sel) == 2:
+                diff = state.config_diff(sel[0], sel[1])
+                st.code(diff or "# the two configs are the same", language="diff")
     ids = list(shown["id"])
     if ids:
-        jid = st.selectbox("Job", ids, key="runs_job")
+        jid = st.selectbox("Job", ids, key="runs_job", persist_state="session")
         j = state.get_job(jid)
         if j is not None:
             st.markdown(

@@ -97,12 +97,32 @@ def browser():
         b.close()
 
 
+@pytest.fixture(scope="session")
+def console_errors() -> list[str]:
+    """Every page's console errors and uncaught exceptions over the session (checked by the last test)."""
+    return []
+
+
 @pytest.fixture
-def page(browser, server):
-    """A fresh 1400×1000 page of the served app (each test gets its own session)."""
+def page(browser, server, console_errors):
+    """A fresh 1440×1000 page of the served app (each test gets its own session), offline: any request
+    that leaves the server is aborted, so a resource fetched from the internet shows up as a console error."""
     ARTIFACTS.mkdir(exist_ok=True)
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    ctx.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(server) or route.request.url.startswith("data:")
+            else route.abort()
+        ),
+    )
     pg = ctx.new_page()
+    pg.on(
+        "console",
+        lambda m: console_errors.append(f"{pg.url}: {m.text}") if m.type == "error" else None,
+    )
+    pg.on("pageerror", lambda e: console_errors.append(f"{pg.url}: {e}"))
     pg.set_default_timeout(30_000)
     yield pg
     ctx.close()
