@@ -305,18 +305,16 @@ class PopulationGame(Game):
 
         dW0 always comes from the game's seed, so ghosts (``seed``) meet the real population's common noise.
         """
-        g0 = torch.Generator(device=self.device).manual_seed(self.noise_seed)
-        g = g0 if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-        kw = dict(dtype=self.x0.dtype, device=self.device)
+        # drawn on the CPU and moved: the same seed gives the same noise on every device
+        g0 = torch.Generator().manual_seed(self.noise_seed)
+        g = g0 if seed is None else torch.Generator().manual_seed(seed)
+        dt, dev = self.x0.dtype, self.device
         for n in range(self.n_steps):
             t, h = self.times[n], self.times[n + 1] - self.times[n]
-            dW0 = torch.randn(self.R, 1, 1, self.d, generator=g0, **kw)
-            if seed is None:
-                dW = torch.randn(shape, generator=g, **kw)
-            else:  # the real population's idiosyncratic draws are skipped to keep dW0 in step
-                torch.randn(self.x0.shape, generator=g0, **kw)
-                dW = torch.randn(shape, generator=g, **kw)
-            yield t, h, dW, dW0
+            dW0 = torch.randn(self.R, 1, 1, self.d, generator=g0, dtype=dt).to(dev)
+            if seed is not None:  # the real population's idiosyncratic draws are skipped to keep dW0 in step
+                torch.randn(self.x0.shape, generator=g0, dtype=dt)
+            yield t, h, torch.randn(shape, generator=g, dtype=dt).to(dev), dW0
 
     def flow(self) -> list[Law]:
         """The population's law at every grid time (no gradient): what a small deviating agent faces."""

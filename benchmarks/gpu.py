@@ -85,11 +85,15 @@ def gpu_tests(timeout: float) -> dict:
         if "mark.gpu" in f.read_text(errors="replace")
     )  # only the files that hold gpu tests: no app/browser test collection
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *files],
+        [sys.executable, "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider",
+         "-o", "faulthandler_timeout=60", *files],
         cwd=REPO, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     tail = (r.stdout + r.stderr).strip().splitlines()
+    (REPO / "benchmarks" / "gpu_tests.log").write_text(
+        "\n".join(tail[-400:])
+    )  # a hang's stack dump
     summary = next((s for s in reversed(tail) if re.search(r"\d+ (passed|skipped|failed)", s)), "")
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|skipped|failed|error)", summary)}
     return {"returncode": r.returncode, "summary": summary.strip("= "), **counts,
@@ -136,6 +140,42 @@ def _cell(scenario: str, device: str, timeout: float = 90.0, **kw) -> dict:
         else None
     )
     return {"scenario": scenario, **kw, "runs": out, "max_rel_diff_vs_cpu": rel}
+
+
+def population(device: str, quick: bool) -> dict:
+    """A population game (systemic risk, noise on) on ``device`` and on the CPU: the mean cost and its one-pass
+    Nash gradient must agree (weights and noise are drawn on the CPU), and a learning step's time per size."""
+    import numpy as np
+
+    from agents.scenarios import get_scenario
+
+    out: dict[str, Any] = {}
+    for N in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
+        row = {}
+        for dev in dict.fromkeys([device, "cpu"]):
+            g = get_scenario("systemic_risk")(N, replicas=1).game(
+                Lambda=np.eye(1), law="time", policy="linear", seed=0, device=dev
+            )
+            grad = g.mean_field_gradients()[0]  # warm-up, then timed
+            if dev.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            grad = g.mean_field_gradients()[0]
+            cost = float(g.costs())
+            if dev.startswith("cuda"):
+                torch.cuda.synchronize()
+            row[dev] = {
+                "step_s": round(time.perf_counter() - t0, 4),
+                "cost": cost,
+                "grad": grad.cpu(),
+            }
+        a, b = row[device], row["cpu"]
+        out[f"N={N}"] = {
+            "step_s": {k: v["step_s"] for k, v in row.items()},
+            "cost_rel_diff": abs(a["cost"] - b["cost"]) / abs(b["cost"]),
+            "grad_rel_diff": float((a["grad"] - b["grad"]).norm() / b["grad"].norm()),
+        }
+    return out
 
 
 def matmul_peaks(device: str, quick: bool) -> dict:
@@ -199,6 +239,7 @@ def run(device: str = "cuda", quick: bool = False, test_timeout: float = 180.0) 
         "mftt_cell",
         lambda: _cell("cournot", device, policy="mftt", law="feedback", seed=0, steps=n),
     )
+    _step(steps, "population", lambda: population(device, quick))
     peaks = _step(steps, "matmul_peak", lambda: matmul_peaks(device, quick))
     fres = _step(steps, "field", lambda: field.run(device=device, quick=quick))
     _step(steps, "solvers", lambda: solvers.run(device=device, quick=quick))
@@ -236,6 +277,10 @@ def markdown(res: dict) -> str:
         "gpu_tests": t.get("summary", ""),
         "lq_game": _game(get("lq_game"), res["device"]),
         "mftt_cell": _game(get("mftt_cell"), res["device"]),
+        "population": "; ".join(
+            f"{k}: step {v['step_s']}, cost/grad rel. diff vs CPU {v['cost_rel_diff']:.1e}/{v['grad_rel_diff']:.1e}"
+            for k, v in get("population").items()
+        ),
         "matmul_peak": ", ".join(f"{k} {_fmt(v)}" for k, v in pk.items() if k.endswith("gflops")),
         "field_fraction": ", ".join(f"{k} {_fmt(v)}" for k, v in ff.items()),
     }

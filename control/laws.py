@@ -96,7 +96,9 @@ class WeightLaw(nn.Module):
         else:
             fan_in = self.shape[0] if len(self.shape) > 1 else 1
             scale = (1.0 / math.sqrt(fan_in)) if init_scale is None else init_scale
-            theta0 = torch.randn(full, device=device, dtype=dtype) * scale
+            theta0 = (
+                torch.randn(full, dtype=dtype).to(device) * scale
+            )  # drawn on the CPU: same seed, same weights on any device
         self.theta0 = nn.Parameter(theta0)
 
     @property
@@ -177,7 +179,7 @@ class FeedbackLaw(TimeLaw):
         k = self.order + 1
         self.U = nn.Parameter(p.new_zeros(self.batch + (k, self.size, self.rank)))
         self.V = nn.Parameter(
-            torch.randn(self.batch + (self.rank, self.d_state), dtype=p.dtype, device=p.device)
+            torch.randn(self.batch + (self.rank, self.d_state), dtype=p.dtype).to(p.device)
             / math.sqrt(self.d_state)
         )
 
@@ -230,9 +232,7 @@ class MeanFieldLaw(FeedbackLaw):
         k = self.order + 1
         self.Umu = nn.Parameter(p.new_zeros(self.batch + (k, self.size, self.mu_rank)))
         self.Vmu = nn.Parameter(
-            torch.randn(
-                self.batch + (self.mu_rank, 2 * self.d_state), dtype=p.dtype, device=p.device
-            )
+            torch.randn(self.batch + (self.mu_rank, 2 * self.d_state), dtype=p.dtype).to(p.device)
             / math.sqrt(2 * self.d_state)
         )
 

@@ -163,7 +163,7 @@ class MultiHeadAttention(torch.nn.Module):
         """[W_Q | W_K | W_V] drawn as three separate laws would be (same random stream, scale 1/√d)."""
         scale = 1.0 / math.sqrt(self.d_model)
         parts = [
-            torch.randn(self.batch + (self.d_model, n), device=device, dtype=dtype) * scale
+            torch.randn(self.batch + (self.d_model, n), dtype=dtype).to(device) * scale
             for n in self._cols
         ]
         return torch.cat(parts, -1)

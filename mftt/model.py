@@ -185,7 +185,9 @@ class MeanFieldTypeTransformer(nn.Module):
         self.read_out = self._linear(cfg.d_model, cfg.d_out, **kw) if cfg.d_out else None
 
     def _linear(self, a: int, b: int, device=None, dtype=None) -> nn.ParameterDict:
-        W = torch.randn(self.batch + (a, b), device=device, dtype=dtype) / math.sqrt(a)
+        W = torch.randn(self.batch + (a, b), dtype=dtype).to(device) / math.sqrt(
+            a
+        )  # CPU draws: same on every device
         bias = torch.zeros(self.batch + (1, b), device=device, dtype=dtype)
         return nn.ParameterDict({"W": nn.Parameter(W), "b": nn.Parameter(bias)})
 
