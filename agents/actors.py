@@ -21,14 +21,15 @@ import xarray as xr
 
 from control.errors import ValidationError
 
+from .concepts._finish import finish
+from .concepts._play import BLOWUP, lambda_costs
+from .empathy import as_Lambda, require_self_regard
+from .play import _check_inputs, play
 from .results import failed_dataset, outcome_dataset
 
 
 def _build(kwargs: dict[str, Any]):
     """(scenario instance, Λ, game, resolved inputs) exactly as ``agents.play`` builds them."""
-    from .empathy import as_Lambda
-    from .play import _check_inputs
-
     cls, policy, concept, steps, lr, seed = _check_inputs(
         kwargs["scenario"],
         kwargs.get("n_agents"),
@@ -165,8 +166,6 @@ class AgentWorker:
         Returns (new own vars, Λ-costs, ‖Δθ_j‖², optimiser state). A restarted worker rebuilds its agent,
         takes the profile sent and restores ``opt_state`` (its optimiser's state after the last round).
         """
-        from .concepts._play import lambda_costs
-
         if self.cell != (json.dumps(kwargs, sort_keys=True, default=str), j, optimizer):
             self.start(kwargs, j, optimizer)
             self.opt.load(opt_state)
@@ -196,7 +195,7 @@ class ActorPool:
 
     def get(self, n: int) -> list:
         """n actors (created on first need; 0 CPUs each so that any n fits on any machine)."""
-        import ray
+        import ray  # heavy (seconds): imported when actors are used, after runner set its environment
 
         Remote = ray.remote(AgentWorker).options(
             num_cpus=0,
@@ -209,7 +208,7 @@ class ActorPool:
         return self.actors[:n]
 
     def close(self) -> None:
-        import ray
+        import ray  # heavy (seconds): imported when actors are used, after runner set its environment
 
         for a in self.actors:
             ray.kill(a)
@@ -217,8 +216,6 @@ class ActorPool:
 
 
 def _finite(profile: list[list[np.ndarray]]) -> bool:
-    from .concepts._play import BLOWUP
-
     return all(
         np.isfinite(a).all() and float(np.abs(a).max(initial=0.0)) < BLOWUP
         for pl in profile
@@ -260,7 +257,6 @@ def play_actors(kwargs: dict[str, Any], *, pool: ActorPool | None = None):
     reference), so both backends share that code; only its learning is handed to ``solve_distributed``. Only Nash with plain gradient play (sgd or adam) is
     distributed; other concepts are refused with a ``ValidationError``.
     """
-    from .play import play
 
     def routed(game, concept, Lambda, *, steps, lr, progress=False, **_):
         return solve_distributed(kwargs, game, concept, Lambda, steps=steps, lr=lr, pool=pool)
@@ -283,9 +279,7 @@ def solve_distributed(
 
     Returns the ``Equilibrium`` that ``agents.concepts.solve_nash`` would return for the same seed.
     """
-    import ray
-
-    from .concepts._finish import finish
+    import ray  # heavy (seconds): imported when actors are used, after runner set its environment
 
     opts = dict(getattr(game, "solve_defaults", {}) or {})
     method, optimizer = opts.get("method", "gradient"), opts.get("optimizer", "sgd")
@@ -297,8 +291,6 @@ def solve_distributed(
         )
     L = np.asarray(Lambda, dtype=float)
     if game.convex_own_cost:
-        from .empathy import require_self_regard
-
         require_self_regard(
             L, range(game.n_agents), "nash needs lambda_jj > 0 (docs/theory.md#self-regard)"
         )

@@ -15,9 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+import mftt
 from control import make_law
 from control import meanfield as mf
 from control.errors import ValidationError, choice
+from control.laws import FEATURES, legendre
 
 POLICIES: tuple[str, ...] = ("mftt", "linear", "direct")
 LAWS: tuple[str, ...] = ("constant", "time", "feedback", "meanfield")
@@ -109,7 +111,6 @@ class LinearPolicy(Policy):
         self._table = None
         if times is None:
             return
-        from control.laws import FEATURES, legendre
 
         law, b = self.gains, len(self.batch)
         theta = law.theta0.unsqueeze(b)  # [*batch, 1, *shape]
@@ -216,7 +217,6 @@ class MFTTPolicy(Policy):
     ):
         super().__init__(d_obs, d_act, law, batch)
         choice("law", law, LAWS)
-        import mftt
 
         self.config = {**self.DEFAULTS, **(config or {})}
         for k in ("d_in", "d_out", "weights", "causal"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import os
 import socket
 import struct
@@ -60,8 +61,6 @@ def _hasher() -> Callable[[list[str]], str]:
 def package_dirs() -> list[str]:
     """The driver's package folders that a cluster receives (``control``, ``mftt``, ``agents``), where they
     were imported from (a checkout, an installation, or the separate folders a Ray job unpacked)."""
-    import importlib
-
     return [str(Path(importlib.import_module(p).__file__).parent) for p in PACKAGES]
 
 
@@ -130,7 +129,7 @@ def in_ray_job() -> bool:
 def node_label() -> str:
     """Where this process runs: ``"<node ip> <node id, 12 hex>"`` inside Ray, "" outside."""
     try:
-        import ray
+        import ray  # heavy (seconds): imported lazily, after agents.runner.ray_env set its environment
 
         if not ray.is_initialized():
             return ""
@@ -146,6 +145,7 @@ def _probe_fn() -> Callable[[], dict[str, str]]:
     hasher = _hasher()
 
     def probe() -> dict[str, str]:
+        # self-contained (pickled by value and run on a worker): its own imports
         import importlib
         import os as _os
 
@@ -171,6 +171,7 @@ def _probe_fn() -> Callable[[], dict[str, str]]:
 
 def probe_workers(n: int | None = None, timeout: float = 120.0) -> list[dict[str, str]]:
     """Run the probe on up to ``n`` tasks (default: one per alive node, spread) and return their reports."""
+    # heavy (seconds): imported lazily, after agents.runner.ray_env set its environment
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -8,11 +8,16 @@ two marker lines of its log, from which ``mftt fetch`` rebuilds the file through
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
+import shlex
+import socket
+import ssl
 import sys
 import tempfile
 import zlib
@@ -22,6 +27,7 @@ from typing import Any
 from control.errors import ValidationError
 
 from . import cluster
+from .results import atomic_write_bytes, open_results
 
 BEGIN, END = "MFTT-RESULT-BEGIN", "MFTT-RESULT-END"
 CONFIG_NAME = "experiment.toml"
@@ -57,9 +63,6 @@ def job_server(address: str, timeout: float = 5.0) -> str:
 
 def _get_json(scheme: str, host: str, port: int, path: str, timeout: float) -> Any:
     """``GET`` a small JSON document over one socket that is always closed (HTTP/1.0, 64 KB cap)."""
-    import socket
-    import ssl
-
     with socket.create_connection((host, port), timeout=timeout) as raw:
         sock = (
             ssl.create_default_context().wrap_socket(raw, server_hostname=host)
@@ -86,8 +89,8 @@ def _get_json(scheme: str, host: str, port: int, path: str, timeout: float) -> A
 def client(address: str):
     """A ``JobSubmissionClient`` for a checked job server (Ray's own client; needs ``ray[default]``)."""
     url = job_server(address)
-    import logging
 
+    # heavy (seconds): imported only when a job is talked to
     from ray.job_submission import JobSubmissionClient
 
     logging.getLogger("ray").setLevel(
@@ -145,8 +148,6 @@ def submit(exp, address: str, *, out: str | None = None, job_id: str | None = No
 
 
 def _quote(s: str) -> str:
-    import shlex
-
     return shlex.quote(s)
 
 
@@ -206,7 +207,6 @@ def fetch(job: str, address: str, out: str | Path | None = None) -> Path:
         )
     name, blob = decode_payload(c.get_job_logs(job), job)
     path = Path(out) if out else Path("results") / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.nc"
-    from .results import atomic_write_bytes, open_results
 
     atomic_write_bytes(path, blob)
     open_results(path)  # a readable results file, or one line
@@ -260,13 +260,13 @@ def job_dir(job: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a submitted job: run the config on this cluster, write and print the results."""
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m agents.jobs")
     p.add_argument("config")
     p.add_argument("--out", required=True)
     p.add_argument("--job", default="job")
     a = p.parse_args(argv)
+    # the job's entry point: the orchestration modules are imported when the job runs, not when the CLI
+    # imports this module to submit one
     from . import fusion  # noqa: F401  (imported now: the job's unpacked folders are Ray's cache)
     from .config import Experiment
     from .runner import run_experiment

@@ -48,16 +48,18 @@ import os
 import platform
 import tempfile
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import xarray as xr
 
 from control.errors import ValidationError
 
 from .cluster import git_commit, source_hash  # the code version of a run
-from .status import PLAYED
+from .status import PLAYED, STATUSES
 
 SCHEMA = "mftt-results/1"
 ENGINE = "h5netcdf"
@@ -245,7 +247,6 @@ def _probe(path: Path, max_bytes: int = 2**30) -> None:
     if head != b"\x89HDF\r\n\x1a\n":
         kind = "classic NetCDF (write NetCDF4)" if head[:3] == b"CDF" else "not HDF5/NetCDF4"
         raise ValidationError("results", "a readable NetCDF file", str(path), reason=kind)
-    import h5py
 
     try:
         with h5py.File(path, "r") as f:
@@ -266,8 +267,6 @@ def _probe(path: Path, max_bytes: int = 2**30) -> None:
 
 
 def _attr_bytes(obj: Any) -> int:
-    import h5py
-
     total = 0
     for name in obj.attrs:
         aid = h5py.h5a.open(obj.id, name.encode() if isinstance(name, str) else name)
@@ -277,8 +276,6 @@ def _attr_bytes(obj: Any) -> int:
 
 def _inspect(path: Path, f: Any, max_bytes: int) -> list:
     """Walk the file without following links and without reading data; returns its datasets."""
-    import h5py
-
     total = _attr_bytes(f)
     stack, datasets, count = [("", f)], [], 0
     while stack:
@@ -523,8 +520,6 @@ PART_PROBLEMS = (
 
 def part_problem(ds: xr.Dataset, cell: Any) -> str | None:
     """Why the part ``ds`` must not stand for ``cell`` (one of ``PART_PROBLEMS``), or None when it may."""
-    from .status import STATUSES
-
     a = ds.attrs
     if int(a.get("part_format", 1)) < PART_FORMAT:
         return "written before parts were verified"
@@ -649,8 +644,6 @@ def _coord(values: list) -> np.ndarray:
 
 # ---- manifest ------------------------------------------------------------------------------
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for pkg in ("mftt", "numpy", "torch", "ray", "xarray", "h5netcdf", "scipy"):
         try:
@@ -665,7 +658,7 @@ def device_description(device: str | None = None) -> str:
     desc = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     if device and device.startswith("cuda"):
         try:
-            import torch
+            import torch  # optional here: only to name a CUDA device
 
             if torch.cuda.is_available():
                 desc = f"{device} ({torch.cuda.get_device_name(0)})"

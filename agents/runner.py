@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -21,14 +22,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import xarray as xr
+from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from control.errors import ValidationError, choice, number
 
+from . import cluster
+from .actors import ActorPool, run_cell_actors
 from .budget import check_resources
+from .cluster import node_label, probe_gcs
 from .config import BACKENDS, Cell, Experiment
-from .fusion import plan
+from .fusion import plan, play_fused
 from .outputs import RunCancelled, check_output, output_guard
 from .results import (
     assemble,
@@ -74,9 +88,8 @@ def run_cell(
 ) -> xr.Dataset:
     """Play one cell with ``agents.play`` and return its Dataset; never raises (status failed + message)."""
     if threads:
-        import torch
-
         torch.set_num_threads(max(1, int(threads)))
+    # looked up when the cell runs, so that a substituted agents.play.play (tests inject failures) is used
     from .play import play
 
     try:
@@ -102,8 +115,6 @@ def run_cells(
     """
     dss = _run_cells(kwargs, keys, indices, threads)
     if node:
-        from .cluster import node_label
-
         label = node_label()
         for ds in dss:
             ds["node"] = ((), label)
@@ -114,12 +125,8 @@ def _run_cells(
     kwargs: list[dict[str, Any]], keys: list[str], indices: list[int], threads: int | None
 ) -> list[xr.Dataset]:
     if threads:
-        import torch
-
         torch.set_num_threads(max(1, int(threads)))
     if len(kwargs) > 1:
-        from .fusion import play_fused
-
         try:
             outs = play_fused(kwargs)
         except (
@@ -150,7 +157,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
     workers' own copy is used and checked against the driver's source hash.
     """
     ray_env()
-    import ray
+    import ray  # heavy (seconds): imported when first needed, after ray_env has set its environment
 
     if ray.is_initialized():
         # an address that is no Ray cluster is refused even when a Ray is already up in this process
@@ -171,7 +178,6 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
             **common,
         )
         return True
-    from . import cluster
 
     check_address(address)
     mode = cluster.worker_code_mode()
@@ -195,8 +201,6 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
 
 def check_address(address: str, timeout: float = 3.0) -> None:
     """Refuse a malformed or unreachable ``host:port`` at once (Ray itself retries for minutes)."""
-    import socket
-
     if not isinstance(address, str) or not address.strip():
         raise ValidationError("address", "'auto', 'local' or host:port", address)
     if address == "auto":
@@ -223,7 +227,6 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ValidationError(
             "address", "a reachable Ray head (host:port)", address, reason=type(e).__name__
         ) from None
-    from .cluster import probe_gcs
 
     why = probe_gcs(host.strip("[]"), int(port), timeout=timeout)
     if why is not None:  # e.g. an HTTP server: Ray would retry it for minutes
@@ -235,15 +238,6 @@ def _check_backend(backend: str) -> str:
 
 
 def _progress_bar(state: RunState, title: str):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -260,8 +254,6 @@ def _progress_bar(state: RunState, title: str):
 
 
 def _stderr_console():
-    from rich.console import Console
-
     return Console(stderr=True)
 
 
@@ -302,11 +294,9 @@ def _execute(
     address = address or exp.ray.address
     on_cluster = address not in (None, "", "local")
     init_ray(address, threads=max(1, int(exp.ray.num_cpus)))
-    import ray
+    import ray  # heavy (seconds): imported when first needed, after ray_env has set its environment
 
     if backend == "actors":
-        from .actors import ActorPool, run_cell_actors
-
         pool = ActorPool(num_gpus=exp.ray.num_gpus, max_restarts=exp.ray.max_retries)
         try:
             for c in cells:
@@ -367,7 +357,7 @@ def _execute(
 
 def in_flight_window(num_cpus: float, *, floor: int = 4, per_slot: int = 2) -> int:
     """Tasks kept in flight: ``per_slot`` per task slot of the cluster (CPUs / ``num_cpus``), at least ``floor``."""
-    import ray
+    import ray  # heavy (seconds): imported when first needed, after ray_env has set its environment
 
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     slots = int(cpus / max(float(num_cpus), 1e-3))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+import mftt as mftt_pkg
 from control.errors import ValidationError, number
 
 from ..game import ActionSpace, Game
@@ -45,8 +46,6 @@ class CournotMFTTGame(Game):
     def __init__(
         self, *, n, alpha, beta, c, q_max, window, markets, spread, noise, law, mftt, seed, device
     ):
-        import mftt as mftt_pkg
-
         self.n_agents, self.device = n, torch.device(device)
         self.agent_names = [f"firm{j}" for j in range(n)]
         self.beta, self.q_max = beta, q_max
