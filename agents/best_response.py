@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from torch import Tensor
 
 from control import DivergenceError
@@ -332,7 +333,8 @@ def own(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> Be
     """
     if budget.own_steps == 0 or not game.parameters_of(j) or game.players_are_populations:
         return None
-    from .concepts._play import gradient_play  # the learning loop lives with the concepts
+    # not at the top: agents.concepts imports exploitability, which imports this module
+    from .concepts._play import gradient_play
 
     snap = game.state_dict()
     try:
@@ -365,8 +367,6 @@ def _lbfgsb(
 
     ``best_z``, when given, receives the minimiser found (a tensor shaped like ``init``).
     """
-    from scipy.optimize import minimize
-
     shape, dtype, device = init.shape, init.dtype, init.device
     floor = _floor(e0, budget)
     best = [math.inf]

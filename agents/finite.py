@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import root
 
 from control.errors import ValidationError, choice, number
 
@@ -417,8 +418,6 @@ def nplayer_support_enumeration(
     ``starts`` − 1 random ones, keeping the first nonnegative solution with no better pure deviation.
     One equilibrium per support profile at most, so the list is not declared complete.
     """
-    from scipy.optimize import root
-
     number("starts", starts, low=1, integer=True)
     n, ms = U.shape[0], list(U.shape[1:])
     subsets = [
@@ -512,8 +511,6 @@ def _qre_system(U: np.ndarray):
 
 def _polish_support(U: np.ndarray, xs: Profile, t: float) -> Profile | None:
     """An exact equilibrium near ``xs``: Newton on the indifference system of its (thresholded) supports."""
-    from scipy.optimize import root
-
     for cut in (1e-8, 1e-5, 1e-3, 1e-2):
         S = tuple(tuple(np.flatnonzero(x > cut).tolist()) for x in xs)
         F, J, unpack = _support_system(U, S)
