@@ -210,7 +210,8 @@ def conclusion(c: Paired, *, metric: str = "", unit: str = "") -> str:
     if not c.significant:
         return (
             f"no significant difference between {c.law} and {c.baseline}{where} "
-            f"(mean {_num(c.diff.mean, unit)} ± {_num(c.diff.half, unit)} in favour of {c.law}; "
+            f"(improvement of {c.law} on {c.baseline}: {_num(c.diff.mean, unit)} ± "
+            f"{_num(c.diff.half, unit)}; "
             f"{tests}; {seeds})"
         )
     win, lose = (c.law, c.baseline) if c.diff.mean > 0 else (c.baseline, c.law)
