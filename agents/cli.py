@@ -6,18 +6,31 @@ Config errors print one line (field path, expected, got) and exit with code 2, n
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
+from html import escape as html_escape
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from control.errors import ValidationError
+from control.errors import ValidationError, choice, number
 
-from .status import PLAYED, STATUSES
+from . import jobs
+from .config import Experiment, parse_value
+from .outputs import check_output
+from .results import atomic_write_bytes, open_results, plain_text, summary_table
+from .runner import run_experiment
+from .scenarios import SCENARIOS
+from .status import FAILED, PLAYED, STATUSES
 
 app = typer.Typer(
     name="mftt",
@@ -39,18 +52,12 @@ _SetOpt = Annotated[
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    from .results import plain_text
-
     typer.echo(f"error: {plain_text(msg, 2000)}", err=True)  # no terminal escapes from configs
     raise typer.Exit(code)
 
 
 def _safe(value: Any) -> str:
     """A string from a config or results file, printable and escaped for Rich markup."""
-    from rich.markup import escape
-
-    from .results import plain_text
-
     return escape(plain_text(value))
 
 
@@ -70,16 +77,10 @@ def guarded(fn: Callable) -> Callable:
 
 
 def _console():
-    from rich.console import Console
-
     return Console(width=max(132, int(os.environ.get("COLUMNS", "0") or 0)))
 
 
 def _load(config: str, sets: list[str] | None, *, sweep: bool = False):
-    import warnings
-
-    from .config import Experiment, parse_value
-
     with warnings.catch_warnings(record=True) as caught:  # one line each, not a warnings traceback
         warnings.simplefilter("always")
         # a file whatever its name (TOML text with newlines is accepted too, for scripts)
@@ -109,8 +110,6 @@ def _out_for(exp, out: str | None) -> Path:
 
 
 def _run(exp, out: Path, address, resume, backend, keep_parts, quiet, wait=False):
-    from .runner import run_experiment
-
     return run_experiment(
         exp, address=address, backend=backend, progress=not quiet, resume=resume, out=out,
         keep_parts=keep_parts, wait=wait,
@@ -119,10 +118,6 @@ def _run(exp, out: Path, address, resume, backend, keep_parts, quiet, wait=False
 
 def _exit_if_failed(ds) -> None:
     """Exit 1 when any cell's status is in ``agents.status.FAILED`` (the summary was printed): scripts notice."""
-    import numpy as np
-
-    from .status import FAILED
-
     n = int(np.isin(np.asarray(ds["status"].values, dtype=str), FAILED).sum())
     if n:
         typer.echo(f"{n} cell(s) {'/'.join(FAILED)}: exit 1", err=True)
@@ -133,8 +128,6 @@ def _figures(
     out: Path, png: str | None, html: str | None, figures: str | None
 ) -> tuple[Path, Path]:
     """The figure paths of ``out`` (default: beside it): ``.png``/``.html`` names, never the NetCDF itself."""
-    from .outputs import check_output
-
     if figures is not None:
         d = Path(figures)
         if d.exists() and not d.is_dir() or d.is_symlink():
@@ -252,8 +245,6 @@ def compare(
     Example: mftt compare examples/configs/demo.toml --figures results/figs
     Example: mftt compare --suite quick --json results/compare_quick.json
     """
-    from .outputs import check_output
-
     if config is None and suite is None:
         raise ValidationError("compare", "a config file or --suite quick|full", "neither")
     failed_expectations = 0
@@ -281,15 +272,12 @@ def compare(
 
 def grid_conclusions(ds) -> list[str]:
     """One block per grid cell but law and seed: the protocol's conclusion lines against constant."""
-    import itertools
-
-    from .comparison import from_cells
-    from .results import plain_text
+    from .comparison import from_cells  # heavy (scipy.stats): only for comparisons
 
     dims = [d for d in ds["status"].dims if d not in ("law", "seed")]
     if "law" not in ds["status"].dims:
         return []
-    from mftt.stats import MIN_SEEDS_FOR_TEST
+    from mftt.stats import MIN_SEEDS_FOR_TEST  # heavy (scipy.stats): only for comparisons
 
     lines = ["conclusions (certified exploitability / cost scale, paired over seeds vs constant):"]
     seeds = ds.sizes.get("seed", 1)
@@ -313,9 +301,7 @@ def grid_conclusions(ds) -> list[str]:
 
 def _compare_suite(suite, json_out, seeds, workers, figures, quiet, readme=None) -> int:
     """Run and print the comparison suite; returns how many known answers were contradicted."""
-    from control.errors import choice, number
-
-    from .comparison import (
+    from .comparison import (  # heavy (scipy.stats): only for comparisons
         README_END,
         README_START,
         SUITES,
@@ -393,10 +379,6 @@ def scenarios() -> None:
 
     Example: mftt scenarios
     """
-    from rich.table import Table
-
-    from .scenarios import SCENARIOS
-
     t = Table(title="scenarios", show_lines=True)
     for col in ("name", "agents", "concept", "description", "Λ meaning"):
         t.add_column(col, overflow="fold")
@@ -414,8 +396,6 @@ def show(results: Annotated[str, typer.Argument(help="Results NetCDF file.")]) -
 
     Example: mftt show results/demo.nc
     """
-    from .results import open_results, plain_text
-
     ds = open_results(results)
     a = ds.attrs
     typer.echo(
@@ -443,8 +423,6 @@ def report(
 
     Example: mftt report results/demo.nc --figures results/figs
     """
-    from .results import open_results
-
     src = Path(results)
     png_path, html_path = _figures(src, png, html, figures if figures is not None else out_dir)
     ds = open_results(results)
@@ -503,8 +481,6 @@ def submit(
 
     Example: mftt submit examples/configs/demo.toml --address http://head:8265
     """
-    from . import jobs
-
     exp = _load(config, set_)
     job = jobs.submit(exp, address, out=out)
     typer.echo(job)
@@ -517,9 +493,6 @@ def status(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
 
     Example: mftt status mftt-demo-1a2b3c4d
     """
-    from . import jobs
-    from .results import plain_text
-
     info = jobs.status(job, address)
     msg = plain_text(info["message"], 300)
     typer.echo(f"{job}: {info['status']}" + (f" ({msg})" if msg else ""))
@@ -532,8 +505,6 @@ def logs(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
 
     Example: mftt logs mftt-demo-1a2b3c4d
     """
-    from . import jobs
-
     typer.echo(jobs.logs(job, address))
 
 
@@ -544,8 +515,6 @@ def stop(job: _Job, address: _JobAddress = _JOB_DEFAULT) -> None:
 
     Example: mftt stop mftt-demo-1a2b3c4d
     """
-    from . import jobs
-
     stopped = jobs.stop(job, address)
     typer.echo(f"{job}: {'stop requested' if stopped else 'not running'}")
 
@@ -563,8 +532,6 @@ def fetch(
 
     Example: mftt fetch mftt-demo-1a2b3c4d --out results/demo.nc
     """
-    from . import jobs
-
     typer.echo(f"wrote {jobs.fetch(job, address, out)}")
 
 
@@ -582,10 +549,6 @@ def _fmt(x: float, pct: bool = False) -> str:
 
 
 def _print_table(ds) -> None:
-    from rich.table import Table
-
-    from .results import plain_text, summary_table
-
     rows = summary_table(ds)
     grid = [d for d in ds["status"].dims if d != "seed"]
     t = Table(
@@ -638,8 +601,6 @@ def _panels(ds):
     Swept fields are shown at their first value. The cost is the total material cost Σ_i L_i, except in zero-sum scenarios (totals all ~0), where the
     first agent's cost is shown instead (``ylabel`` says which).
     """
-    import numpy as np
-
     other = [d for d in ds["status"].dims if d not in ("scenario", "Lambda", "law", "seed")]
     ok = ds["status"].isin(list(PLAYED))  # cells whose numbers are a played profile's
     certified = ds["status"] == "ok"
@@ -685,33 +646,22 @@ def _texts(panels: list[dict], f: Callable[[str], str]) -> list[dict]:
 
 def _mpl_text(s: str) -> str:
     """Printable, and no mathtext (a stray ``$`` in a label would make matplotlib raise)."""
-    from .results import plain_text
-
     return plain_text(s, 80).replace("$", r"\$")
 
 
 def _html_text(s: str) -> str:
     """Printable and HTML-escaped (plotly renders label text as HTML)."""
-    import html
-
-    from .results import plain_text
-
-    return html.escape(plain_text(s, 80))
+    return html_escape(plain_text(s, 80))
 
 
 _COLORS = {"constant": "#4C72B0", "time": "#8172B2", "feedback": "#DD8452", "meanfield": "#55A868"}
 
 
 def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
-    import warnings
-
-    import matplotlib
+    import matplotlib  # heavy: only for reports
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from .results import atomic_write_bytes
 
     all_panels = _panels(ds)
     panels = _texts(all_panels, _mpl_text)
@@ -798,8 +748,7 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
 
 
 def _html(ds, panels) -> str:
-    import numpy as np
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # heavy: only for reports
 
     n = len(panels)
     fig = make_subplots(
