@@ -111,9 +111,15 @@ def _out_for(exp, out: str | None) -> Path:
 
 def _run(exp, out: Path, address, resume, backend, keep_parts, quiet, wait=False):
     return run_experiment(
-        exp, address=address, backend=backend, progress=not quiet, resume=resume, out=out,
-        keep_parts=keep_parts, wait=wait,
-    )  # fmt: skip
+        exp,
+        address=address,
+        backend=backend,
+        progress=not quiet,
+        resume=resume,
+        out=out,
+        keep_parts=keep_parts,
+        wait=wait,
+    )
 
 
 def _exit_if_failed(ds) -> None:
@@ -558,8 +564,15 @@ def _print_table(ds) -> None:
         t.add_column(_safe(d))
     for col in ("params", "cost", "per agent", "NashConv", "method", "gap", "gap (grid)", "status"):
         t.add_column(col, justify="right", no_wrap=col != "method")
-    short = {"ok": "ok", "not_converged": "nc", "not_equilibrium": "ne", "diverged": "div",
-             "unbounded": "unb", "failed": "fail", "missing": "miss"}  # fmt: skip
+    short = {
+        "ok": "ok",
+        "not_converged": "nc",
+        "not_equilibrium": "ne",
+        "diverged": "div",
+        "unbounded": "unb",
+        "failed": "fail",
+        "missing": "miss",
+    }
     for r in rows:
         ac = r["agent_costs"]
         st = r.get("statuses", {})
@@ -577,10 +590,11 @@ def _print_table(ds) -> None:
     _console().print(t)
     counts = {k: int((ds["status"] == k).sum()) for k in STATUSES}
     typer.echo(
-        "status: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        "status: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         + "  (ok = converged and NashConv within tolerance; see README, What the numbers mean)",
         err=True,
-    )  # fmt: skip
+    )
     bad = ds["status"] != "ok"
     if bool(bad.any()):
         msgs = ds["message"].where(bad).values.ravel()
@@ -619,29 +633,48 @@ def _panels(ds):
             ref = d["reference_cost"].isel(agent=0)
             label = f"cost of {names[0] if names else 'agent 0'} (zero-sum)"
         r = ref.transpose("Lambda", "law", "seed").values.reshape(d.sizes["Lambda"], -1)
-        out.append({
-            "scenario": str(s) + (f" ({', '.join(f'{o}={d[o].item()}' for o in other)})" if other else ""),
-            "Lambda": [str(x) for x in ds["Lambda"].values],
-            "law": [str(x) for x in ds["law"].values],
-            "cost": total.mean("seed").transpose("Lambda", "law").values,
-            "spread": total.std("seed").transpose("Lambda", "law").values,
-            "ref": np.array([np.nanmean(row) if np.isfinite(row).any() else np.nan for row in r]),
-            "expl": d["exploitability"].where(okd).mean("seed").transpose("Lambda", "law").values,
-            "n_ok": (certified.sel(scenario=s).isel({o: 0 for o in other}) if other
-                     else certified.sel(scenario=s)).sum("seed").transpose("Lambda", "law").values,
-            "n_seeds": d.sizes["seed"],
-            "ylabel": label,
-        })  # fmt: skip
+        out.append(
+            {
+                "scenario": str(s)
+                + (f" ({', '.join(f'{o}={d[o].item()}' for o in other)})" if other else ""),
+                "Lambda": [str(x) for x in ds["Lambda"].values],
+                "law": [str(x) for x in ds["law"].values],
+                "cost": total.mean("seed").transpose("Lambda", "law").values,
+                "spread": total.std("seed").transpose("Lambda", "law").values,
+                "ref": np.array(
+                    [np.nanmean(row) if np.isfinite(row).any() else np.nan for row in r]
+                ),
+                "expl": d["exploitability"]
+                .where(okd)
+                .mean("seed")
+                .transpose("Lambda", "law")
+                .values,
+                "n_ok": (
+                    certified.sel(scenario=s).isel({o: 0 for o in other})
+                    if other
+                    else certified.sel(scenario=s)
+                )
+                .sum("seed")
+                .transpose("Lambda", "law")
+                .values,
+                "n_seeds": d.sizes["seed"],
+                "ylabel": label,
+            }
+        )
     return out
 
 
 def _texts(panels: list[dict], f: Callable[[str], str]) -> list[dict]:
     """Panels with their labels (from the results file) passed through ``f`` (made safe for one renderer)."""
     return [
-        {**p, "scenario": f(p["scenario"]), "Lambda": [f(x) for x in p["Lambda"]],
-         "law": [f(x) for x in p["law"]]}
+        {
+            **p,
+            "scenario": f(p["scenario"]),
+            "Lambda": [f(x) for x in p["Lambda"]],
+            "law": [f(x) for x in p["law"]],
+        }
         for p in panels
-    ]  # fmt: skip
+    ]
 
 
 def _mpl_text(s: str) -> str:
@@ -700,13 +733,36 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
             )
             for xi, v, nok in zip(off, p["cost"][:, j], p["n_ok"][:, j], strict=True):
                 if np.isfinite(v):  # how many seeds are certified equilibria (status ok)
-                    ax.text(xi, v, f"ok {int(nok)}/{p['n_seeds']}", ha="center", va="bottom",
-                            fontsize=7, color="#333333" if nok == p["n_seeds"] else "#C44E52")  # fmt: skip
+                    ax.text(
+                        xi,
+                        v,
+                        f"ok {int(nok)}/{p['n_seeds']}",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        color="#333333" if nok == p["n_seeds"] else "#C44E52",
+                    )
                 if not np.isfinite(v):  # no played seed: say so instead of leaving a silent gap
-                    ax.text(xi, 0, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
-                            color="#C44E52")  # fmt: skip
-                    bx.text(xi, 1e-12, "failed", rotation=90, ha="center", va="bottom", fontsize=9,
-                            color="#C44E52")  # fmt: skip
+                    ax.text(
+                        xi,
+                        0,
+                        "failed",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=9,
+                        color="#C44E52",
+                    )
+                    bx.text(
+                        xi,
+                        1e-12,
+                        "failed",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=9,
+                        color="#C44E52",
+                    )
         if np.isfinite(p["ref"]).any():
             ax.hlines(
                 p["ref"], x - 0.42, x + 0.42, colors="black", linewidth=2, label="closed form"
