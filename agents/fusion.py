@@ -232,10 +232,17 @@ def play_fused(cells: Sequence[dict]) -> list:
     kw0 = cells[0]
     try:
         cls, policy, concept, steps, lr, _ = _check_inputs(
-            kw0["scenario"], kw0.get("n_agents"), kw0.get("Lambda_alpha", 0.5),
-            kw0.get("law", "feedback"), kw0.get("policy"), kw0.get("concept"), kw0.get("steps"),
-            kw0.get("lr"), kw0.get("seed", 0), kw0.get("params"),
-        )  # fmt: skip
+            kw0["scenario"],
+            kw0.get("n_agents"),
+            kw0.get("Lambda_alpha", 0.5),
+            kw0.get("law", "feedback"),
+            kw0.get("policy"),
+            kw0.get("concept"),
+            kw0.get("steps"),
+            kw0.get("lr"),
+            kw0.get("seed", 0),
+            kw0.get("params"),
+        )
         _check_mftt(kw0.get("mftt"))
         device = str(limits.device("device", kw0.get("device", "cpu")))
         scs, Ls, games, seeds = [], [], [], []
@@ -245,8 +252,14 @@ def play_fused(cells: Sequence[dict]) -> list:
             L = as_Lambda(kw.get("Lambda", "selfish"), sc.n_players, kw.get("Lambda_alpha", 0.5))
             torch.manual_seed(seed)
             np.random.seed(seed)
-            game = sc.game(Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
-                           mftt=kw0.get("mftt"), seed=seed, device=device)  # fmt: skip
+            game = sc.game(
+                Lambda=L,
+                law=kw0.get("law", "feedback"),
+                policy=policy,
+                mftt=kw0.get("mftt"),
+                seed=seed,
+                device=device,
+            )
             perturb(game, seed, float(kw0.get("init_noise", 0.0)))
             scs.append(sc), Ls.append(L), games.append(game), seeds.append(seed)
         fused = FusedGame(games)
@@ -286,14 +299,27 @@ def play_fused(cells: Sequence[dict]) -> list:
     for c, (sc, L, g, seed) in enumerate(zip(scs, Ls, games, seeds, strict=True)):
         status, its, res, hist = learned[c]
         eq = Equilibrium(
-            concept=concept, Lambda=L, actions=None, policies=[], costs=costs[c],
-            empathetic_costs=L @ costs[c], history=hist, status=status, iterations=its, residual=res,
-        )  # fmt: skip
+            concept=concept,
+            Lambda=L,
+            actions=None,
+            policies=[],
+            costs=costs[c],
+            empathetic_costs=L @ costs[c],
+            history=hist,
+            status=status,
+            iterations=its,
+            residual=res,
+        )
         base = dict(
-            scenario=cls.name, Lambda=L, law=kw0.get("law", "feedback"), policy=policy,
-            concept=concept, seed=seed, agent_names=list(g.agent_names),
+            scenario=cls.name,
+            Lambda=L,
+            law=kw0.get("law", "feedback"),
+            policy=policy,
+            concept=concept,
+            seed=seed,
+            agent_names=list(g.agent_names),
             n_params=np.asarray(g.n_params(), dtype=int),
-        )  # fmt: skip
+        )
         g.nfe += fused.nfe  # the cell took part in every fused solve
         out.append(
             outcome(
@@ -305,7 +331,7 @@ def play_fused(cells: Sequence[dict]) -> list:
                 t0=time.perf_counter() - share,
                 tolerance=kw0.get("tolerance"),
                 budget=br_budget(sc, g, steps, lr),
-            )  # fmt: skip
+            )
         )
     return out
 

@@ -58,7 +58,9 @@ class Game:
     convex_own_cost: bool = False
     supports_substitution: bool = False
     solve_defaults: dict = {}
-    players_are_populations: bool = False  # agents.population: each player is a population sharing a policy
+    players_are_populations: bool = (
+        False  # agents.population: each player is a population sharing a policy
+    )
     nfe: int = 0  # vector-field evaluations of the ODE solves made so far (differential games)
     _override: Profile | None = None
 
@@ -126,9 +128,11 @@ class Game:
         """Evaluate ``costs()`` at ``profile`` (possibly non-leaf tensors) inside the block."""
         if not self.supports_substitution:
             raise ValidationError(
-                "game", "a game that supports substitution", type(self).__name__,
+                "game",
+                "a game that supports substitution",
+                type(self).__name__,
                 reason="its costs() does not read variables_of(j)",
-            )  # fmt: skip
+            )
         old, self._override = self._override, profile
         try:
             yield
@@ -217,9 +221,10 @@ class StaticGame(Game):
             a = a.reshape(n, d) if a.numel() == n * d else a.expand(n, d)
         except RuntimeError:
             raise ValidationError(
-                "actions", f"an array broadcastable to [{self.n_agents}, {self.action_dim}]",
+                "actions",
+                f"an array broadcastable to [{self.n_agents}, {self.action_dim}]",
                 tuple(a.shape),
-            ) from None  # fmt: skip
+            ) from None
         if not torch.isfinite(a).all():
             raise ValidationError("actions", "finite numbers", a.tolist())
         bad = (a < self.low) | (a > self.high)

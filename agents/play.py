@@ -139,18 +139,32 @@ def play(
     names, n = list(game.agent_names), game.n_agents
     nan = np.full(n, np.nan)
     base = dict(
-        scenario=cls.name, Lambda=L, law=law, policy=policy, concept=concept, seed=seed,
-        agent_names=names, n_params=np.asarray(game.n_params(), dtype=int),
-    )  # fmt: skip
+        scenario=cls.name,
+        Lambda=L,
+        law=law,
+        policy=policy,
+        concept=concept,
+        seed=seed,
+        agent_names=names,
+        n_params=np.asarray(game.n_params(), dtype=int),
+    )
 
     def failed(status: str, msg: str, hist=None) -> Outcome:
         h = np.zeros((0, n)) if hist is None else hist
         return Outcome(
-            **base, costs=nan, empathetic_costs=nan, exploitability=float("nan"),
-            reference_costs=_reference(sc, L), history=h, times=np.zeros(1),
-            trajectory=np.full((1, 1), np.nan), status=status, message=msg.splitlines()[0][:300],
-            wall_time=time.perf_counter() - t0, nfe=int(getattr(game, "nfe", 0)),
-        )  # fmt: skip
+            **base,
+            costs=nan,
+            empathetic_costs=nan,
+            exploitability=float("nan"),
+            reference_costs=_reference(sc, L),
+            history=h,
+            times=np.zeros(1),
+            trajectory=np.full((1, 1), np.nan),
+            status=status,
+            message=msg.splitlines()[0][:300],
+            wall_time=time.perf_counter() - t0,
+            nfe=int(getattr(game, "nfe", 0)),
+        )
 
     try:
         eq = solve(game, concept, L, steps=steps, lr=lr, progress=progress)
@@ -203,14 +217,21 @@ def outcome(
     ref = _reference(sc, L)
     hist = np.asarray(eq.history, dtype=float).reshape(-1, n)
     common = dict(
-        reference_costs=ref, history=hist, iterations=int(eq.iterations),
+        reference_costs=ref,
+        history=hist,
+        iterations=int(eq.iterations),
         reference_grid_costs=_reference_grid(sc, L, game),
-    )  # fmt: skip
+    )
     try:
         v = measure(
-            game, L, eq, agents=measured_agents(base["concept"], n), tol=tolerance,
-            budget=budget, no_equilibrium=_no_equilibrium(sc, L),
-        )  # fmt: skip
+            game,
+            L,
+            eq,
+            agents=measured_agents(base["concept"], n),
+            tol=tolerance,
+            budget=budget,
+            no_equilibrium=_no_equilibrium(sc, L),
+        )
         times, traj = game.rollout() if v.status != "diverged" else (np.zeros(1), None)
     except (DivergenceError, FloatingPointError, OverflowError) as err:
         v, times, traj = Verdict("diverged", str(err), None, float("nan")), np.zeros(1), None

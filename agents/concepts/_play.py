@@ -92,9 +92,11 @@ def check_options(steps: int, lr: float, method: str, tol: float, optimizer: str
     choice("optimizer", optimizer, OPTIMIZERS)
     if optimizer == "adam" and method != "gradient":
         raise ValidationError(
-            "optimizer", "sgd with extragradient/optimistic", optimizer,
+            "optimizer",
+            "sgd with extragradient/optimistic",
+            optimizer,
             reason="adam is available for method='gradient' only",
-        )  # fmt: skip
+        )
 
 
 def gradient_play(
@@ -121,9 +123,17 @@ def gradient_play(
             "game", "a single game (use gradient_play_cells)", type(game).__name__
         )
     return gradient_play_cells(
-        game, Lambda, agents, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
-        progress=progress, rtol=rtol,
-    )[0]  # fmt: skip
+        game,
+        Lambda,
+        agents,
+        steps=steps,
+        lr=lr,
+        method=method,
+        tol=tol,
+        optimizer=optimizer,
+        progress=progress,
+        rtol=rtol,
+    )[0]
 
 
 def _cell_grads(game: Game, E: Tensor, agents: Sequence[int], n: int) -> dict[int, list[Tensor]]:
@@ -210,7 +220,10 @@ def gradient_play_cells(
                         p.copy_(b)
             _apply(moving, [gh[k] for k in ks], lr)
         elif method == "optimistic":
-            d = [g[k] if k not in prev else [2 * a - b for a, b in zip(g[k], prev[k], strict=True)] for k in ks]  # fmt: skip
+            d = [
+                g[k] if k not in prev else [2 * a - b for a, b in zip(g[k], prev[k], strict=True)]
+                for k in ks
+            ]
             _apply(moving, d, lr)
             prev.update({k: g[k] for k in ks})
         elif optimizer == "adam":
@@ -223,7 +236,12 @@ def gradient_play_cells(
             if optimizer == "adam":
                 res[c] = _norm([g[k] for k in mine[c]])
             else:
-                step = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(flat[c], before[c], strict=True)))  # fmt: skip
+                step = math.sqrt(
+                    sum(
+                        float(((p.detach() - b) ** 2).sum())
+                        for p, b in zip(flat[c], before[c], strict=True)
+                    )
+                )
                 res[c] = step / lr
             if math.isnan(res0[c]):
                 res0[c] = res[c]
@@ -304,8 +322,13 @@ def polish(
                 for p in others:
                     p.requires_grad_(False)
                 f0, _ = fg(x0)
-                res = minimize(fg, x0, jac=True, method="L-BFGS-B",
-                               options={"maxiter": int(min(max_iter, left)), "gtol": 1e-10})  # fmt: skip
+                res = minimize(
+                    fg,
+                    x0,
+                    jac=True,
+                    method="L-BFGS-B",
+                    options={"maxiter": int(min(max_iter, left)), "gtol": 1e-10},
+                )
                 left, used = left - max(1, res.nit), used + max(1, res.nit)
                 best = res.x if res.fun <= f0 else x0
                 f1, _ = fg(best)

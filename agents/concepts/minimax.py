@@ -22,8 +22,14 @@ from ..game import Game
 from ._finish import finish
 from ._play import check_options, gradient_play, lambda_costs
 
-ALIASES = {"gda": "gradient", "extragradient": "extragradient", "optimistic": "optimistic",
-           "gradient": "gradient", "newton": "newton", "auto": "auto"}  # fmt: skip
+ALIASES = {
+    "gda": "gradient",
+    "extragradient": "extragradient",
+    "optimistic": "optimistic",
+    "gradient": "gradient",
+    "newton": "newton",
+    "auto": "auto",
+}
 NEWTON_MAX_PARAMS = 16  # the exact Hessian costs one double backward per parameter
 NEWTON_TOL = (
     1e-6  # default residual tolerance of newton: the in-class duality gap is ~ tol²/curvature
@@ -65,18 +71,21 @@ def solve_minimax(
         tol = NEWTON_TOL if m == "newton" else 1e-8
     check_options(steps, lr, "gradient" if m == "newton" else m, tol, "sgd")
     require_self_regard(
-        Lambda, range(2),
+        Lambda,
+        range(2),
         "minimax needs each player to minimise its own convex(-concave) cost: lambda_jj <= 0 "
         "turns the minimiser into a maximiser of its own cost (docs/theory.md#self-regard)",
-    )  # fmt: skip
+    )
     with torch.no_grad():
         _, E = lambda_costs(game, Lambda)
     s, scale = float(E.sum()), float(E.abs().max()) + 1.0
     if abs(s) > 1e-8 * scale:
         raise ValidationError(
-            "concept", "a zero-sum game for minimax (Λ-costs summing to 0)", f"sum {s:.3g}",
+            "concept",
+            "a zero-sum game for minimax (Λ-costs summing to 0)",
+            f"sum {s:.3g}",
             reason="use concept='nash' for general-sum games",
-        )  # fmt: skip
+        )
     info: dict = {"method": m}
     if m == "newton":
         status, it, res, hist, extra = newton_saddle(
@@ -88,10 +97,19 @@ def solve_minimax(
             game, Lambda, steps=steps, lr=lr, method=m, tol=tol, progress=progress
         )
     return finish(
-        game, Lambda, "minimax", status, it, res, hist, info=info,
+        game,
+        Lambda,
+        "minimax",
+        status,
+        it,
+        res,
+        hist,
+        info=info,
         message=info.get("message", ""),
-        measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,
-    )  # fmt: skip
+        measure_exploitability=measure_exploitability,
+        steps=br_steps,
+        lr=br_lr or lr,
+    )
 
 
 # ------------------------------------------------------------------------------------------ newton
@@ -99,7 +117,9 @@ def _field(game: Game, Lambda: np.ndarray, ps: list[Tensor], create_graph: bool)
     """(Λ-costs [2] as numbers, ∇f over all parameters) with f = E_0 = −E_1 (the minimiser's Λ-cost)."""
     _, E = lambda_costs(game, Lambda)
     gs = torch.autograd.grad(E[0], ps, create_graph=create_graph, allow_unused=True)
-    F = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, gs, strict=True)])  # fmt: skip
+    F = torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, gs, strict=True)]
+    )
     return E.detach().cpu().numpy().astype(float), F
 
 
@@ -111,7 +131,12 @@ def _hessian(F: Tensor, ps: list[Tensor]) -> Tensor:
         if not F[i].requires_grad:
             continue
         gs = torch.autograd.grad(F[i], ps, retain_graph=True, allow_unused=True)
-        H[i] = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, gs, strict=True)])  # fmt: skip
+        H[i] = torch.cat(
+            [
+                (torch.zeros_like(p) if g is None else g).reshape(-1)
+                for p, g in zip(ps, gs, strict=True)
+            ]
+        )
     return 0.5 * (H + H.T).detach()
 
 

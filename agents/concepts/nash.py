@@ -54,10 +54,17 @@ def solve_nash(
         )
         if method in FINITE_METHODS:
             return _solve_finite(
-                game, Lambda, method, steps=steps, tol=tol, solver=solver, select=select,
-                progress=progress, measure_exploitability=measure_exploitability,
+                game,
+                Lambda,
+                method,
+                steps=steps,
+                tol=tol,
+                solver=solver,
+                select=select,
+                progress=progress,
+                measure_exploitability=measure_exploitability,
                 br={"steps": br_steps, "lr": br_lr or lr},
-            )  # fmt: skip
+            )
     method = "gradient" if method is None else method
     check_options(steps, lr, method, tol, optimizer)
     if game.convex_own_cost:
@@ -69,17 +76,32 @@ def solve_nash(
             "(docs/theory.md#self-regard)",
         )
     status, it, res, hist = gradient_play(
-        game, Lambda, steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer,
-        progress=progress, rtol=POLISH_RTOL if polish_rounds else None,
-    )  # fmt: skip
+        game,
+        Lambda,
+        steps=steps,
+        lr=lr,
+        method=method,
+        tol=tol,
+        optimizer=optimizer,
+        progress=progress,
+        rtol=POLISH_RTOL if polish_rounds else None,
+    )
     if polish_rounds and status != "diverged":
         status, it, res, hist = polished(
             game, Lambda, (status, it, res, hist), polish_rounds, steps
         )
     return finish(
-        game, Lambda, "nash", status, it, res, hist,
-        measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,
-    )  # fmt: skip
+        game,
+        Lambda,
+        "nash",
+        status,
+        it,
+        res,
+        hist,
+        measure_exploitability=measure_exploitability,
+        steps=br_steps,
+        lr=br_lr or lr,
+    )
 
 
 def _solve_finite(
@@ -147,6 +169,15 @@ def _solve_finite(
     if progress:
         print(f"  nash on a finite game: {msg}")
     return finish(
-        game, Lambda, "nash", "converged" if ok else "max_steps", iterations, residual, hist,
-        measure_exploitability=measure_exploitability, message=msg, info=info, **br,
-    )  # fmt: skip
+        game,
+        Lambda,
+        "nash",
+        "converged" if ok else "max_steps",
+        iterations,
+        residual,
+        hist,
+        measure_exploitability=measure_exploitability,
+        message=msg,
+        info=info,
+        **br,
+    )

@@ -42,13 +42,20 @@ def _implicit_hypergrad(
     lps = game.parameters_of(leader)
     F = _flat(own_grads(game, E, followers, create_graph=True))
     b = torch.autograd.grad(E[leader], fps, retain_graph=True, allow_unused=True)
-    b = torch.cat([(torch.zeros_like(p) if x is None else x).reshape(-1) for p, x in zip(fps, b, strict=True)])  # fmt: skip
+    b = torch.cat(
+        [(torch.zeros_like(p) if x is None else x).reshape(-1) for p, x in zip(fps, b, strict=True)]
+    )
     m = F.numel()
 
     def vjp_f(w: Tensor) -> Tensor:
         # (F·w) as a scalar: passing grad_outputs triggers torch's slow sympy import on first use
         gs = torch.autograd.grad((F * w).sum(), fps, retain_graph=True, allow_unused=True)
-        return torch.cat([(torch.zeros_like(p) if x is None else x).reshape(-1) for p, x in zip(fps, gs, strict=True)])  # fmt: skip
+        return torch.cat(
+            [
+                (torch.zeros_like(p) if x is None else x).reshape(-1)
+                for p, x in zip(fps, gs, strict=True)
+            ]
+        )
 
     if m <= EXPLICIT_MAX:
         J = torch.stack(
@@ -73,9 +80,11 @@ def _unrolled_hypergrad(
     """Leader gradient through ``k`` unrolled follower gradient steps; followers end at the unrolled point."""
     if not game.supports_substitution:
         raise ValidationError(
-            "mode", "implicit for this game", "unrolled",
+            "mode",
+            "implicit for this game",
+            "unrolled",
             reason=f"{type(game).__name__} does not support substitution",
-        )  # fmt: skip
+        )
     prof = [[p for p in game.parameters_of(j)] for j in range(game.n_agents)]
     for j in followers:
         prof[j] = [p.detach().clone().requires_grad_(True) for p in game.parameters_of(j)]
@@ -128,10 +137,11 @@ def solve_stackelberg(
     followers = [j for j in range(n) if j != leader]
     need = followers + ([leader] if game.convex_own_cost else [])
     require_self_regard(
-        Lambda, sorted(need),
+        Lambda,
+        sorted(need),
         "stackelberg needs a convex own cost: the follower's best response is found by minimising "
         "lambda_jj L_j + ..., which is ill posed for lambda_jj <= 0 (docs/theory.md#self-regard)",
-    )  # fmt: skip
+    )
     # Followers first reach their best response to the initial leader action.
     gradient_play(game, Lambda, followers, steps=max(inner_steps, 200), lr=ilr, tol=tol)
     hist, status, res, it = [], "max_steps", float("inf"), 0
@@ -154,7 +164,12 @@ def solve_stackelberg(
             for p, gg in zip(lps, g, strict=True):
                 p.sub_(lr * gg)
         game.project()
-        res = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(lps, before, strict=True))) / lr  # fmt: skip
+        res = (
+            math.sqrt(
+                sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(lps, before, strict=True))
+            )
+            / lr
+        )
         if progress and (it % max(1, steps // 10) == 0 or it == 1):
             print(f"  iter {it:5d}  Λ-costs {np.array2string(e, precision=5)}  residual {res:.3e}")
         if not math.isfinite(res) or any(float(p.detach().abs().max()) > BLOWUP for p in lps):
@@ -166,7 +181,15 @@ def solve_stackelberg(
     if status != "diverged":  # polish the followers' best response to the final leader action
         gradient_play(game, Lambda, followers, steps=max(inner_steps, 200), lr=ilr, tol=tol)
     return finish(
-        game, Lambda, "stackelberg", status, it, res, np.array(hist).reshape(-1, n),
-        measure_exploitability=measure_exploitability, steps=br_steps, lr=br_lr or lr,
+        game,
+        Lambda,
+        "stackelberg",
+        status,
+        it,
+        res,
+        np.array(hist).reshape(-1, n),
+        measure_exploitability=measure_exploitability,
+        steps=br_steps,
+        lr=br_lr or lr,
         info={"leader": leader, "mode": mode},
-    )  # fmt: skip
+    )
