@@ -199,3 +199,43 @@ def test_config_training_init_noise_reaches_the_cells():
     assert "init_noise = 0.1" in exp.to_toml()
     with pytest.raises(ValidationError, match="training.init_noise"):
         Experiment.from_dict({**d, "training": {"init_noise": -1}})
+
+
+@pytest.mark.slow
+def test_cli_quick_suite_json_and_report(tmp_path):
+    """mftt compare --suite quick: exit 0, the known answers as expected, and the JSON of the issue."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "q.json"
+    cmd = [sys.executable, "-m", "agents.cli", "compare", "--suite", "quick", "--workers", "2",
+           "--json", str(out), "--figures", str(tmp_path), "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "meanfield beats constant" in p.stdout and "[as expected]" in p.stdout
+    d = json.loads(out.read_text())
+    tasks = {t["task"]: t for t in d["tasks"]}
+    assert set(tasks) == {"lq_control", "lq_game"}
+    for t in tasks.values():
+        for law in t["laws"].values():
+            assert {"mean", "half", "lo", "hi", "n", "values", "deterministic"} <= set(law)
+        for c in t["comparisons"]:
+            assert {"diff", "p_t", "p_wilcoxon", "d_z", "conclusion", "as_expected"} <= set(c)
+        assert "budget" in t and "budget_match" in t and t["conclusions"]
+    assert all(c["as_expected"] is not False for t in tasks.values() for c in t["comparisons"])
+    assert (tmp_path / "compare_quick.png").stat().st_size > 10_000
+
+
+def test_cli_compare_needs_a_config_or_a_suite(tmp_path):
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    r = CliRunner().invoke(app, ["compare"])
+    assert r.exit_code == 2 and "a config file or --suite quick|full" in r.output
+    r = CliRunner().invoke(
+        app, ["compare", "--suite", "quick", "--readme", str(tmp_path / "none.md")]
+    )
+    assert r.exit_code == 2 and "error: --readme: expected a file holding" in r.output
