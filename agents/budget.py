@@ -14,8 +14,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from control.errors import ValidationError
 from control.limits import check_size, max_memory_mb
+
+from .scenarios import SCENARIOS
 
 __all__ = ["Estimate", "check", "check_agents", "estimate"]
 
@@ -64,10 +68,6 @@ def _ints(values: Any) -> list[int]:
 
 def _population_names(exp: Any) -> set[str]:
     """The config's population scenarios: their ``n`` counts agents per population, not players."""
-    try:
-        from .scenarios import SCENARIOS
-    except ImportError:  # pragma: no cover
-        return set()
     return {s.name for s in exp.scenarios if s.name in SCENARIOS and SCENARIOS[s.name].population}
 
 
@@ -76,7 +76,6 @@ def _population_floats(exp: Any) -> float:
     names = _population_names(exp)
     if not names:
         return 0.0
-    from .scenarios import SCENARIOS
 
     agents_n = _ints([exp.agents.n, *exp.sweep.get("agents.n", ())])
     agents_n += [int(SCENARIOS[s].n_agents) for s in names]
@@ -93,8 +92,6 @@ def _largest_agents(exp: Any) -> int:
     ns += [len(m) for m in exp.Lambda.matrices.values()]
     if not ns or exp.agents.n is None:  # some cells use the scenario default
         try:
-            from .scenarios import SCENARIOS
-
             ns += [int(SCENARIOS[s.name].n_agents) for s in exp.scenarios if s.name in SCENARIOS]
         except ImportError:  # pragma: no cover - scenarios are part of the package
             ns.append(DEFAULT_AGENTS)
@@ -112,8 +109,6 @@ def _largest_steps(exp: Any) -> int:
     )
     if not steps or exp.training.steps is None:
         try:
-            from .scenarios import SCENARIOS
-
             steps += [
                 int(SCENARIOS[s.name].default_steps) for s in exp.scenarios if s.name in SCENARIOS
             ]
@@ -138,10 +133,6 @@ def _mftt_weights(opts: dict, laws: tuple[str, ...]) -> int:
 def _param_max(exp: Any, name: str) -> float:
     """The largest value of scenario parameter ``name`` over the scenarios that have it (their override,
     their default, and every swept ``scenarios.<s>.<name>`` value); 0 when none has it."""
-    try:
-        from .scenarios import SCENARIOS
-    except ImportError:  # pragma: no cover
-        return 0.0
     vals: list[Any] = []
     for s in exp.scenarios:
         cls = SCENARIOS.get(s.name)
@@ -339,8 +330,6 @@ def check_resources(exp: Any, *, backend: str, address: str | None = None) -> No
     gpus = float(exp.ray.num_gpus)
     if gpus > 0:
         try:
-            import torch
-
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         except ImportError:  # pragma: no cover - torch is a dependency
             have = 0

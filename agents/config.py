@@ -32,12 +32,25 @@ import itertools
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from control.errors import ValidationError, choice, number
+from control.limits import device
+from mftt import MFTTConfig
+
+from .budget import check as check_budget
+from .budget import estimate as estimate_budget
+from .concepts import SOLUTION_CONCEPTS
+from .empathy import PRESETS
+from .outputs import check_output
+from .scenarios import SCENARIOS, get_scenario
 
 LAWS = ("constant", "time", "feedback", "meanfield")
 BACKENDS = ("ray", "local", "actors")
@@ -160,22 +173,13 @@ def _plain(path: str, value: Any, depth: int = 0) -> Any:
 
 
 def _registry(kind: str) -> tuple[str, ...] | None:
-    """Names known to the agents package (lazy: importing scenarios pulls in torch)."""
-    try:
-        if kind == "scenario":
-            from agents.scenarios import SCENARIOS
-
-            return tuple(sorted(SCENARIOS)) or None
-        if kind == "preset":
-            from agents.empathy import PRESETS
-
-            return tuple(PRESETS) or None
-        if kind == "concept":
-            from agents.concepts import SOLUTION_CONCEPTS
-
-            return tuple(SOLUTION_CONCEPTS) or None
-    except ImportError:
-        return None
+    """Names known to the agents package."""
+    if kind == "scenario":
+        return tuple(sorted(SCENARIOS)) or None
+    if kind == "preset":
+        return tuple(PRESETS) or None
+    if kind == "concept":
+        return tuple(SOLUTION_CONCEPTS) or None
     return None
 
 
@@ -254,8 +258,6 @@ class ScenarioSpec:
 
     def n_agents(self, n: int | None) -> int:
         """Players of this scenario for ``agents.n = n`` (agents, or populations); validates params."""
-        from agents.scenarios import get_scenario
-
         cls = get_scenario(self.name)
         opts = self.options
         where = f"scenarios.{self.name}"
@@ -290,10 +292,6 @@ def _frozen(d: Mapping[str, Any]) -> str:
 def _dry_build(scenario: str, params: str, n: int, law: str, policy: str | None, mftt: str) -> None:
     """Build the scenario's game once on the CPU, so values its code refuses (``game = "nope"``) are
     refused at load, named ``scenarios.<scenario>.<param>``; cached per distinct arguments."""
-    import numpy as np
-
-    from agents.scenarios import get_scenario
-
     cls = get_scenario(scenario)
     try:
         sc = cls(n, **json.loads(params))
@@ -321,12 +319,6 @@ def _dry_build(scenario: str, params: str, n: int, law: str, policy: str | None,
 def _check_mftt_options(opts: dict) -> None:
     """MFTT options are MFTTConfig fields with valid values (the cell sets weights, d_in, d_out)."""
     if not opts:
-        return
-    try:
-        from dataclasses import fields as dc_fields
-
-        from mftt import MFTTConfig
-    except ImportError:  # pragma: no cover - mftt is part of the package
         return
     known = sorted(
         f.name for f in dc_fields(MFTTConfig) if f.name not in ("weights", "d_in", "d_out")
@@ -617,8 +609,6 @@ class Experiment:
             sweep[path] = tuple(_plain(p, v) for v in vals)
         object.__setattr__(self, "sweep", sweep)
         if self.output is not None:  # the name only: the folder is checked when a run writes it
-            from .outputs import check_output
-
             check_output(_str("output", self.output), field="output", fs=False)
         choice("backend", self.backend, BACKENDS)
         # up to `fuse` cells differing only in seed and Λ are solved as one ODE per task (agents.fusion)
@@ -628,8 +618,6 @@ class Experiment:
         if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
             raise _err("device", "cpu, cuda, cuda:<index> or mps", self.device)
         if self.ray.address is None:  # cells run on this machine: the device must exist here
-            from control.limits import device
-
             device("device", self.device)
         self._check_grid()
         self._check_sweep()
@@ -717,9 +705,7 @@ class Experiment:
 
     def estimate_memory_mb(self) -> float:
         """Estimated memory of the run in MB (``agents.budget.estimate``: results + running cells)."""
-        from .budget import estimate
-
-        return estimate(self).memory_mb
+        return estimate_budget(self).memory_mb
 
     def _check_sweep(self) -> None:
         """Every swept value is valid on its own (the config with that one value set): refused at load,
@@ -740,17 +726,13 @@ class Experiment:
                     raise _err(f"sweep.{e.field}", e.expected, e.got, reason=e.reason) from None
 
     def _check_grid(self) -> None:
-        from .budget import check
-
         try:
-            check(self)  # cells and memory vs [budget], refused before anything runs
+            check_budget(self)  # cells and memory vs [budget], refused before anything runs
         except ValidationError as e:
             raise _err(e.field, e.expected, e.got, reason=e.reason) from None
         if _registry("scenario") is None:
             return
         if self.agents.policy is not None:
-            from agents.scenarios import get_scenario
-
             for s in self.scenarios:
                 allowed = tuple(get_scenario(s.name).policies)
                 if "policy" not in s.options and self.agents.policy not in allowed:
@@ -895,8 +877,6 @@ class Experiment:
             if not path.is_file():
                 raise _err("config", "an existing config file", str(source))
             if path.suffix.lower() != ".toml":
-                import warnings
-
                 warnings.warn(
                     f"config: {path.name} does not end in .toml; parsing its content as TOML",
                     stacklevel=2,
