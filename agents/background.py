@@ -120,6 +120,8 @@ class Job:
             "total": int(st.get("total", meta.get("total", 0))),
             "message": st.get("message", ""),
             "eta": None,
+            "statuses": st.get("statuses") or {},
+            "best_gap": st.get("best_gap"),
         }
         now = time.time()
         started = st.get("started") or meta.get("created") or now
@@ -286,7 +288,7 @@ def _worker(folder: Path) -> int:
     signal.signal(signal.SIGTERM, cancelled)
     try:
         exp = job.experiment()
-        run_experiment(exp, backend="local", progress=False, out=out, state=state, resume=True)
+        ds = run_experiment(exp, backend="local", progress=False, out=out, state=state, resume=True)
     except (RunCancelled, KeyboardInterrupt) as e:
         # agents.outputs turns SIGTERM into KeyboardInterrupt while the output is locked
         if isinstance(e, KeyboardInterrupt) and not (folder / "cancel").exists():
@@ -299,15 +301,18 @@ def _worker(folder: Path) -> int:
         exp = job.experiment()
         parts_dir = parts_dir_for(out)
         parts = read_parts(parts_dir, exp.cells()) if parts_dir.exists() else {}
+        summary = {}
         if parts:
-            write_results(assemble(exp, parts), out)
+            ds = assemble(exp, parts)
+            write_results(ds, out)
+            summary = _summary(ds)
         print(
             f"cancelled: computing stopped at {t_stop:.3f}, {len(parts)} cells saved in {time.time() - t_stop:.2f} s",
             flush=True,
         )
         write(
             {"status": "cancelled", "ended": time.time(), "done": len(parts),
-             "message": f"cancelled: {len(parts)} finished cells kept"}
+             "message": f"cancelled: {len(parts)} finished cells kept", **summary}
         )  # fmt: skip
         return 0
     except BaseException as e:  # noqa: BLE001 (recorded for the app, then re-raised in the log)
@@ -316,8 +321,23 @@ def _worker(folder: Path) -> int:
         write({"status": "failed", "ended": time.time(), "message": msg})
         raise
     stop.set()
-    write({"status": "done", "ended": time.time(), "done": state.total})
+    write({"status": "done", "ended": time.time(), "done": state.total, **_summary(ds)})
     return 0
+
+
+def _summary(ds) -> dict[str, Any]:
+    """What the runs table shows without opening the file: cells per status, the best gap to the closed form."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    if "status" in ds:
+        st = np.asarray(ds["status"].values).astype(str).ravel()
+        out["statuses"] = {k: int((st == k).sum()) for k in sorted(set(st))}
+    if "gap" in ds:
+        g = np.abs(np.asarray(ds["gap"].values, dtype=float)).ravel()
+        g = g[np.isfinite(g)]
+        out["best_gap"] = float(g.min()) if g.size else None
+    return out
 
 
 def main(folder: str) -> int:

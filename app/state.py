@@ -341,6 +341,8 @@ def jobs_frame(jobs: list) -> pd.DataFrame:
                 "law": s.get("law"),
                 "steps": s.get("steps"),
                 "seeds": s.get("seeds"),
+                "cell statuses": ", ".join(f"{v} {k}" for k, v in p.get("statuses", {}).items()),
+                "best gap": p.get("best_gap"),
                 "time (s)": round(p["elapsed"], 1),
                 "created": pd.Timestamp(float(meta.get("created", 0)), unit="s"),
                 "size (kB)": j.out.stat().st_size / 1024 if j.out.exists() else None,

@@ -64,6 +64,9 @@ else:
             ),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
             "size (kB)": st.column_config.NumberColumn(format="%.0f"),
+            "best gap": st.column_config.NumberColumn(
+                format="percent", help="smallest |gap| to the closed form over the run's cells"
+            ),
         },
     )
     live = [j for j in jobs if j.progress()["status"] in ("queued", "running")]

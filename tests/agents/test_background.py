@@ -44,6 +44,7 @@ def test_a_job_writes_its_manifest_first_and_its_results_at_the_end(tmp_path):
     p = _wait(job)
     assert p["status"] == "done", p
     assert (p["done"], p["total"]) == (1, 1)
+    assert sum(p["statuses"].values()) == 1  # the runs table's summary, without opening the file
     ds = job.result()
     assert str(ds["status"].values.ravel()[0]) != "missing"
 
@@ -70,6 +71,7 @@ def test_cancel_stops_a_running_cell_within_seconds_and_keeps_finished_cells(tmp
     assert latency < 5, latency
     status = np.asarray(job.result()["status"].values).astype(str).ravel()
     assert list(status).count("missing") == 1 and status[0] != "missing", status
+    assert p["statuses"]["missing"] == 1
 
 
 def test_precheck_refuses_what_play_refuses_naming_the_entry():

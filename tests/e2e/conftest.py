@@ -120,7 +120,11 @@ def page(browser, server, console_errors):
     pg = ctx.new_page()
     pg.on(
         "console",
-        lambda m: console_errors.append(f"{pg.url}: {m.text}") if m.type == "error" else None,
+        lambda m: (
+            console_errors.append(f"{pg.url}: {m.text} ({m.location.get('url')})")
+            if m.type == "error"
+            else None
+        ),
     )
     pg.on("pageerror", lambda e: console_errors.append(f"{pg.url}: {e}"))
     pg.set_default_timeout(30_000)
