@@ -51,7 +51,7 @@ gpu-check: install  ## on a GPU machine (make TORCH=torch gpu-check): gpu tests,
 	$(BIN)/python -m benchmarks.gpu --out $(or $(GPU_OUT),benchmarks/GPU.md)
 
 app: install
-	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false --client.toolbarMode minimal
+	$(BIN)/python app/serve.py app/streamlit_app.py --server.headless true --server.address 127.0.0.1 --server.port 8501 --browser.gatherUsageStats false --client.toolbarMode minimal
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

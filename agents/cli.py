@@ -308,10 +308,9 @@ def grid_conclusions(ds) -> list[str]:
 def _compare_suite(suite, json_out, seeds, workers, figures, quiet, readme=None) -> int:
     """Run and print the comparison suite; returns how many known answers were contradicted."""
     from .comparison import (  # heavy (scipy.stats): only for comparisons
-        README_END,
-        README_START,
         SUITES,
         plot_suite,
+        readme_markers,
         report_lines,
         run_suite,
         update_readme,
@@ -322,8 +321,9 @@ def _compare_suite(suite, json_out, seeds, workers, figures, quiet, readme=None)
     if seeds is not None:
         seeds = int(number("seeds", seeds, low=1, high=1000, integer=True))
     workers = int(number("workers", workers, low=1, high=64, integer=True))
-    if readme and not (Path(readme).is_file() and README_START in Path(readme).read_text()):
-        raise ValidationError("--readme", f"a file holding {README_START} … {README_END}", readme)
+    start, end = readme_markers(suite)
+    if readme and not (Path(readme).is_file() and start in Path(readme).read_text()):
+        raise ValidationError("--readme", f"a file holding {start} … {end}", readme)
     fig_dir = Path(figures) if figures else Path("results")
     say = None if quiet else (lambda m: typer.echo(m, err=True))
     results = run_suite(
@@ -449,7 +449,8 @@ def app_(
     Example: mftt app --port 8501
     """
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+        # app/serve.py: `streamlit run` with the heavy imports warmed while the server starts
+        sys.executable, str(REPO / "app" / "serve.py"), str(REPO / "app" / "streamlit_app.py"),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip

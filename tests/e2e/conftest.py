@@ -50,9 +50,9 @@ def server(results_dir) -> str:
         "MFTT_MAX_UPLOAD_MB": UPLOAD_CAP_MB,
         "OMP_NUM_THREADS": "1",
     }
-    exe = Path(sys.executable).with_name("streamlit")
+    # app/serve.py: `streamlit run` with the heavy imports warmed while the server starts (as make app)
     cmd = [
-        str(exe), "run", "app/streamlit_app.py", "--server.headless", "true",
+        sys.executable, "app/serve.py", "app/streamlit_app.py", "--server.headless", "true",
         "--server.address", "127.0.0.1", "--server.port", str(port),
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         "--client.toolbarMode", "minimal",
