@@ -751,8 +751,16 @@ def from_cells(cell, name: str = "cell", alpha: float = 0.05) -> TaskResult | st
     return TaskResult(task, "cell", laws, seeds, records, alpha=alpha)
 
 
-README_START = "<!-- compare-suite:start (regenerate: mftt compare --suite quick --workers 2 --readme README.md) -->"
-README_END = "<!-- compare-suite:end -->"
+def readme_markers(suite: str) -> tuple[str, str]:
+    """The README markers around a suite's measured block (one pair per suite)."""
+    start = (
+        f"<!-- compare-suite:{suite}:start (regenerate: mftt compare --suite {suite} --workers 2 "
+        "--readme README.md) -->"
+    )
+    return start, f"<!-- compare-suite:{suite}:end -->"
+
+
+README_START, README_END = readme_markers("quick")
 
 
 def readme_block(results: Sequence[TaskResult], suite: str) -> str:
@@ -781,17 +789,16 @@ def readme_block(results: Sequence[TaskResult], suite: str) -> str:
 
 
 def update_readme(path, results: Sequence[TaskResult], suite: str) -> None:
-    """Replace the text between ``README_START`` and ``README_END`` in ``path`` with ``readme_block``."""
+    """Replace the text between the suite's markers (``readme_markers``) in ``path`` with ``readme_block``."""
     from pathlib import Path
 
+    start, end = readme_markers(suite)
     p = Path(path)
     text = p.read_text() if p.exists() else ""
-    a, b = text.find(README_START), text.find(README_END)
+    a, b = text.find(start), text.find(end)
     if a < 0 or b < a:
-        raise ValidationError(
-            "readme", f"a file holding the markers {README_START} … {README_END}", str(p)
-        )
-    new = text[: a + len(README_START)] + "\n" + readme_block(results, suite) + "\n" + text[b:]
+        raise ValidationError("readme", f"a file holding the markers {start} … {end}", str(p))
+    new = text[: a + len(start)] + "\n" + readme_block(results, suite) + "\n" + text[b:]
     p.write_text(new)
 
 
@@ -807,6 +814,7 @@ __all__ = [
     "run_suite",
     "run_task",
     "readme_block",
+    "readme_markers",
     "suite_json",
     "update_readme",
     "write_json",
