@@ -8,12 +8,14 @@ rules, statuses and histories (``gradient_play_cells``), so a fused cell reprodu
 
 from __future__ import annotations
 
+import json
 import time
 import types
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.linalg import block_diag
 from torch import Tensor
 from torch.func import vmap
 
@@ -21,10 +23,12 @@ from control import DivergenceError, limits, solve
 from control.errors import ValidationError
 
 from .agent import PolicyStack
+from .concepts._play import POLISH_RTOL, check_options, gradient_play_cells, lambda_costs, polished
 from .dynamic import DifferentialGame
 from .empathy import as_Lambda, require_self_regard
 from .equilibrium import Equilibrium
 from .game import Game
+from .play import _check_inputs, _check_mftt, br_budget, outcome, perturb
 from .scenarios import get_scenario
 
 # the play() arguments that may differ between fused cells; everything else must be equal
@@ -37,8 +41,6 @@ class NotFusable(Exception):
 
 def fusion_key(kwargs: dict) -> str | None:
     """Cells with equal keys may be fused; None when this cell's scenario/concept never fuses."""
-    import json
-
     try:
         cls = get_scenario(kwargs["scenario"])
     except (KeyError, ValidationError):
@@ -204,8 +206,6 @@ class FusedGame(Game):
 
 def block_Lambda(Lambdas: Sequence[np.ndarray]) -> np.ndarray:
     """The fused game's empathy matrix: the cells' Λ on the diagonal blocks (cells do not see each other)."""
-    from scipy.linalg import block_diag
-
     return block_diag(*(np.asarray(L, dtype=float) for L in Lambdas))
 
 
@@ -215,14 +215,6 @@ def play_fused(cells: Sequence[dict]) -> list:
     Raises ``NotFusable`` when they cannot be (different settings, a non-Nash concept, a scenario without
     ``fusable``, bad input, or a numerical failure in any cell): ``play_many`` then plays them one by one.
     """
-    from .concepts._play import (
-        POLISH_RTOL,
-        check_options,
-        gradient_play_cells,
-        lambda_costs,
-        polished,
-    )
-    from .play import _check_inputs, _check_mftt, br_budget, outcome, perturb
 
     t0 = time.perf_counter()
     cells = [dict(kw) for kw in cells]
@@ -342,6 +334,7 @@ def play_many(cells: Sequence[dict]) -> list:
     Cells that cannot be fused, or a fused group that fails in any cell, are played one by one, so every
     cell gets the status, message and numbers its stand-alone ``play`` gives.
     """
+    # looked up when called, so that a substituted agents.play.play (tests inject failures) is used
     from .play import play
 
     cells = list(cells)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from control import limits
 from control.errors import DivergenceError, ValidationError, choice, number
+from mftt import MFTTConfig
 
 from .agent import LAWS
 from .best_response import Budget
+from .concepts import SOLUTION_CONCEPTS
+from .concepts import solve as _solve
 from .empathy import as_Lambda
 from .scenarios import get_scenario
 from .verdict import Tolerance, Verdict, measure, method_label
@@ -63,7 +66,6 @@ def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps,
     choice("law", law, LAWS)
     policy = cls.default_policy if policy is None else policy
     choice("policy", policy, cls.policies)
-    from .concepts import SOLUTION_CONCEPTS
 
     concept = cls.default_concept if concept is None else concept
     choice("concept", concept, sorted(SOLUTION_CONCEPTS))
@@ -113,8 +115,6 @@ def play(
     ``init_noise`` > 0 adds a seeded Gaussian perturbation to every agent's initial parameters (``perturb``),
     so that the seed reaches laws whose initialisation is otherwise deterministic (linear gains start at 0).
     """
-    from .concepts import solve as _solve
-
     if solver is not None and not callable(solver):
         raise ValidationError(
             "solver", "None or a callable like agents.solve", type(solver).__name__
@@ -287,9 +287,6 @@ def _check_mftt(opts: dict | None) -> None:
     """Validate MFTT options up front, naming them ``mftt.<field>``."""
     if not opts:
         return
-    from dataclasses import fields
-
-    from mftt import MFTTConfig
 
     known = {f.name for f in fields(MFTTConfig)}
     for k in opts:

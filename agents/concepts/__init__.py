@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from control.errors import ValidationError, choice
+from control.errors import ValidationError, choice, no_unknown
 
 from ..empathy import as_Lambda
 from ..equilibrium import Equilibrium
@@ -36,13 +37,10 @@ def solve(
     Options go to the concept (``steps``, ``lr``, ``method``, ``tol``, ``progress``, …); unknown ones
     are refused with the allowed list.
     """
-    import inspect
-
     if not isinstance(game, Game):
         raise ValidationError("game", "an agents.Game", type(game).__name__)
     fn = SOLUTION_CONCEPTS[choice("concept", concept, sorted(SOLUTION_CONCEPTS))]
     L = as_Lambda(Lambda, game.n_agents, Lambda_alpha)
-    from control.errors import no_unknown
 
     allowed = [p for p in inspect.signature(fn).parameters if p not in ("game", "Lambda")]
     no_unknown(concept, opts, allowed)

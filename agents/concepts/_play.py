@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from torch import Tensor
 
 from control.errors import ValidationError, choice, number
@@ -284,8 +285,6 @@ def polish(
     L-BFGS iterations of all rounds together (the learning's step budget left). Returns (converged, L-BFGS
     iterations used, largest gain of the last round, history with one row per round appended).
     """
-    from scipy.optimize import minimize
-
     n = game.n_agents
     rows = [np.asarray(history, float).reshape(-1, n)]
     gain = math.inf

@@ -11,6 +11,7 @@ import numpy as np
 
 from control.errors import choice, number
 
+from .. import finite
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game, MatrixGame
@@ -121,8 +122,6 @@ def _solve_finite(
 
     The residual is the largest gain of a pure deviation in Λ-payoffs (0 at a Nash equilibrium).
     """
-    from .. import finite
-
     number("tol", tol, low=0.0)
     choice("solver", solver, ["auto", *finite.FINITE_SOLVERS])
     choice("select", select, finite.SELECTIONS)
