@@ -1,4 +1,4 @@
-"""Issue 17: the driver's code shipped to a Ray cluster, a two-node rehearsal on loopback, Ray Jobs.
+"""The driver's code shipped to a Ray cluster, a two-node rehearsal on loopback, Ray Jobs.
 
 The slow tests start a real cluster (``benchmarks.cluster.LoopbackCluster``): a head and a worker node on
 127.0.0.1 whose Python cannot import this checkout, every process stopped by PID at the end.
