@@ -25,9 +25,9 @@ class ValidationError(ValueError):
 class DivergenceError(RuntimeError):
     """A solve produced a non-finite state; ``t`` is the last time reached."""
 
-    def __init__(self, t: float, what: str = "state"):
+    def __init__(self, t: float, what: str = "state", message: str | None = None):
         self.t = float(t)
-        super().__init__(f"non-finite {what} at t={self.t:.6g}: the solution diverged")
+        super().__init__(message or f"non-finite {what} at t={self.t:.6g}: the solution diverged")
 
 
 def _short(v: Any, limit: int = 60) -> str:

@@ -93,6 +93,9 @@ def _check_grid(t: Tensor) -> None:
         raise ValidationError("t", "strictly monotone times", t.tolist()[:4])
 
 
+MAX_STEPS = 100_000  # adaptive steps per solve before it is reported as diverged (a stiff field)
+
+
 def solve(
     field: Callable[[Tensor, Tensor], Tensor],
     x0: Tensor,
@@ -146,7 +149,14 @@ def solve(
     if kw["method"] == dopri.NAME:
         dopri.register()
     if method not in FIXED_STEP:
-        kw.update(rtol=rtol, atol=atol)
+        # tolerances below the dtype's resolution make an adaptive step shrink forever (fp32 with atol 1e-8
+        # never ended an adjoint backward): they are floored at 10 ε, and the step count is bounded
+        floor = 10 * torch.finfo(x0.dtype).eps
+        rtol, atol = max(float(rtol), floor), max(float(atol), floor)
+        opts.setdefault("max_num_steps", MAX_STEPS)
+        if "max_num_steps" in opts:
+            number("options.max_num_steps", opts["max_num_steps"], low=1, integer=True)
+        kw.update(rtol=rtol, atol=atol, options=opts)
     f.method, f.rtol, f.atol, f.options = kw["method"], rtol, atol, opts or None
     try:
         if adjoint:
@@ -159,12 +169,22 @@ def solve(
                         type(field).__name__,
                     )
                 params = tuple(p for p in field.parameters() if p.requires_grad)
-            xs = odeint_adjoint(f, x0, t, adjoint_params=params, **kw)
+            extra = {}
+            if method not in FIXED_STEP:  # error control on the adjoint state only, not on the
+                # parameter-gradient integrals (a "seminorm": far fewer backward steps, same gradients)
+                extra["adjoint_options"] = {**opts, "norm": "seminorm"}
+            xs = odeint_adjoint(f, x0, t, adjoint_params=params, **kw, **extra)
         else:
             xs = odeint(f, x0, t, **kw)
     except DivergenceError as err:
         return _diverged(err, f, x0, t, throw)
     except AssertionError as err:  # torchdiffeq: "underflow in dt" when the step collapses
+        if "max_num_steps" in str(
+            err
+        ):  # the step budget ran out: the field is too stiff for the tolerances
+            n = opts.get("max_num_steps", MAX_STEPS)
+            msg = f"over {n} adaptive steps by t={float(f.last_t):.6g}: too stiff for rtol/atol"
+            return _diverged(DivergenceError(float(f.last_t), message=msg), f, x0, t, throw)
         if "underflow" not in str(err):
             raise
         return _diverged(DivergenceError(float(f.last_t), "step size"), f, x0, t, throw)

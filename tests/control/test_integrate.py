@@ -114,3 +114,18 @@ def test_bad_input_is_one_line_naming_the_argument():
         solve(exact_problem, [0.0], [0.0, 1.0])
     with pytest.raises(TypeError, match="bogus"):
         solve(exact_problem, x0, [0.0, 1.0], bogus=1)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dopri5_torchdiffeq"])
+def test_tolerances_below_the_dtype_resolution_are_floored_not_looped_on(method):
+    """fp32 with rtol 1e-12: floored at 10 ε, so the solve ends and still meets fp32 accuracy."""
+    x0 = torch.tensor([1.0, -0.5], dtype=torch.float32)
+    sol = solve(lambda t, x: -x, x0, [0.0, 2.0], method=method, rtol=1e-12, atol=1e-14)
+    assert sol.nfe < 2000
+    torch.testing.assert_close(sol.xs[-1], x0 * math.exp(-2.0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_budget_that_runs_out_is_reported_as_diverged():
+    x0 = torch.tensor([1.0], dtype=torch.float64)
+    with pytest.raises(DivergenceError, match="over 5 adaptive steps"):
+        solve(lambda t, x: -50 * x, x0, [0.0, 10.0], options={"max_num_steps": 5})
