@@ -33,17 +33,17 @@ class Flocking(Scenario):
         "N birds align their velocities with the flock's mean at bounded thrust (a nonlinear mean-field "
         "game); the mean velocity is conserved and the velocity spread narrows."
     )
-    n_agents = 2000
+    n_agents = 500
     population = True
     defaults: ClassVar[dict] = dict(
         kappa=1.0, gamma=0.1, rho=0.5, kappa_T=1.0, u_max=1.5, sigma=0.2, T=2.0, v0=1.0, x0=1.0,
-        mean_velocity=[1.0, 0.0], n_steps=30, replicas=1, order=3,
+        mean_velocity=[1.0, 0.0], n_steps=20, replicas=1, order=3,
     )  # fmt: skip
     lambda_meaning: ClassVar[dict] = {"selfish": "every bird minimises its own cost (Nash)"}
     default_concept = "nash"
     default_policy = "linear"
     policies = ("linear",)
-    default_steps = 300
+    default_steps = 150
     default_lr = 0.05
 
     @property

@@ -172,11 +172,11 @@ class LQPopulations(Scenario):
         "K populations of N agents with own states, coupled through the populations' means; each population "
         "sets its agents' shared feedback in a Λ-game (Riccati reference for Nash and the social optimum)."
     )
-    n_agents = 1000
+    n_agents = 200
     population = True
     defaults: ClassVar[dict] = dict(
         populations=2, a=[0.5, -0.2], b=[1.0, 0.8], c=0.3, q=[1.0, 0.5], s=[0.5, 1.0], r=[1.0, 0.6],
-        qT=1.0, m0=[1.0, -0.5], v0=[0.5, 0.3], sigma=0.0, T=1.0, n_steps=20, replicas=1, order=4,
+        qT=1.0, m0=[1.0, -0.5], v0=[0.5, 0.3], sigma=0.0, T=1.0, n_steps=10, replicas=1, order=4,
     )  # fmt: skip
     lambda_meaning: ClassVar[dict] = {
         "selfish": "Nash between populations: each minimises its own agents' mean cost",
@@ -188,7 +188,7 @@ class LQPopulations(Scenario):
     default_concept = "nash"
     default_policy = "linear"
     policies = ("linear",)
-    default_steps = 400
+    default_steps = 200
     default_lr = 0.05
 
     @property
