@@ -9,8 +9,9 @@ same with the project venv. Steps, each timed, each failure recorded rather than
 
 1. the card: name, capability, memory, torch and CUDA versions;
 2. the ``gpu``-marked tests (``pytest -m gpu``; skipped without CUDA);
-3. small games on the device: ``agents.play("lq_game")`` (linear feedback, particles) and a cell with MFTT
-   policies (``cournot``, feedback weights), each against the same cell on the CPU (subprocesses, 90 s each);
+3. small games on the device: ``agents.play("lq_game")`` (linear feedback, particles), a cell with MFTT
+   policies (``cournot``, feedback weights), each against the same cell on the CPU (subprocesses, 90 s each),
+   and a population game (``systemic_risk``, 1,000–100,000 banks): cost and Nash gradient against the CPU;
 4. the card's matmul rate: a large dense ``torch.matmul`` in fp32 (TF32 off) and in TF32;
 5. the batched field and solver benchmarks (``benchmarks.field``, ``benchmarks.solvers``) with ``--device``;
 6. the fraction of the fp32 (and TF32) matmul rate the field reaches at its largest batch.
