@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from control.errors import ValidationError
 
 from ..agent import Agent, make_policy
 
@@ -18,6 +21,14 @@ def particles(m0: float, v0: float, P: int, device: str | torch.device = "cpu") 
     std = z.std(unbiased=False)
     z = z / std if float(std) > 0 else z
     return (m0 + math.sqrt(v0) * z).unsqueeze(-1)
+
+
+def per_entity(field: str, v, n: int) -> np.ndarray:
+    """A number or n finite numbers (one per player or population) as an array [n]; the error names ``field``."""
+    a = np.atleast_1d(np.asarray(v, dtype=float))
+    if a.ndim != 1 or a.shape[0] not in (1, n) or not np.isfinite(a).all():
+        raise ValidationError(field, f"a number or {n} finite numbers", v)
+    return np.broadcast_to(a, (n,)).copy()
 
 
 def make_agents(

@@ -11,15 +11,8 @@ from control.errors import ValidationError
 from control.riccati import LQGame
 
 from ..dynamic import DifferentialGame
-from ._common import DTYPE, make_agents, particles
+from ._common import DTYPE, make_agents, particles, per_entity
 from .base import Scenario, register
-
-
-def _per_player(name: str, v, n: int) -> np.ndarray:
-    a = np.atleast_1d(np.asarray(v, dtype=float))
-    if a.ndim != 1 or a.shape[0] not in (1, n) or not np.isfinite(a).all():
-        raise ValidationError(f"lq_game.{name}", f"a number or {n} finite numbers", v)
-    return np.broadcast_to(a, (n,)).copy()
 
 
 @register
@@ -61,7 +54,7 @@ class LQGameScenario(Scenario):
         p, n = self.params, self.n
         out = {k: float(p[k]) for k in ("a", "abar", "T", "m0", "v0")}
         for k in ("b", "q", "qbar", "r", "qT", "qTbar"):
-            out[k] = _per_player(k, p[k], n)
+            out[k] = per_entity(f"lq_game.{k}", p[k], n)
         if np.any(out["r"] <= 0):
             raise ValidationError("lq_game.r", "r_i > 0", out["r"].tolist())
         return out

@@ -26,7 +26,7 @@ from scipy.integrate import solve_ivp
 from control.errors import ValidationError
 
 from ..population import LinearPopulationPolicy, PopulationGame
-from ._common import DTYPE
+from ._common import DTYPE, per_entity
 from .base import Scenario, register
 
 RTOL = ATOL = 1e-11
@@ -156,13 +156,6 @@ class PopulationsLQ:
         return fl + mean
 
 
-def _per_population(name: str, v, K: int) -> np.ndarray:
-    a = np.atleast_1d(np.asarray(v, dtype=float))
-    if a.ndim != 1 or a.shape[0] not in (1, K) or not np.isfinite(a).all():
-        raise ValidationError(f"lq_populations.{name}", f"a number or {K} finite numbers", v)
-    return np.broadcast_to(a, (K,)).copy()
-
-
 @register
 class LQPopulations(Scenario):
     """K populations with their own states, coupled through their means; exact Riccati references for any Λ."""
@@ -200,7 +193,7 @@ class LQPopulations(Scenario):
         if K < 1 or K > 16:
             raise ValidationError("lq_populations.populations", "an integer in 1..16", K)
         arr = {
-            k: _per_population(k, p[k], K)
+            k: per_entity(f"lq_populations.{k}", p[k], K)
             for k in ("a", "b", "q", "s", "r", "qT", "m0", "v0", "sigma")
         }
         c = np.asarray(p["c"], dtype=float)
