@@ -655,7 +655,9 @@ def plot_suite(results: Sequence[TaskResult], suite: str, png) -> tuple:
         row[0].set_xticks(x, r.laws)
         row[0].set_ylabel(f"{t.metric.split(' (')[0]} [{t.unit}]")
         row[0].set_title(
-            f"{t.name}: {t.metric} per law ({len(r.seeds)} seeds; red: exact floor)", fontsize=9
+            f"{t.name}: {t.metric.split(' (')[0]} per law ({len(r.seeds)} seeds"
+            + ("; red: exact floor)" if fl else ")"),
+            fontsize=9,
         )
         row[0].grid(alpha=0.3)
         cs = r.comparisons
