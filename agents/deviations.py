@@ -22,7 +22,10 @@ import torch
 from torch import Tensor
 
 from .best_response import BestResponse, Budget, _lbfgsb, _result
-from .population import Ghosts, Law, LinearPopulationPolicy, PopulationGame
+from .game import Game
+from .population_policy import Ghosts, Law, LinearPopulationPolicy
+
+PopulationGame = Game  # read as an agents.population.PopulationGame, which imports this module
 
 ORDER = 6  # Legendre order of the deviation's gains
 GHOSTS = 512  # ghost agents per replica (mean_field deviations)
