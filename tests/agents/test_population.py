@@ -154,9 +154,11 @@ def test_play_systemic_risk_small_is_a_certified_cell():
     [(10, 400, "exact", False), (1000, 8, "mean_field", False), (10_000, 1, "mean_field", True)],
 )
 def test_systemic_risk_learns_the_closed_form_equilibrium(N, replicas, gradient, limit):
-    sc = get_scenario("systemic_risk")(N, **SR, replicas=replicas, gradient=gradient)
+    # at N = 10 the Heun grid's own equilibrium is 1.2 % from the continuous one at 50 steps, 0.5 % at 100
+    n_steps = 100 if N == 10 else 50
+    sc = get_scenario("systemic_risk")(N, **SR, replicas=replicas, gradient=gradient, n_steps=n_steps)
     g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=0)
-    eq = solve(g, "nash", np.eye(1), steps=250, lr=0.05)
+    eq = solve(g, "nash", np.eye(1), steps=400, lr=0.05)
     err = sc.control_error(g, math.inf if limit else None)
     assert err < 0.01, err  # L² over time and states
     if N == 10:  # the finite-N equilibrium is not the mean-field one: the test can tell them apart
