@@ -8,22 +8,17 @@ plus a background thread that imports the platform's packages at once, so a firs
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def _warm() -> None:
-    import agents  # noqa: F401
-    import mftt  # noqa: F401
-    from app import figures, panels, state  # noqa: F401
-
-
 def main(argv: list[str] | None = None) -> int:
     if str(HERE.parent) not in sys.path:
         sys.path.insert(0, str(HERE.parent))
-    threading.Thread(target=_warm, daemon=True, name="mftt-warm-imports").start()
+    from app import warm
+
+    warm.start()  # the pages wait for it (app/warm.py)
     from streamlit.web import cli
 
     args = sys.argv[1:] if argv is None else argv

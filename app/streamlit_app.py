@@ -17,6 +17,8 @@ import streamlit as st  # noqa: E402
 # a local favicon: a material icon would be fetched from a font host (fails offline, console error)
 st.set_page_config(page_title="mftt", page_icon=str(HERE / "static" / "favicon.png"), layout="wide")
 
+from app import warm  # noqa: E402
+
 # Widget state survives page changes: the pages' inputs are created with persist_state="session".
 
 PAGES = [
@@ -30,4 +32,10 @@ PAGES = [
     st.Page(HERE / "views" / "runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+# served by app/serve.py, still importing torch & co. in the background: wait for it before a page imports
+# them (Explore waits itself, after drawing its title and landing text)
+if not warm.ready() and page.title != "Explore":
+    with st.spinner("Loading torch and the platform (first visit after the server started)…"):
+        warm.wait()
+page.run()

@@ -12,7 +12,9 @@ KEY = "explore"
 
 st.title("Explore a scenario")
 
-if not any(k in st.session_state for k in (f"{KEY}:job", f"{KEY}:result")):
+if not st.query_params.get("job") and not any(
+    k in st.session_state for k in (f"{KEY}:job", f"{KEY}:result")
+):
     st.markdown(
         "Agents learn policies in a game whose costs are mixed by an **empathy matrix Λ** "
         "(row *j*: how agent *j* weighs everyone's cost). Here you can\n"
@@ -28,6 +30,14 @@ if not any(k in st.session_state for k in (f"{KEY}:job", f"{KEY}:result")):
         icon=":material/play_arrow:",
         on_click=lambda: st.session_state.update({"ex_example_go": True}),
     )
+
+from app import warm  # noqa: E402
+
+if (
+    not warm.ready()
+):  # app/serve.py is importing torch & co.: never import them from two threads at once
+    with st.spinner("Loading torch and the platform (first visit after the server started)…"):
+        warm.wait()
 
 import numpy as np  # noqa: E402
 
@@ -218,7 +228,8 @@ if (run or ss.pop("ex_autorun", False)) and not problem and not same:
     except ValidationError as exc:
         st.error(str(exc))
 
-state.progress_fragment(KEY)
+with run_slot:  # progress and Cancel right under the Run button, above the fold
+    state.progress_fragment(KEY)
 
 if state.error(KEY):
     st.error(f"The run failed: {state.error(KEY)}")

@@ -279,5 +279,6 @@ def test_no_console_errors_on_any_page_offline(page, server, console_errors):
         page.get_by_role("link", name=re.compile(link)).click()
         page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
         _idle(page)
+    (ARTIFACTS / "console.txt").write_text("\n".join(console_errors))
     errors = [e for e in console_errors if not BASE_URL_PROBE.search(e)]
     assert errors == [], errors
