@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -193,10 +194,15 @@ if ds is not None:
         )
     png = _png(ds, label, str(ds.attrs.get("created", "")))
     with tab_fig:
-        st.image(
-            png,
-            caption="Costs per agent and learning curves (mean over the grid)",
+        # inline (data URI), not a media file: a rerun right after the page loads (a job finishing) would
+        # retire the media file while the browser still fetches it (a 404 and a console error)
+        b64 = base64.b64encode(png).decode()
+        st.markdown(
+            f'<img src="data:image/png;base64,{b64}" style="max-width:100%" '
+            'alt="Costs per agent and learning curves">',
+            unsafe_allow_html=True,
         )
+        st.caption("Costs per agent and learning curves (mean over the grid)")
     d = st.columns(3)
     d[0].download_button(
         "Download NetCDF",
