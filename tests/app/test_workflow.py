@@ -169,7 +169,9 @@ def test_a_run_is_a_job_headed_by_its_settings_marked_stale_and_listed(tmp_path)
     row = jobs[jobs["id"] == jid].iloc[0]
     assert row["status"] == "done" and row["scenario"] == "cournot" and row["cells"] == "1/1"
     assert any(b.label == "Download the TOML config" for b in at.get("download_button"))
-    at.multiselect(key="runs_overlay").set_value([jid]).run()  # overlay: metrics and learning curves
+    at.multiselect(key="runs_overlay").set_value(
+        [jid]
+    ).run()  # overlay: metrics and learning curves
     _ok(at)
     metrics = next(d.value for d in at.dataframe if "run" in d.value.columns)
     assert list(metrics["run"]) == [jid] and int(metrics["cells"].iloc[0]) == 1
