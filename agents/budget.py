@@ -82,7 +82,16 @@ def _population_floats(exp: Any) -> float:
     K = max(_param_max(exp, "populations"), 1.0)
     R = max(_param_max(exp, "replicas"), 1.0)
     steps = max(_param_max(exp, "n_steps"), 1.0)
-    return 40.0 * max(agents_n) * K * R * (steps + 1)
+    per_agent = 40.0
+    if _uses_mftt(
+        exp
+    ):  # each agent's tokens (itself and 8 sampled agents) through the MFTT, kept for backward
+        opts = _mftt_max(exp)
+        d, depth = opts.get("d_model", 8), opts.get("depth", 1)
+        d = d if isinstance(d, int) and d > 0 else 8
+        depth = depth if isinstance(depth, int) and depth > 0 else 1
+        per_agent += 2 * 9 * d * depth * 30.0  # two Heun stages per step
+    return per_agent * max(agents_n) * K * R * (steps + 1)
 
 
 def _largest_agents(exp: Any) -> int:

@@ -40,6 +40,7 @@ from .population_policy import (
     Ghosts,
     Law,
     LinearPopulationPolicy,
+    Policy,
     Running,
     Terminal,
     sample_normal,
@@ -75,7 +76,7 @@ class PopulationGame(Game):
     def __init__(
         self,
         names: Sequence[str],
-        policy: LinearPopulationPolicy,
+        policy: Policy,
         x0: Tensor,
         drift: Drift,
         running_cost: Running,
@@ -126,6 +127,17 @@ class PopulationGame(Game):
         self.bounds = bounds
         self.method = method
         self.scheme = choice("scheme", scheme, SCHEMES)
+        S = int(policy.samples)  # the agents an attention policy reads, fixed per game
+        g = torch.Generator().manual_seed(self.noise_seed + 31)
+        self._sample = (
+            None
+            if S == 0
+            else torch.randperm(self.N, generator=g)[: min(S, self.N)].to(self.device)
+        )
+        if self.gradient == "exact" and policy.kind != "linear":
+            raise ValidationError(
+                "gradient", "mean_field or population for a non-linear policy", "exact"
+            )
         self.times = torch.linspace(
             0.0, self.T, self.n_steps + 1, dtype=x0.dtype, device=self.device
         )
@@ -138,7 +150,7 @@ class PopulationGame(Game):
 
     # ---- protocol -----------------------------------------------------------------------------
     def parameters_of(self, j: int) -> list[Tensor]:
-        return [self.policy.W[j]]
+        return self.policy.parameters_of(j)
 
     def costs(self) -> Tensor:
         """Mean cost J̄_k [K]; its gradient is the one ``gradient`` names (values are the same for all)."""
@@ -151,7 +163,7 @@ class PopulationGame(Game):
 
     # ---- simulation ---------------------------------------------------------------------------
     def law(self, x: Tensor, frozen: bool | None = None) -> Law:
-        lw = Law.of(x)
+        lw = Law.of(x, self._sample)
         if frozen is None:
             frozen = self.gradient == "mean_field"
         return lw.detach() if frozen else lw
@@ -241,7 +253,7 @@ class PopulationGame(Game):
         with torch.no_grad():
             self.agent_costs(states=states)
         for x in states:
-            out.append(Law.of(x))
+            out.append(Law.of(x, self._sample))
         return out
 
     def _ghost_costs(self, gh: Ghosts) -> Tensor:
@@ -349,7 +361,8 @@ class PopulationGame(Game):
             J = self.agent_costs().mean((0, 2))
         finally:
             self.gradient = prev
-        return list(torch.autograd.grad(J.sum(), self.policy.W))
+        ps = [p for k in range(self.K) for p in self.parameters_of(k)]
+        return list(torch.autograd.grad(J.sum(), ps))
 
     def _exact_surrogate(self) -> Tensor:
         J, g = self.own_gradients()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,15 +24,21 @@ class Law:
 
     mean: Tensor
     var: Tensor
+    sample: Tensor | None = (
+        None  # [R, K, S, d]: a fixed sample of the agents (attention policies read it)
+    )
 
     @staticmethod
-    def of(x: Tensor) -> Law:
-        """The law of states ``x [R, K, N, d]`` (population variance)."""
+    def of(x: Tensor, sample: Tensor | None = None) -> Law:
+        """The law of states ``x [R, K, N, d]`` (population variance); ``sample``: agent indices [S]."""
         m = x.mean(2)
-        return Law(m, ((x - m.unsqueeze(2)) ** 2).mean(2))
+        return Law(
+            m, ((x - m.unsqueeze(2)) ** 2).mean(2), None if sample is None else x[:, :, sample]
+        )
 
     def detach(self) -> Law:
-        return Law(self.mean.detach(), self.var.detach())
+        s = None if self.sample is None else self.sample.detach()
+        return Law(self.mean.detach(), self.var.detach(), s)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,19 @@ class Ghosts:
     play: Callable[[Tensor, Tensor, Law], Tensor]
     seed: int = 1
     flow: list[Law] | None = None
+
+
+class Policy(Protocol):
+    """A population policy: actions ``[R, K, N, m]`` from states and the law; leaves per population."""
+
+    kind: str
+    samples: int
+
+    def __call__(self, t: Tensor, x: Tensor, law: Law, W: Tensor | None = None) -> Tensor: ...
+
+    def parameters_of(self, k: int) -> list[Tensor]: ...
+
+    def n_params(self) -> int: ...
 
 
 Drift = Callable[[Tensor, Tensor, Tensor, Law], Tensor]
@@ -58,6 +78,7 @@ class LinearPopulationPolicy:
     """
 
     kind = "linear"
+    samples = 0  # agents of the empirical measure the policy reads (none: it reads the means)
 
     def __init__(
         self,
@@ -89,6 +110,9 @@ class LinearPopulationPolicy:
 
     def n_params(self) -> int:
         return sum(w.numel() for w in self.W)
+
+    def parameters_of(self, k: int) -> list[Tensor]:
+        return [self.W[k]]
 
     def features(self, x: Tensor, law: Law) -> Tensor:
         """φ ``[R, K, N, f]``."""

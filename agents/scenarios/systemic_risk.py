@@ -19,6 +19,7 @@ import torch
 from control.errors import ValidationError
 
 from ..population import LinearPopulationPolicy, PopulationGame, sample_normal
+from ..population_mftt import MFTTPopulationPolicy
 from ._common import DTYPE
 from .base import Scenario, register
 
@@ -57,7 +58,7 @@ class SystemicRisk(Scenario):
     }
     default_concept = "nash"
     default_policy = "linear"
-    policies = ("linear",)
+    policies = ("linear", "mftt")
     default_steps = 300
     default_lr = 0.05
 
@@ -108,9 +109,14 @@ class SystemicRisk(Scenario):
         a, q, eps, c = p["a"], p["q"], p["eps"], p["c"]
         R = int(self.params["replicas"])
         order = 0 if law == "constant" else int(self.params["order"])
-        pol = LinearPopulationPolicy(
-            1, 1, 1, T=p["T"], order=order, seed=seed, dtype=DTYPE, device=device
-        )
+        if policy == "mftt":  # each bank attends to a fixed sample of 8 banks
+            pol = MFTTPopulationPolicy(
+                1, 1, 1, law=law, config=mftt, seed=seed, dtype=DTYPE, device=device
+            )
+        else:
+            pol = LinearPopulationPolicy(
+                1, 1, 1, T=p["T"], order=order, seed=seed, dtype=DTYPE, device=device
+            )
         x0 = sample_normal(R, 1, self.n, 1, 0.0, math.sqrt(p["v0"]), seed=seed, device=device)
 
         def drift(t, x, u, law):

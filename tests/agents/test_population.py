@@ -156,7 +156,9 @@ def test_play_systemic_risk_small_is_a_certified_cell():
 def test_systemic_risk_learns_the_closed_form_equilibrium(N, replicas, gradient, limit):
     # at N = 10 the Heun grid's own equilibrium is 1.2 % from the continuous one at 50 steps, 0.5 % at 100
     n_steps = 100 if N == 10 else 50
-    sc = get_scenario("systemic_risk")(N, **SR, replicas=replicas, gradient=gradient, n_steps=n_steps)
+    sc = get_scenario("systemic_risk")(
+        N, **SR, replicas=replicas, gradient=gradient, n_steps=n_steps
+    )
     g = sc.game(Lambda=np.eye(1), law="time", policy="linear", seed=0)
     eq = solve(g, "nash", np.eye(1), steps=400, lr=0.05)
     err = sc.control_error(g, math.inf if limit else None)
@@ -277,3 +279,20 @@ def test_flocking_learning_narrows_the_velocity_spread():
     o = agents.play("flocking", n_agents=400, steps=80, params=dict(n_steps=12))
     assert o.status in ("ok", "not_converged"), o.message
     assert o.history[-1, 0] < 0.6 * o.history[0, 0]  # learning lowers the cost well below no thrust
+
+
+def test_mftt_population_policy_attends_to_a_sample_and_learns():
+    """An MFTT per population: each agent reads its own token and a fixed sample of 8 agents (O(N·S²))."""
+    sc = get_scenario("systemic_risk")(40, **SR, replicas=2, n_steps=6)
+    g = sc.game(Lambda=np.eye(1), law="feedback", policy="mftt", mftt=dict(d_model=8), seed=0)
+    assert g.policy.kind == "mftt" and g._sample.numel() == 8
+    with torch.no_grad():
+        J0 = float(g.costs())
+    eq = solve(g, "nash", np.eye(1), steps=15, lr=0.02)
+    assert (
+        np.isfinite(eq.costs).all() and eq.costs[0] < J0
+    )  # the shared MFTT lowers the banks' cost
+    with pytest.raises(ValidationError, match="gradient"):
+        get_scenario("systemic_risk")(40, gradient="exact").game(
+            Lambda=np.eye(1), law="feedback", policy="mftt", mftt=dict(d_model=8), seed=0
+        )
