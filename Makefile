@@ -37,8 +37,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
-test-slow: install  # exit 5 (no test selected) is not a failure
-	$(BIN)/python -m pytest -q -m "slow"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+test-slow: install  # exit 5 (no test selected) is not a failure; the Ray clusters run alone, the rest on 2 workers
+	$(BIN)/python -m pytest -q -n 2 -m "slow and not ray"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(BIN)/python -m pytest -q -m "slow and ray"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 e2e: install
 	$(BIN)/python -m pytest -q -m "e2e" tests/e2e; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
