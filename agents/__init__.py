@@ -22,6 +22,8 @@ from .finite import (
 from .fusion import FusedGame, play_fused, play_many
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
+from .population import Law, LinearPopulationPolicy, PopulationGame
+from .population_mftt import MFTTPopulationPolicy
 from .precheck import lambda_warnings, precheck
 from .results import open_results, write_results
 from .runner import RunHandle, run_experiment, submit_experiment
@@ -30,6 +32,10 @@ from .status import STATUSES
 from .verdict import Tolerance
 
 __all__ = [
+    "Law",
+    "LinearPopulationPolicy",
+    "MFTTPopulationPolicy",
+    "PopulationGame",
     "Job",
     "get_job",
     "list_jobs",
