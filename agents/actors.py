@@ -24,24 +24,13 @@ from control.errors import ValidationError
 from .concepts._finish import finish
 from .concepts._play import BLOWUP, lambda_costs
 from .empathy import as_Lambda, require_self_regard
-from .play import _check_inputs, play
+from .play import check_play_kwargs, play
 from .results import failed_dataset, outcome_dataset
 
 
 def _build(kwargs: dict[str, Any]):
     """(scenario instance, Λ, game, resolved inputs) exactly as ``agents.play`` builds them."""
-    cls, policy, concept, steps, lr, seed = _check_inputs(
-        kwargs["scenario"],
-        kwargs.get("n_agents"),
-        kwargs.get("Lambda_alpha", 0.5),
-        kwargs.get("law", "feedback"),
-        kwargs.get("policy"),
-        kwargs.get("concept"),
-        kwargs.get("steps"),
-        kwargs.get("lr"),
-        kwargs.get("seed", 0),
-        kwargs.get("params"),
-    )
+    cls, policy, concept, steps, lr, seed = check_play_kwargs(kwargs)
     sc = cls(kwargs.get("n_agents"), **(kwargs.get("params") or {}))
     L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n_players, kwargs.get("Lambda_alpha", 0.5))
     torch.manual_seed(seed)

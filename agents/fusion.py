@@ -28,7 +28,7 @@ from .dynamic import DifferentialGame
 from .empathy import as_Lambda, require_self_regard
 from .equilibrium import Equilibrium
 from .game import Game
-from .play import _check_inputs, _check_mftt, br_budget, outcome, perturb
+from .play import _check_mftt, br_budget, check_play_kwargs, outcome, perturb
 from .scenarios import get_scenario
 
 # the play() arguments that may differ between fused cells; everything else must be equal
@@ -223,18 +223,7 @@ def play_fused(cells: Sequence[dict]) -> list:
         raise NotFusable("the cells differ in more than seed and Λ, or do not fuse")
     kw0 = cells[0]
     try:
-        cls, policy, concept, steps, lr, _ = _check_inputs(
-            kw0["scenario"],
-            kw0.get("n_agents"),
-            kw0.get("Lambda_alpha", 0.5),
-            kw0.get("law", "feedback"),
-            kw0.get("policy"),
-            kw0.get("concept"),
-            kw0.get("steps"),
-            kw0.get("lr"),
-            kw0.get("seed", 0),
-            kw0.get("params"),
-        )
+        cls, policy, concept, steps, lr, _ = check_play_kwargs(kw0)
         _check_mftt(kw0.get("mftt"))
         device = str(limits.device("device", kw0.get("device", "cpu")))
         scs, Ls, games, seeds = [], [], [], []

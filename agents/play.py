@@ -61,6 +61,15 @@ class Outcome:
     iterations: int = 0  # learning steps taken
 
 
+def check_play_kwargs(kw: dict):
+    """``_check_inputs`` on a dict of ``play`` keyword arguments, with ``play``'s defaults."""
+    return _check_inputs(
+        kw["scenario"], kw.get("n_agents"), kw.get("Lambda_alpha", 0.5), kw.get("law", "feedback"),
+        kw.get("policy"), kw.get("concept"), kw.get("steps"), kw.get("lr"), kw.get("seed", 0),
+        kw.get("params"),
+    )  # fmt: skip
+
+
 def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params):
     cls = get_scenario(scenario)
     choice("law", law, LAWS)
