@@ -2,14 +2,26 @@
 solution concepts and exploitability (docs/theory.md#empathy, docs/theory.md#patterns, docs/theory.md#agents, docs/theory.md#lq-game, docs/theory.md#static-games)."""
 
 from . import empathy
-from .agent import POLICIES, Agent, DirectPolicy, LinearPolicy, MFTTPolicy, Policy, make_policy
-from .background import Job, get_job, list_jobs, submit_job
+from .agent import (
+    LAWS,
+    POLICIES,
+    Agent,
+    DirectPolicy,
+    LinearPolicy,
+    MFTTPolicy,
+    Policy,
+    make_policy,
+)
 from .best_response import BEST_RESPONSES, BestResponse, Budget, best_response
 from .concepts import SOLUTION_CONCEPTS, solve
-from .config import Experiment, load_experiment
-from .dynamic import DifferentialGame
+from .differential import DifferentialGame
 from .empathy import PRESETS, classify, preset
 from .equilibrium import Equilibrium
+from .experiments.background import Job, get_job, list_jobs, submit_job
+from .experiments.config import Experiment, load_experiment
+from .experiments.fusion import FusedGame, play_fused, play_many
+from .experiments.results import open_results, write_results
+from .experiments.runner import RunHandle, run_experiment, submit_experiment
 from .exploitability import Exploitability, exploitability
 from .finite import (
     FINITE_SOLVERS,
@@ -19,19 +31,17 @@ from .finite import (
     nash_equilibria,
     regrets,
 )
-from .fusion import FusedGame, play_fused, play_many
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
 from .population import Law, LinearPopulationPolicy, PopulationGame
 from .population_mftt import MFTTPopulationPolicy
 from .precheck import lambda_warnings, precheck
-from .results import open_results, write_results
-from .runner import RunHandle, run_experiment, submit_experiment
 from .scenarios import SCENARIOS, Scenario, get_scenario
 from .status import STATUSES
 from .verdict import Tolerance
 
 __all__ = [
+    "LAWS",
     "Law",
     "LinearPopulationPolicy",
     "MFTTPopulationPolicy",

@@ -16,13 +16,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import mftt
-from control import make_law
+from control import WEIGHT_LAWS, make_law
 from control import meanfield as mf
 from control.errors import ValidationError, choice
 from control.laws import FEATURES, legendre
 
 POLICIES: tuple[str, ...] = ("mftt", "linear", "direct")
-LAWS: tuple[str, ...] = ("constant", "time", "feedback", "meanfield")
+LAWS: tuple[str, ...] = tuple(WEIGHT_LAWS)  # the weight-law registry, by name
 
 
 class Policy(nn.Module):

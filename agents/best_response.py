@@ -334,7 +334,7 @@ def own(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> Be
     if budget.own_steps == 0 or not game.parameters_of(j) or game.players_are_populations:
         return None
     # not at the top: agents.concepts imports exploitability, which imports this module
-    from .concepts._play import gradient_play
+    from .learning import gradient_play
 
     snap = game.state_dict()
     try:

@@ -3,7 +3,7 @@
 Every game exposes the same small protocol (``Game``) so that one set of solution concepts
 (``agents.concepts``) and one exploitability measure work on all of them: static games of
 actions (``StaticGame``, the T = 0 case), finite matrix games in mixed strategies (``MatrixGame``)
-and differential games (``agents.dynamic.DifferentialGame``, a subclass written elsewhere).
+and differential games (``agents.differential.DifferentialGame``, a subclass written elsewhere).
 Costs are minimised; a payoff R is the cost L = −R.
 """
 

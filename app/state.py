@@ -19,14 +19,14 @@ import pandas as pd
 import streamlit as st
 
 import agents
-from agents.config import Experiment
-from agents.results import open_results
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results
 from control.errors import ValidationError
 
 RESULTS_DIR = Path("results")
 MAX_UPLOAD_MB = 50
 POLL_SECONDS = 1.0
-LAWS = ("constant", "time", "feedback", "meanfield")
+LAWS = agents.LAWS  # the weight-law registry's names
 # default learning steps for runs launched from the app (kept small: the app is interactive)
 APP_STEPS = 30
 # Λ entries beyond this are refused: the costs they weigh overflow and learning diverges
@@ -560,7 +560,7 @@ def make_experiment(
     name: str = "app",
     Lambda_label: str = "custom",
 ):
-    """An ``agents.config.Experiment`` for one scenario and one Λ (a named matrix), swept over laws and seeds."""
+    """An ``agents.experiments.config.Experiment`` for one scenario and one Λ (a named matrix), swept over laws and seeds."""
     d: dict[str, Any] = {
         "name": name,
         "scenarios": {scenario: {}},

@@ -233,7 +233,7 @@ def _rss_mb(pid: int | None = None) -> float:
 
 def trivial_experiment(cells: int, steps: int = 1):
     """``cells`` tiny Cournot cells (~10 ms each): what is measured is the driver, not the cells."""
-    from agents.config import Experiment
+    from agents.experiments.config import Experiment
 
     seeds = list(range(cells // 2))
     return Experiment.from_toml(
@@ -245,7 +245,7 @@ def trivial_experiment(cells: int, steps: int = 1):
 
 def whole_solve_experiment(cells: int, seed0: int = 0):
     """``cells`` whole-solve Cournot cells (~0.1–0.3 s each), one per task."""
-    from agents.config import Experiment
+    from agents.experiments.config import Experiment
 
     seeds = list(range(seed0, seed0 + cells))
     return Experiment.from_toml(
@@ -258,7 +258,7 @@ def driver_memory(cells: int) -> dict:
     """Driver RSS before, peak and after a ``cells``-cell sweep on an embedded Ray (streamed)."""
     import ray
 
-    from agents.runner import RunState, init_ray, run_experiment
+    from agents.experiments.runner import RunState, init_ray, run_experiment
 
     exp = trivial_experiment(cells)
     init_ray(None, num_cpus=os.cpu_count())
@@ -301,7 +301,7 @@ def _cluster_throughput(workers: int, cells: int) -> dict:
     """Cells/s of whole-solve cells on a loopback cluster of 1 + ``workers`` nodes (1 CPU each)."""
     import ray
 
-    from agents.runner import init_ray, run_experiment
+    from agents.experiments.runner import init_ray, run_experiment
 
     with LoopbackCluster(workers=workers, cpus=1) as cl:
         cl.wait_nodes(1 + workers)
@@ -326,7 +326,7 @@ def _cluster_throughput(workers: int, cells: int) -> dict:
 
 def run(device: str = "cpu", quick: bool = False, cells: int | None = None) -> dict:
     """Driver RSS growth over a large trivial sweep; per-cell overhead and 2-node/1-node throughput."""
-    from agents.runner import ray_env
+    from agents.experiments.runner import ray_env
 
     ray_env()
     n_mem = cells or (500 if quick else 5000)

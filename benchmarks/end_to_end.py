@@ -18,13 +18,13 @@ def run(device="cpu", quick: bool = False, *, config: Path = DEMO, timeout: floa
     if not config.exists():
         return {"unavailable": f"{config} does not exist yet"}
     try:
-        from agents.config import Experiment
+        from agents.experiments.config import Experiment
 
         cells = Experiment.from_toml(config).n_cells
     except Exception as e:  # the config or the agents package is not ready
         return {"unavailable": f"{type(e).__name__}: {e}"}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from agents.cli import app; app()", "compare", str(config),
+        cmd = [sys.executable, "-c", "from agents.experiments.cli import app; app()", "compare", str(config),
                "--out", str(Path(tmp) / "demo.nc"), "--no-resume", "--quiet"]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()

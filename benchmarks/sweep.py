@@ -1,4 +1,4 @@
-"""Item 5: Ray sweep scaling — cells per second of ``agents.runner.run_experiment`` with 1 and 2 Ray workers
+"""Item 5: Ray sweep scaling — cells per second of ``agents.experiments.runner.run_experiment`` with 1 and 2 Ray workers
 on equal cells (one scenario, one law, one Λ; only the seed differs), and the per-cell overhead.
 
 Each worker count gets a fresh embedded Ray with ``num_cpus`` = workers (one CPU per cell) and a warm-up run
@@ -6,7 +6,7 @@ of four cells per worker, one per task (process start and imports are not counte
 phase is recorded: on a shared machine, 2 workers only scale if a second core is actually free. Per-cell overhead = wall per cell on
 one worker − the mean in-cell time ``wall_time`` that ``agents.play`` reports. These phases run one cell per
 task (``fuse=1``). Then, on the most workers, the same cells fused (``fuse=8``: eight cells per task, one ODE
-``[8, ·]`` per evaluation, ``agents.fusion``): ``fusion_speedup`` = fused cells/s ÷ per-cell cells/s.
+``[8, ·]`` per evaluation, ``agents.experiments.fusion``): ``fusion_speedup`` = fused cells/s ÷ per-cell cells/s.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _max_rel(a, b) -> float:
 
 def experiment(cells: int, scenario: str, steps: int, seed0: int = 0):
     """An experiment of ``cells`` equal cells (seeds seed0 … seed0+cells−1)."""
-    from agents.config import Experiment
+    from agents.experiments.config import Experiment
 
     seeds = ", ".join(str(s) for s in range(seed0, seed0 + cells))
     return Experiment.from_toml(
@@ -45,7 +45,7 @@ def run(device="cpu", quick: bool = False) -> dict:
     try:
         import ray
 
-        from agents.runner import ray_env, run_experiment
+        from agents.experiments.runner import ray_env, run_experiment
     except ImportError as e:
         return {"unavailable": f"{type(e).__name__}: {e}"}
     size = QUICK if quick else FULL

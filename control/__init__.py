@@ -13,8 +13,8 @@ from .hinf import (
 )
 from .integrate import METHODS, Solution, solve
 from .laws import WEIGHT_LAWS, WeightLaw, make_law
-from .lq import ParticleLQ, RiccatiLaw, Rollout
 from .meanfield import MeanField
+from .particles import ParticleLQ, RiccatiLaw, Rollout
 from .riccati import GameSolution, LQGame, LQProblem, LQSolution, riccati_closed_form
 from .training import OPTIMIZERS, FitResult, fit
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agents.config import AgentsSpec, Experiment, LambdaSpec, ScenarioSpec, TrainingSpec
-from agents.runner import run_experiment
+from agents.experiments.config import AgentsSpec, Experiment, LambdaSpec, ScenarioSpec, TrainingSpec
+from agents.experiments.runner import run_experiment
 
 
 def main(argv: list[str] | None = None) -> Path:

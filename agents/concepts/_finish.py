@@ -1,7 +1,7 @@
 """Package the game's current profile as an ``Equilibrium``, measuring its exploitability on request.
 
-Apart from ``_play`` because exploitability needs the learning loop (the ``own`` best response runs gradient
-play), so ``_play`` must not import exploitability back.
+Apart from the learning loop (``agents.learning``) because exploitability needs it (the ``own`` best
+response runs gradient play), so ``agents.learning`` must not import exploitability back.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from ..equilibrium import Equilibrium
 from ..exploitability import exploitability
 from ..game import Game
-from ._play import lambda_costs
+from ..learning import lambda_costs
 
 
 def finish(

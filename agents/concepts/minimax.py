@@ -19,8 +19,8 @@ from control.errors import ValidationError, choice
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game
+from ..learning import check_options, gradient_play, lambda_costs
 from ._finish import finish
-from ._play import check_options, gradient_play, lambda_costs
 
 ALIASES = {
     "gda": "gradient",

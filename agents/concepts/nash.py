@@ -15,8 +15,8 @@ from .. import finite
 from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game, MatrixGame
+from ..learning import METHODS, POLISH_RTOL, check_options, gradient_play, polished
 from ._finish import finish
-from ._play import METHODS, POLISH_RTOL, check_options, gradient_play, polished
 
 FINITE_METHODS = ("exact", "fictitious_play", "logit")
 

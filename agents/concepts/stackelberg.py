@@ -22,8 +22,8 @@ from control.errors import ValidationError, choice, number
 from ..empathy import empathetic_costs, require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game
+from ..learning import BLOWUP, check_options, gradient_play, lambda_costs, own_grads
 from ._finish import finish
-from ._play import BLOWUP, check_options, gradient_play, lambda_costs, own_grads
 
 MODES = ("implicit", "unrolled")
 EXPLICIT_MAX = 256

@@ -51,7 +51,7 @@ class Scenario:
     policies: ClassVar[tuple[str, ...]] = ("linear",)
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 0.05
-    # cells differing only in seed and Λ may be solved as one ODE (agents.fusion): a DifferentialGame whose
+    # cells differing only in seed and Λ may be solved as one ODE (agents.experiments.fusion): a DifferentialGame whose
     # dynamics and costs depend on the scenario's parameters only, not on the seed or Λ
     fusable: ClassVar[bool] = False
     # population scenarios (agents.population): ``n_agents`` counts the agents of each population and the

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from ..dynamic import DifferentialGame
+from ..differential import DifferentialGame
 from ._common import DTYPE, make_agents, particles
 from .base import Scenario, register
 

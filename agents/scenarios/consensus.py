@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from ..dynamic import DifferentialGame
+from ..differential import DifferentialGame
 from ._common import DTYPE, make_agents
 from .base import Scenario, register
 

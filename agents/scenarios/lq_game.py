@@ -10,7 +10,7 @@ import torch
 from control.errors import ValidationError
 from control.riccati import LQGame
 
-from ..dynamic import DifferentialGame
+from ..differential import DifferentialGame
 from ._common import DTYPE, make_agents, particles, per_entity
 from .base import Scenario, register
 

@@ -28,7 +28,7 @@ import torch
 from control.errors import ValidationError, choice, number
 from control.hinf import HInfGame
 
-from ..dynamic import DifferentialGame
+from ..differential import DifferentialGame
 from ._common import DTYPE, make_agents, particles
 from .base import Scenario, register
 

@@ -1,6 +1,6 @@
 """Compare page: constant, time, feedback and meanfield weights on one scenario, over common seeds.
 
-The laws are judged by the comparison protocol of ``agents.comparison``: certified exploitability relative to the
+The laws are judged by the comparison protocol of ``agents.experiments.comparison``: certified exploitability relative to the
 cost scale (never the bare total cost, which rewards profiles that are not equilibria), a 95 % Student-t
 interval per law, paired tests against ``constant`` on common seeds and one conclusion sentence per law. Nothing
 is ranked: a difference is stated only when both paired tests find it.
@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from agents import empathy
-from agents.comparison import LAW_FREE_POLICIES, from_cells
+from agents.experiments.comparison import LAW_FREE_POLICIES, from_cells
 from agents.status import PLAYED
 from app import figures, state
 from control.errors import ValidationError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from agents.results import summary_table
+from agents.experiments.results import summary_table
 from app import figures, state
 from control.errors import ValidationError
 
@@ -164,7 +164,7 @@ else:
     up = st.file_uploader(f"Upload a results NetCDF (.nc, at most {cap:g} MB)", key="runs_upload")
     if up is None:
         st.info(
-            "Drop an `.nc` file written by `mftt run`, the app, or `agents.results.write_results`."
+            "Drop an `.nc` file written by `mftt run`, the app, or `agents.experiments.results.write_results`."
         )
     else:
         try:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import agents.runner as runner
-from agents.config import Experiment
-from agents.runner import run_experiment
+import agents.experiments.runner as runner
+from agents.experiments.config import Experiment
+from agents.experiments.runner import run_experiment
 from agents.status import PLAYED
 
 pytestmark = pytest.mark.ray
@@ -72,7 +72,7 @@ def test_a_non_nash_cell_is_refused_cleanly(ray_up):
 def test_a_restarted_agent_worker_continues_exactly():
     """A worker rebuilt mid-cell (as after a Ray restart) that is sent the profile and its optimiser state
     (Adam moments) takes exactly the step the lost worker would have taken."""
-    from agents.actors import AgentWorker
+    from agents.experiments.actors import AgentWorker
 
     optimizer = "adam"  # what lq_game's policies learn with; plain gradient steps carry no state
     kw = dict(scenario="lq_game", Lambda="selfish", law="feedback", seed=3, steps=6,

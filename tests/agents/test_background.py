@@ -1,4 +1,4 @@
-"""Background jobs (agents.background): manifest first, status on disk, cancel within seconds keeping finished cells."""
+"""Background jobs (agents.experiments.background): manifest first, status on disk, cancel within seconds keeping finished cells."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from agents.background import get_job, list_jobs, submit_job
-from agents.config import Experiment
+from agents.experiments.background import get_job, list_jobs, submit_job
+from agents.experiments.config import Experiment
 from agents.precheck import lambda_warnings, precheck
 from control.errors import ValidationError
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agents.config import Experiment
-from agents.results import open_results
-from agents.runner import run_experiment
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results
+from agents.experiments.runner import run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = """
@@ -35,7 +35,7 @@ def mftt(*args: str, check: bool = True, timeout: float = 240) -> subprocess.Com
     """Run the CLI in a fresh interpreter (as the ``mftt`` console script does)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "160"}
     r = subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "agents.experiments.cli", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
     if check and r.returncode != 0:
@@ -64,7 +64,7 @@ def invoke(*args: str):
     """The CLI in-process (typer's runner): for the many small help/error checks."""
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.experiments.cli import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -193,7 +193,7 @@ def test_sigkill_then_resume_gives_the_same_dataset_without_recomputing(tmp_path
     out = tmp_path / "k.nc"
     parts = tmp_path / "k.nc.parts"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out), "--backend", "local",
+    args = [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg), "--out", str(out), "--backend", "local",
             "--keep-parts", "-q"]  # fmt: skip
     p = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -23,11 +23,11 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from agents import cluster, jobs
-from agents.cli import app
-from agents.config import Experiment
-from agents.results import open_results, outcome_dataset, read_part
-from agents.runner import check_address, run_experiment
+from agents.experiments import cluster, jobs
+from agents.experiments.cli import app
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results, outcome_dataset, read_part
+from agents.experiments.runner import check_address, run_experiment
 from control.errors import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def _driver_env() -> dict[str, str]:
 
 def _mftt(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", *args], cwd=cwd, env=_driver_env(),
+        [sys.executable, "-m", "agents.experiments.cli", *args], cwd=cwd, env=_driver_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -272,7 +272,7 @@ def test_workers_cannot_import_the_checkout_and_get_the_drivers_code(loopback_cl
     )  # fmt: skip
     assert r.stdout.strip() == "no agents", r.stdout
     probe = (
-        "from agents.runner import init_ray\nfrom agents import cluster\nimport json\n"
+        "from agents.experiments.runner import init_ray\nfrom agents import cluster\nimport json\n"
         f"init_ray({loopback_cluster.address!r})\nprint(json.dumps(cluster.probe_workers()))\n"
     )
     r = subprocess.run(
@@ -292,7 +292,7 @@ def test_workers_cannot_import_the_checkout_and_get_the_drivers_code(loopback_cl
     cfg = tmp_path / "s.toml"
     cfg.write_text(SWEEP)
     r = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", str(cfg), "--address", loopback_cluster.address,
+        [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg), "--address", loopback_cluster.address,
          "--out", str(tmp_path / "x.nc"), "-q"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip

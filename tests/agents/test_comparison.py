@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.comparison import (
+from agents.experiments.comparison import (
     TASKS,
     Task,
     TaskResult,
@@ -158,8 +158,8 @@ def _cells(policy="linear", seeds=8):
 def test_grid_cells_are_judged_by_exploitability_not_cost():
     """A non-equilibrium constant profile below the equilibrium's cost (gap −0.3 %) is not ranked above the
     certified equilibrium: the metric is exploitability; direct policies are refused; one seed concludes nothing."""
-    from agents.cli import grid_conclusions
-    from agents.comparison import from_cells
+    from agents.experiments.cli import grid_conclusions
+    from agents.experiments.comparison import from_cells
 
     r = from_cells(_cells())
     assert r.comparisons[0].winner == "time" and r.conclusions()[0].startswith(
@@ -185,7 +185,7 @@ def test_forecast_task_matches_flops_and_reports_without_a_known_sign():
 
 
 def test_config_training_init_noise_reaches_the_cells():
-    from agents.config import Experiment
+    from agents.experiments.config import Experiment
 
     d = {
         "name": "x",
@@ -209,7 +209,7 @@ def test_cli_quick_suite_json_and_report(tmp_path):
     import sys
 
     out = tmp_path / "q.json"
-    cmd = [sys.executable, "-m", "agents.cli", "compare", "--suite", "quick", "--workers", "2",
+    cmd = [sys.executable, "-m", "agents.experiments.cli", "compare", "--suite", "quick", "--workers", "2",
            "--json", str(out), "--figures", str(tmp_path), "--quiet"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
@@ -231,7 +231,7 @@ def test_cli_quick_suite_json_and_report(tmp_path):
 def test_cli_compare_needs_a_config_or_a_suite(tmp_path):
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.experiments.cli import app
 
     r = CliRunner().invoke(app, ["compare"])
     assert r.exit_code == 2 and "a config file or --suite quick|full" in r.output

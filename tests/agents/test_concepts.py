@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from agents.concepts import SOLUTION_CONCEPTS, solve
-from agents.concepts._play import own_grads
 from agents.empathy import empathetic_costs
 from agents.game import StaticGame
+from agents.learning import own_grads
 from agents.scenarios import get_scenario
 from agents.scenarios._static import QuadraticGame
 from control.errors import ValidationError

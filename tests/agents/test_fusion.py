@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import agents.fusion as fusion
+import agents.experiments.fusion as fusion
 from agents import play, play_fused, play_many
-from agents.concepts._play import gradient_play, gradient_play_cells
-from agents.config import Experiment
-from agents.fusion import FusedGame, NotFusable, block_Lambda, plan
-from agents.runner import run_experiment
+from agents.experiments.config import Experiment
+from agents.experiments.fusion import FusedGame, NotFusable, block_Lambda, plan
+from agents.experiments.runner import run_experiment
+from agents.learning import gradient_play, gradient_play_cells
 from agents.scenarios import get_scenario
 from agents.status import PLAYED
 from control.errors import ValidationError

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agents.config import Experiment
-from agents.results import (
+from agents.experiments.config import Experiment
+from agents.experiments.results import (
     assemble,
     failed_dataset,
     open_results,
@@ -19,7 +19,7 @@ from agents.results import (
     write_part,
     write_results,
 )
-from agents.runner import run_experiment
+from agents.experiments.runner import run_experiment
 from agents.status import PLAYED, STATUSES
 from control.errors import ValidationError
 
@@ -95,7 +95,7 @@ def test_padding_with_fewer_agents_and_missing_cells():
     )
     cells = exp.cells()
     assert len(cells) == 4
-    from agents.runner import run_cell
+    from agents.experiments.runner import run_cell
 
     parts = {c.index: run_cell(c.kwargs, c.key, c.index) for c in cells[:3]}
     ds = assemble(exp, parts)

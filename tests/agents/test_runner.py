@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import agents.runner as runner
-from agents.config import Experiment, load_experiment
-from agents.results import open_results
-from agents.runner import RunState, run_experiment, submit_experiment
+import agents.experiments.runner as runner
+from agents.experiments.config import Experiment, load_experiment
+from agents.experiments.results import open_results
+from agents.experiments.runner import RunState, run_experiment, submit_experiment
 from agents.status import PLAYED
 from control.errors import ValidationError
 

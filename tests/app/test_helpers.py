@@ -39,7 +39,7 @@ def test_read_upload_caps_size_and_checks_format(tmp_path):
         state.read_upload("x.nc", b"\x89HDF" + b"\0" * 2000, max_mb=0.001)
     with pytest.raises(ValidationError, match="not a NetCDF file"):
         state.read_upload("x.csv", b"a,b\n1,2\n")
-    # a NetCDF that is not an mftt results file is refused by agents.results.open_results
+    # a NetCDF that is not an mftt results file is refused by agents.experiments.results.open_results
     p = tmp_path / "plain.nc"
     xr.Dataset({"a": ("x", np.arange(3.0))}).to_netcdf(p, engine="h5netcdf")
     with pytest.raises(ValidationError, match="mftt results file"):

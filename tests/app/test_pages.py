@@ -227,8 +227,8 @@ def test_lab_draws_tokens_consistency_and_norms():
 @pytest.fixture(scope="module")
 def results_file(tmp_path_factory) -> Path:
     """A tiny results NetCDF written by the runner (1 cell, 2 learning steps)."""
-    from agents.config import Experiment
-    from agents.runner import run_experiment
+    from agents.experiments.config import Experiment
+    from agents.experiments.runner import run_experiment
 
     exp = Experiment.from_dict(
         {

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from agents import budget
-from agents.config import Experiment
+from agents.experiments import budget
+from agents.experiments.config import Experiment
 from control.errors import ValidationError
 from control.limits import check_size, device, real_array
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agents.config import Experiment
-from agents.results import open_results, write_results
-from agents.runner import run_experiment
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results, write_results
+from agents.experiments.runner import run_experiment
 from agents.status import PLAYED
 from control.errors import ValidationError
 
@@ -36,7 +36,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "agents.experiments.cli", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -230,7 +230,7 @@ def run_sweep_in_pty(tmp_path: Path, n_seeds: int, backend: str, timeout: float)
     out = tmp_path / "many.nc"
     master, slave = pty.openpty()
     p = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out)],
+        [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg), "--out", str(out)],
         cwd=REPO, env=env(TERM="xterm", COLUMNS="120"), stdin=slave, stdout=slave, stderr=slave,
         close_fds=True,
     )  # fmt: skip

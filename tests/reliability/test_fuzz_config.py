@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agents.config import Experiment, dumps_toml
-from agents.results import open_results
+from agents.experiments.config import Experiment, dumps_toml
+from agents.experiments.results import open_results
 
 from ._fuzz import (
     INF,
@@ -150,7 +150,7 @@ def test_random_toml_text(text):
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(draw)
 def test_cli_run_bad_config(tmp_path_factory, bad):
-    from agents.cli import app
+    from agents.experiments.cli import app
 
     path, v = bad
     try:
@@ -178,7 +178,7 @@ def test_cli_run_bad_config(tmp_path_factory, bad):
 )
 def test_cli_set_values(tmp_path_factory, key, value):
     """``--set FIELD=VALUE`` with bad values: exit 2 with one line naming the field."""
-    from agents.cli import app
+    from agents.experiments.cli import app
 
     d = tmp_path_factory.mktemp("cliset")
     cfg = d / "ok.toml"

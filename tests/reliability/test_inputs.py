@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 import agents
-from agents import runner as runner_mod
-from agents.cli import app
-from agents.config import Experiment, load_experiment
-from agents.runner import run_experiment
+from agents.experiments import runner as runner_mod
+from agents.experiments.cli import app
+from agents.experiments.config import Experiment, load_experiment
+from agents.experiments.runner import run_experiment
 from control.errors import ValidationError
 
 

@@ -16,11 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agents import runner as runner_mod
-from agents.cli import app
-from agents.config import Experiment
-from agents.outputs import OutputLocked, check_output, clean_stale, lock_path, output_guard
-from agents.runner import run_experiment
+from agents.experiments import runner as runner_mod
+from agents.experiments.cli import app
+from agents.experiments.config import Experiment
+from agents.experiments.outputs import (
+    OutputLocked,
+    check_output,
+    clean_stale,
+    lock_path,
+    output_guard,
+)
+from agents.experiments.runner import run_experiment
 from control.errors import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +199,7 @@ def test_second_run_refused_naming_the_holder_then_waits(tmp_path, exp):
 def test_lock_held_by_another_process(tmp_path, exp):
     out = tmp_path / "r.nc"
     code = (
-        "import sys, time; from agents.outputs import output_guard\n"
+        "import sys, time; from agents.experiments.outputs import output_guard\n"
         "with output_guard(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -243,10 +249,10 @@ def test_sigterm_during_final_write_leaves_no_temporary(tmp_path):
     out = tmp_path / "r.nc"
     code = f"""
 import os, sys, time
-import agents.results as R
-from agents.config import Experiment
-from agents.outputs import output_guard
-from agents.runner import run_experiment
+import agents.experiments.results as R
+from agents.experiments.config import Experiment
+from agents.experiments.outputs import output_guard
+from agents.experiments.runner import run_experiment
 exp = Experiment.from_toml('''{TOML}''')
 ds = run_experiment(exp, progress=False)
 real = os.fsync

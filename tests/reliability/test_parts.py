@@ -13,9 +13,9 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import results as R
-from agents.config import Experiment
-from agents.results import (
+from agents.experiments import results as R
+from agents.experiments.config import Experiment
+from agents.experiments.results import (
     PART_PROBLEMS,
     outcome_dataset,
     part_path,
@@ -24,7 +24,7 @@ from agents.results import (
     read_parts,
     write_part,
 )
-from agents.runner import RunState, parts_dir_for, run_experiment
+from agents.experiments.runner import RunState, parts_dir_for, run_experiment
 
 TOML = """
 name = "parts"

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agents.config import Experiment
-from agents.results import open_results
-from agents.runner import run_experiment
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results
+from agents.experiments.runner import run_experiment
 from agents.status import PLAYED
 
 from . import _procs
@@ -55,7 +55,7 @@ def test_killed_worker_retries_and_sockets_stay_on_loopback(tmp_path):
     cfg.write_text(SWEEP)
     out = tmp_path / "ray.nc"
     p = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg), "--out", str(out), "--quiet"],
         cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     tree: set[int] = set()
@@ -123,7 +123,7 @@ def test_killed_agent_actor_restarts_and_the_cell_finishes(tmp_path):
     cfg.write_text(ACTORS)
     out = tmp_path / "actors.nc"
     p = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "run", str(cfg), "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg), "--out", str(out), "--quiet"],
         cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     tree: set[int] = set()

@@ -33,11 +33,11 @@ def test_no_home_paths_or_secrets_in_results_or_logs(tmp_path):
         "MFTT_API_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET, "GITHUB_TOKEN": SECRET,
     }  # fmt: skip
     r = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", str(cfg)],
+        [sys.executable, "-m", "agents.experiments.cli", "run", str(cfg)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    from agents.results import open_results
+    from agents.experiments.results import open_results
 
     ds = open_results(out)
     text = "\n".join(str(v) for v in ds.attrs.values())
@@ -53,7 +53,7 @@ def test_no_home_paths_or_secrets_in_results_or_logs(tmp_path):
 
 def test_streamlit_and_cli_default_to_loopback():
     r = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "app", "--dry-run"],
+        [sys.executable, "-m", "agents.experiments.cli", "app", "--dry-run"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
         timeout=120, check=True,
     )  # fmt: skip
@@ -77,7 +77,7 @@ def test_streamlit_server_listens_on_loopback_only():
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     p = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "app", "--port", str(port)],
+        [sys.executable, "-m", "agents.experiments.cli", "app", "--port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     tree: list[int] = []
@@ -117,7 +117,7 @@ def test_bad_or_unreachable_ray_address_is_one_line(tmp_path):
     for address in ("not an address", dead):
         t0 = time.monotonic()
         r = subprocess.run(
-            [sys.executable, "-m", "agents.cli", "run", cfg, "--address", address, "--quiet",
+            [sys.executable, "-m", "agents.experiments.cli", "run", cfg, "--address", address, "--quiet",
              "--out", str(tmp_path / "a.nc")],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agents import results as R
-from agents.cli import app
-from agents.config import Experiment
-from agents.results import open_results, write_results
-from agents.runner import run_experiment
+from agents.experiments import results as R
+from agents.experiments.cli import app
+from agents.experiments.config import Experiment
+from agents.experiments.results import open_results, write_results
+from agents.experiments.runner import run_experiment
 from control.errors import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ def test_size_bombs_refused_under_500_mb_rss(good, tmp_path):
         _copy(good, tmp_path, f"b{i}.nc", _bomb(n)) for i, n in enumerate((2**28, 2**31, 2**34))
     ]
     code = (
-        "import resource, sys\nfrom agents.results import open_results\nfrom control.errors import ValidationError\n"
+        "import resource, sys\nfrom agents.experiments.results import open_results\nfrom control.errors import ValidationError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
         "for p in sys.argv[1:]:\n    try:\n        open_results(p)\n        print('OPENED')\n"
         "    except ValidationError as e:\n        print('refused')\n"

@@ -4,7 +4,7 @@ Each actor builds the cell's game from the same seed, holds its own decision var
 every round (i) reads the current profile from the object store, (ii) differentiates its own empathetic
 cost (Λ L)_j with respect to its own variables only, (iii) takes its optimiser step and projects, and
 (iv) returns its new variables. This is exactly the simultaneous gradient play of
-``agents.concepts._play.gradient_play`` (method "gradient", plain steps θ_j ← P(θ_j − η ∂_j(ΛL)_j)),
+``agents.learning.gradient_play`` (method "gradient", plain steps θ_j ← P(θ_j − η ∂_j(ΛL)_j)),
 so for the same seed it reaches the same equilibrium bit for bit (docs/theory.md#empathy, docs/theory.md#patterns). A restarted actor
 rebuilds its game and continues from the profile it is sent, so worker deaths cost one retried call.
 """
@@ -21,10 +21,10 @@ import xarray as xr
 
 from control.errors import ValidationError
 
-from .concepts._finish import finish
-from .concepts._play import BLOWUP, lambda_costs
-from .empathy import as_Lambda, require_self_regard
-from .play import check_play_kwargs, play
+from ..concepts._finish import finish
+from ..empathy import as_Lambda, require_self_regard
+from ..learning import BLOWUP, lambda_costs
+from ..play import check_play_kwargs, play
 from .results import failed_dataset, outcome_dataset
 
 

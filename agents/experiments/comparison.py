@@ -330,8 +330,8 @@ LQ_GAME_PARAMS = {"qT": 0.0}
 
 
 def _lq_game(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    from ..verdict import cost_scale
     from .fusion import play_many
-    from .verdict import cost_scale
 
     out: dict = {}
     for law in laws:
@@ -703,7 +703,7 @@ def from_cells(cell, name: str = "cell", alpha: float = 0.05) -> TaskResult | st
     a sentence instead when the comparison is meaningless: a policy on which the law has no effect, or no
     ``constant`` law. Cells whose status is not a played profile (diverged/failed) have no metric.
     """
-    from .status import PLAYED
+    from ..status import PLAYED
 
     policies = {str(v) for v in np.asarray(cell["policy"].values).ravel() if str(v)}
     if policies and policies <= set(LAW_FREE_POLICIES):

@@ -4,12 +4,12 @@ A job is a folder ``<results>/jobs/<id>/`` written before anything runs: ``exper
 that reproduces the run), ``job.json`` (id, name, creation time, process id, the caller's settings, the
 output path) and ``status.json`` (written by the worker about twice a second: status, cells done/failed/total,
 an ETA that only counts down, elapsed time, message). The results go to ``<results>/<id>.nc``; finished cells
-are saved at once under ``<results>/<id>.nc.parts/`` (``agents.runner``), so a cancelled job keeps them:
+are saved at once under ``<results>/<id>.nc.parts/`` (``agents.experiments.runner``), so a cancelled job keeps them:
 the worker assembles them into ``<id>.nc`` (unfinished cells ``missing``) before it exits.
 
 Any process can list, watch and cancel jobs from the files alone (the web app after a reload, another tab);
 ``cancel`` writes a ``cancel`` file and sends SIGTERM, which interrupts the running cell at once.
-The worker (``agents.background.main(<job dir>)``, a process of its own) runs ``agents.runner.run_experiment`` in-process (backend ``local``).
+The worker (``agents.experiments.background.main(<job dir>)``, a process of its own) runs ``agents.experiments.runner.run_experiment`` in-process (backend ``local``).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class Job:
                 pass
 
     def result(self):
-        """The results Dataset (``agents.results.open_results``); ValidationError before there is one."""
+        """The results Dataset (``agents.experiments.results.open_results``); ValidationError before there is one."""
         from .results import open_results
 
         if not self.out.exists():
@@ -187,7 +187,7 @@ def submit_job(
     """Write the job folder (manifest first) and start its worker process; return at once."""
     if not isinstance(experiment, Experiment):
         raise ValidationError(
-            "experiment", "an agents.config.Experiment", type(experiment).__name__
+            "experiment", "an agents.experiments.config.Experiment", type(experiment).__name__
         )
     folder = jobs_dir(results).resolve()  # the worker runs from the repository root
     folder.mkdir(parents=True, exist_ok=True)
@@ -213,7 +213,7 @@ def submit_job(
     log = open(d / "worker.log", "w")  # noqa: SIM115 (handed to the child)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from agents.background import main; sys.exit(main(sys.argv[1]))", str(d)],
+            [sys.executable, "-c", "import sys; from agents.experiments.background import main; sys.exit(main(sys.argv[1]))", str(d)],
             cwd=root, env=penv, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -290,7 +290,7 @@ def _worker(folder: Path) -> int:
         exp = job.experiment()
         ds = run_experiment(exp, backend="local", progress=False, out=out, state=state, resume=True)
     except (RunCancelled, KeyboardInterrupt) as e:
-        # agents.outputs turns SIGTERM into KeyboardInterrupt while the output is locked
+        # agents.experiments.outputs turns SIGTERM into KeyboardInterrupt while the output is locked
         if isinstance(e, KeyboardInterrupt) and not (folder / "cancel").exists():
             stop.set()
             write({"status": "failed", "ended": time.time(), "message": f"interrupted: {e}"})

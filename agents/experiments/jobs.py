@@ -1,7 +1,7 @@
 """Ray Jobs: submit an experiment to a cluster's job server, watch it, stop it and fetch its results.
 
-``mftt submit`` sends the validated config and the driver's packages (``agents.cluster``) with the job; the
-job's driver (``python -m agents.jobs``, on the head) runs it with ``address="auto"``, writes the NetCDF in
+``mftt submit`` sends the validated config and the driver's packages (``agents.experiments.cluster``) with the job; the
+job's driver (``python -m agents.experiments.jobs``, on the head) runs it with ``address="auto"``, writes the NetCDF in
 the job's working folder (or an absolute shared path) and prints it, compressed and checksummed, between
 two marker lines of its log, from which ``mftt fetch`` rebuilds the file through the same HTTP API.
 """
@@ -136,7 +136,7 @@ def submit(exp, address: str, *, out: str | None = None, job_id: str | None = No
         env["working_dir"] = stage
         try:
             return c.submit_job(
-                entrypoint=f"python -m agents.jobs {CONFIG_NAME} --out {_quote(out)} --job {job_id}",
+                entrypoint=f"python -m agents.experiments.jobs {CONFIG_NAME} --out {_quote(out)} --job {job_id}",
                 runtime_env=env,
                 submission_id=job_id,
                 metadata={"mftt": "1", "name": exp.name, "out": out, **cluster.code_version()},
@@ -260,7 +260,7 @@ def job_dir(job: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a submitted job: run the config on this cluster, write and print the results."""
-    p = argparse.ArgumentParser(prog="python -m agents.jobs")
+    p = argparse.ArgumentParser(prog="python -m agents.experiments.jobs")
     p.add_argument("config")
     p.add_argument("--out", required=True)
     p.add_argument("--job", default="job")

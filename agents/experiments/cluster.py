@@ -4,7 +4,7 @@ A cluster's nodes need not have this project installed: ``runtime_env`` carries 
 ``mftt`` and ``agents`` from the driver (``py_modules``), so every task imports exactly the driver's code.
 With ``MFTT_WORKER_CODE=installed`` the code is not shipped (the workers' own installation is used) and the
 run is refused unless that installation has the driver's source hash. Ray is imported lazily, after
-``agents.runner.ray_env`` has set its environment.
+``agents.experiments.runner.ray_env`` has set its environment.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def in_ray_job() -> bool:
 def node_label() -> str:
     """Where this process runs: ``"<node ip> <node id, 12 hex>"`` inside Ray, "" outside."""
     try:
-        import ray  # heavy (seconds): imported lazily, after agents.runner.ray_env set its environment
+        import ray  # heavy (seconds): imported lazily, after agents.experiments.runner.ray_env set its environment
 
         if not ray.is_initialized():
             return ""
@@ -171,7 +171,7 @@ def _probe_fn() -> Callable[[], dict[str, str]]:
 
 def probe_workers(n: int | None = None, timeout: float = 120.0) -> list[dict[str, str]]:
     """Run the probe on up to ``n`` tasks (default: one per alive node, spread) and return their reports."""
-    # heavy (seconds): imported lazily, after agents.runner.ray_env set its environment
+    # heavy (seconds): imported lazily, after agents.experiments.runner.ray_env set its environment
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

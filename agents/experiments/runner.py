@@ -1,7 +1,7 @@
 """Run an experiment's grid: one Ray task per cell or fused group (or in-process, or one Ray actor per agent).
 
 Cells that differ only in seed and Λ in a fusable scenario share a task and one ODE per evaluation
-(``agents.fusion``; up to ``Experiment.fuse`` cells); every cell still gets its own Dataset.
+(``agents.experiments.fusion``; up to ``Experiment.fuse`` cells); every cell still gets its own Dataset.
 
 Ray lives only here and in the other orchestration modules (docs/architecture.md). By default an embedded local Ray bound to 127.0.0.1,
 quiet, without dashboard; ``address="auto"`` or ``"host:port"`` joins an existing cluster. Every finished
@@ -37,6 +37,7 @@ from rich.progress import (
 
 from control.errors import ValidationError, choice, number
 
+from ..status import FAILED
 from . import cluster
 from .actors import ActorPool, run_cell_actors
 from .budget import check_resources
@@ -52,7 +53,6 @@ from .results import (
     write_part,
     write_results,
 )
-from .status import FAILED
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -90,7 +90,7 @@ def run_cell(
     if threads:
         torch.set_num_threads(max(1, int(threads)))
     # looked up when the cell runs, so that a substituted agents.play.play (tests inject failures) is used
-    from .play import play
+    from ..play import play
 
     try:
         out = play(**kwargs, progress=False)
@@ -108,7 +108,7 @@ def run_cells(
     threads: int | None = None,
     node: bool = False,
 ) -> list[xr.Dataset]:
-    """Play cells that may be fused (``agents.fusion``) and return one Dataset per cell; never raises.
+    """Play cells that may be fused (``agents.experiments.fusion``) and return one Dataset per cell; never raises.
 
     A group that cannot be fused, or fails in any cell, is played cell by cell (each cell then gets the
     status and message of its own ``play``). ``node``: record the Ray node it ran on (cluster runs).
@@ -153,7 +153,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
 
     ``address`` None/"local": an embedded Ray on 127.0.0.1 with this machine's CPUs and no dashboard;
     ``"auto"`` or ``"host:port"``: an existing cluster, which receives the driver's packages and thread pins
-    (``agents.cluster.runtime_env``; ``threads`` per task) unless ``MFTT_WORKER_CODE=installed``, when the
+    (``agents.experiments.cluster.runtime_env``; ``threads`` per task) unless ``MFTT_WORKER_CODE=installed``, when the
     workers' own copy is used and checked against the driver's source hash.
     """
     ray_env()
@@ -383,7 +383,7 @@ def run_experiment(
     fuse: int | None = None,
     wait: bool = False,
 ) -> xr.Dataset:
-    """Run every cell of ``experiment`` and return the results Dataset (schema: ``agents.results``).
+    """Run every cell of ``experiment`` and return the results Dataset (schema: ``agents.experiments.results``).
 
     Args:
         experiment: the validated experiment.
@@ -409,7 +409,7 @@ def run_experiment(
     """
     if not isinstance(experiment, Experiment):
         raise ValidationError(
-            "experiment", "an agents.config.Experiment", type(experiment).__name__
+            "experiment", "an agents.experiments.config.Experiment", type(experiment).__name__
         )
     backend = _check_backend(backend or experiment.backend)
     fuse = experiment.fuse if fuse is None else int(number("fuse", fuse, low=1, integer=True))
@@ -553,7 +553,7 @@ def submit_experiment(
     """Start ``run_experiment`` in a background thread and return its handle at once."""
     if not isinstance(experiment, Experiment):
         raise ValidationError(
-            "experiment", "an agents.config.Experiment", type(experiment).__name__
+            "experiment", "an agents.experiments.config.Experiment", type(experiment).__name__
         )
     _check_backend(backend or experiment.backend)
     if out is not None:  # a bad output is refused here, not in the background thread

@@ -1,7 +1,7 @@
 """Resource bounds of an experiment: cell count and memory estimated before anything runs.
 
 ``estimate(exp)`` sizes the grid without building a game: the results Dataset (every variable of the schema in
-``agents.results``, padded to the largest cell, held twice while assembling) plus the working set of the
+``agents.experiments.results``, padded to the largest cell, held twice while assembling) plus the working set of the
 cells running at once (Λ, and for MFTT policies the weights with their optimiser state, per agent).
 ``check(exp)`` refuses an experiment over its ``[budget]`` (``max_cells``, ``max_memory_mb``) with a one-line
 ``ValidationError`` that carries the estimate and names what dominates it.
@@ -19,7 +19,7 @@ import torch
 from control.errors import ValidationError
 from control.limits import check_size, max_memory_mb
 
-from .scenarios import SCENARIOS
+from ..scenarios import SCENARIOS
 
 __all__ = ["Estimate", "check", "check_agents", "estimate"]
 
@@ -225,7 +225,7 @@ def cell_seconds(exp: Any) -> tuple[float, str]:
 
 
 def estimate(exp: Any, *, parallel: int | None = None) -> Estimate:
-    """Size ``exp`` (an ``agents.config.Experiment``) without running it; ``parallel``: cells at once."""
+    """Size ``exp`` (an ``agents.experiments.config.Experiment``) without running it; ``parallel``: cells at once."""
     cells = math.prod(len(v) for v in exp.coords.values())
     n, iters = _largest_agents(exp), _largest_steps(exp) + 1
     # results: cost, empathetic, reference, n_params (4n), history (iters·n), Λ (n²), times+trajectory,

@@ -45,14 +45,14 @@ from control.errors import ValidationError, choice, number
 from control.limits import device
 from mftt import MFTTConfig
 
+from ..agent import LAWS
+from ..concepts import SOLUTION_CONCEPTS
+from ..empathy import PRESETS
+from ..scenarios import SCENARIOS, get_scenario
 from .budget import check as check_budget
 from .budget import estimate as estimate_budget
-from .concepts import SOLUTION_CONCEPTS
-from .empathy import PRESETS
 from .outputs import check_output
-from .scenarios import SCENARIOS, get_scenario
 
-LAWS = ("constant", "time", "feedback", "meanfield")
 BACKENDS = ("ray", "local", "actors")
 # friendly dimension names for common swept fields; any other path uses dots → underscores
 SWEEP_DIMS = {
@@ -611,7 +611,7 @@ class Experiment:
         if self.output is not None:  # the name only: the folder is checked when a run writes it
             check_output(_str("output", self.output), field="output", fs=False)
         choice("backend", self.backend, BACKENDS)
-        # up to `fuse` cells differing only in seed and Λ are solved as one ODE per task (agents.fusion)
+        # up to `fuse` cells differing only in seed and Λ are solved as one ODE per task (agents.experiments.fusion)
         object.__setattr__(self, "fuse", _int("fuse", self.fuse, low=1))
         _str("device", self.device)
         kind, _, index = self.device.partition(":")
@@ -704,7 +704,7 @@ class Experiment:
         return cells
 
     def estimate_memory_mb(self) -> float:
-        """Estimated memory of the run in MB (``agents.budget.estimate``: results + running cells)."""
+        """Estimated memory of the run in MB (``agents.experiments.budget.estimate``: results + running cells)."""
         return estimate_budget(self).memory_mb
 
     def _check_sweep(self) -> None:

@@ -22,14 +22,14 @@ from torch.func import vmap
 from control import DivergenceError, limits, solve
 from control.errors import ValidationError
 
-from .agent import PolicyStack
-from .concepts._play import POLISH_RTOL, check_options, gradient_play_cells, lambda_costs, polished
-from .dynamic import DifferentialGame
-from .empathy import as_Lambda, require_self_regard
-from .equilibrium import Equilibrium
-from .game import Game
-from .play import _check_mftt, br_budget, check_play_kwargs, outcome, perturb
-from .scenarios import get_scenario
+from ..agent import PolicyStack
+from ..differential import DifferentialGame
+from ..empathy import as_Lambda, require_self_regard
+from ..equilibrium import Equilibrium
+from ..game import Game
+from ..learning import POLISH_RTOL, check_options, gradient_play_cells, lambda_costs, polished
+from ..play import _check_mftt, br_budget, check_play_kwargs, outcome, perturb
+from ..scenarios import get_scenario
 
 # the play() arguments that may differ between fused cells; everything else must be equal
 PER_CELL = ("seed", "Lambda", "Lambda_alpha")
@@ -324,7 +324,7 @@ def play_many(cells: Sequence[dict]) -> list:
     cell gets the status, message and numbers its stand-alone ``play`` gives.
     """
     # looked up when called, so that a substituted agents.play.play (tests inject failures) is used
-    from .play import play
+    from ..play import play
 
     cells = list(cells)
     results: list = [None] * len(cells)

@@ -24,13 +24,13 @@ from rich.table import Table
 
 from control.errors import ValidationError, choice, number
 
+from ..scenarios import SCENARIOS
+from ..status import FAILED, PLAYED, STATUSES
 from . import jobs
 from .config import Experiment, parse_value
 from .outputs import check_output
 from .results import atomic_write_bytes, open_results, plain_text, summary_table
 from .runner import run_experiment
-from .scenarios import SCENARIOS
-from .status import FAILED, PLAYED, STATUSES
 
 app = typer.Typer(
     name="mftt",
@@ -246,7 +246,7 @@ def compare(
     """Constant vs feedback (vs meanfield) weights across scenarios: table, NetCDF, PNG and HTML.
 
     --out names the NetCDF only (a .nc file); the figures go to --png/--html or --figures DIR.
-    --suite quick|full first runs the tasks with known answers (agents.comparison) and prints their
+    --suite quick|full first runs the tasks with known answers (agents.experiments.comparison) and prints their
     conclusions, writing results/compare_<suite>.{png,html} (or into --figures DIR) and --json PATH.
     Example: mftt compare examples/configs/demo.toml --figures results/figs
     Example: mftt compare --suite quick --json results/compare_quick.json
@@ -460,7 +460,7 @@ def app_(
     raise typer.Exit(subprocess.call(cmd))
 
 
-# ---- Ray Jobs (agents.jobs) -----------------------------------------------------------------------
+# ---- Ray Jobs (agents.experiments.jobs) -----------------------------------------------------------------------
 _JobAddress = Annotated[
     str,
     typer.Option(

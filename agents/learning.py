@@ -12,8 +12,8 @@ from torch import Tensor
 
 from control.errors import ValidationError, choice, number
 
-from ..empathy import empathetic_costs
-from ..game import Game
+from .empathy import empathetic_costs
+from .game import Game
 
 METHODS = ("gradient", "extragradient", "optimistic")
 OPTIMIZERS = ("sgd", "adam")

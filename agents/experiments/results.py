@@ -30,7 +30,7 @@ Schema (the contract between the runner, the CLI and the app):
   Numbers are float64 and padded with NaN where a cell has fewer agents, iterations, times or states;
   strings are padded with "".
 * attrs — ``manifest`` (the config as TOML text), ``name``, ``seeds`` (list of int), ``versions`` (JSON),
-  ``git_commit``, ``source_hash`` (the packages' source, ``agents.cluster``), ``device``, ``created`` (UTC ISO
+  ``git_commit``, ``source_hash`` (the packages' source, ``agents.experiments.cluster``), ``device``, ``created`` (UTC ISO
   time), ``schema`` (``mftt-results/1``).
 
 Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>.npz`` (atomically) so a
@@ -58,8 +58,8 @@ import xarray as xr
 
 from control.errors import ValidationError
 
+from ..status import PLAYED, STATUSES
 from .cluster import git_commit, source_hash  # the code version of a run
-from .status import PLAYED, STATUSES
 
 SCHEMA = "mftt-results/1"
 ENGINE = "h5netcdf"
@@ -141,7 +141,7 @@ def write_results(ds: xr.Dataset, path: str | Path) -> Path:
 MAX_OBJECTS = 10_000  # groups, datasets and attributes a results file may hold
 _SCHEMA_VARS = (*_NUM, *_STR, "gap", "gap_grid")
 _TEXT_ATTRS = ("schema", "name", "manifest", "versions", "git_commit", "device", "created")
-_TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # the code version (agents.cluster)
+_TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # the code version (agents.experiments.cluster)
 
 
 def max_read_mb() -> float:
