@@ -1,8 +1,9 @@
 """Weight laws θ = law(t, x, μ): the weights of a model as controls (docs/theory.md#block, docs/theory.md#weight-laws, docs/theory.md#mean-field).
 
-Four kinds, chosen by name from ``WEIGHT_LAWS``:
+Five kinds, chosen by name from ``WEIGHT_LAWS``:
 
-* ``constant``  θ = θ₀
+* ``constant``  θ = θ₀                                           (one block's weights tied across depth)
+* ``untied``    θ(t) = θ_k for t ∈ [kT/L, (k+1)T/L)               (independent weights per layer, L = ``layers``)
 * ``time``      θ(t) = θ₀ + Σ_k c_k P_k(s)                       (open loop; Legendre basis, s = 2t/T − 1)
 * ``feedback``  θ(t, x_i) = θ(t) + U(t) V φ(x_i)                  (low-rank state feedback)
 * ``meanfield`` θ(t, x_i, μ) = θ(t) + U(t) V φ(x_i) + U_μ(t) V_μ ψ(μ),  ψ(μ) = (E x, Var x)
@@ -165,6 +166,59 @@ class TimeLaw(WeightLaw):
         return self._shared(self.theta_t(t))
 
 
+class UntiedLaw(WeightLaw):
+    """θ(t) = θ_k on the k-th of ``layers`` equal pieces of [0, T]: untied per-layer weights (docs/theory.md#weight-laws).
+
+    A standard transformer's independent weights per layer, read in continuous depth as a piecewise-constant
+    open-loop law: piece k = ⌊t·L/T⌋ (clamped to 0..L−1, so t = T is in the last piece), with a tolerance of
+    16·ε·L pieces (ε of the time's dtype) so that the layer times t_l = l·T/L, rounded in floating point,
+    pick layer l. ``layers`` (L, default 4: the parameter count of the default ``time`` law, θ₀ and 3
+    Legendre coefficients) is the number of pieces; an MFTT sets it to its ``depth`` unless given. ``theta0`` holds the first piece (so an
+    ``init`` starts every piece: all pieces equal is the ``constant`` law), ``rest`` the L − 1 others,
+    ``[*batch, L − 1, *shape]``: L times the constant law's parameters, each piece its own tensor. In
+    continuous depth the field jumps at the boundaries kT/L (an adaptive solver takes small steps there).
+    """
+
+    kind = "untied"
+
+    def __init__(self, shape, d_state: int = 1, *, layers: int = 4, **kw):
+        super().__init__(shape, d_state, **kw)
+        self.layers = int(number("layers", layers, low=1, integer=True))
+        b = len(self.batch)
+        rest = (
+            self.theta0.detach().unsqueeze(b).expand(self.batch + (self.layers - 1,) + self.shape)
+        )
+        self.rest = nn.Parameter(rest.clone())
+
+    def piece(self, t: Tensor | float) -> Tensor:
+        """The piece index k(t) = ⌊t·L/T + tol⌋ clamped to 0..L−1 (tol = 16·ε·L, ε of t's dtype), a long
+        tensor of t's shape (on t's device for a tensor t, else on the CPU)."""
+        tt = t if isinstance(t, Tensor) else torch.tensor(float(t), dtype=torch.float64)
+        eps = torch.finfo(tt.dtype if tt.is_floating_point() else torch.float64).eps
+        s = tt.to(torch.float64) * (self.layers / self.T)
+        return torch.floor(s + 16 * eps * self.layers).clamp(0, self.layers - 1).long()
+
+    def pieces(self) -> Tensor:
+        """All L pieces as one ``[*batch, L, *shape]`` tensor (differentiable)."""
+        return torch.cat([self.theta0.unsqueeze(len(self.batch)), self.rest], len(self.batch))
+
+    def theta_t(self, t: Tensor | float) -> Tensor:
+        """θ(t): ``[*batch, *shape]`` for a scalar t, ``[*batch, *t.shape, *shape]`` for a tensor of times."""
+        b = len(self.batch)
+        if isinstance(t, (int, float)) or (
+            isinstance(t, Tensor) and t.dim() == 0 and t.device.type == "cpu"
+        ):  # a Python index: no copy of the other pieces
+            k = int(self.piece(t))
+            return self.theta0 if k == 0 else self.rest.select(b, k - 1)
+        ks = self.piece(t).to(self.theta0.device)
+        out = self.pieces().index_select(b, ks.reshape(-1))  # [*batch, K, *shape]
+        return out.reshape(self.batch + tuple(ks.shape) + self.shape)
+
+    def forward(self, t, x, mu=None):
+        self._check(x)
+        return self._shared(self.theta_t(t))
+
+
 class FeedbackLaw(TimeLaw):
     """θ(t, x_i) = θ(t) + U(t)·V·φ(x_i): low-rank state feedback on each particle's own state."""
 
@@ -261,6 +315,7 @@ WEIGHT_LAWS: dict[str, type[WeightLaw]] = {
     "time": TimeLaw,
     "feedback": FeedbackLaw,
     "meanfield": MeanFieldLaw,
+    "untied": UntiedLaw,
 }
 
 LAW_OPTIONS: dict[str, set[str]] = {  # the options each law accepts beyond the common ones
@@ -268,6 +323,7 @@ LAW_OPTIONS: dict[str, set[str]] = {  # the options each law accepts beyond the 
     "time": {"order"},
     "feedback": {"order", "rank", "features"},
     "meanfield": {"order", "rank", "features", "mu_rank"},
+    "untied": {"layers"},
 }
 _COMMON = {"batch", "init", "init_scale", "T", "device", "dtype"}
 
@@ -291,6 +347,7 @@ def _check_law_size(name: str, shape, d_state, kw: dict) -> None:
 
     dims = [shape] if isinstance(shape, int) else shape
     vals = [d_state, kw.get("order", 3), kw.get("rank", 2), kw.get("mu_rank", kw.get("rank", 2))]
+    vals.append(kw.get("layers", 4))
     try:
         ints = [int(v) for v in (*dims, *kw.get("batch", ()), *vals)]
     except (TypeError, ValueError, OverflowError):
@@ -299,8 +356,9 @@ def _check_law_size(name: str, shape, d_state, kw: dict) -> None:
         return
     size = math.prod(int(s) for s in dims)
     batch = math.prod(int(b) for b in kw.get("batch", ()))
-    d, order, rank, mu = (int(v) for v in vals)
+    d, order, rank, mu, layers = (int(v) for v in vals)
     extra = {"constant": 0, "time": order, "feedback": order + (order + 1) * rank}
+    extra["untied"] = layers - 1
     extra["meanfield"] = extra["feedback"] + (order + 1) * mu
     elems = batch * (
         size * (1 + extra[name]) + (rank * d + 2 * mu * d) * (name in ("feedback", "meanfield"))

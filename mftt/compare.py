@@ -1,4 +1,4 @@
-"""Constant vs time vs feedback vs mean-field weights at a matched budget (docs/theory.md#weight-laws).
+"""Constant vs untied vs time vs feedback vs mean-field weights at a matched budget (docs/theory.md#weight-laws).
 
 A fair comparison matches the budget (docs/theory.md#comparison): every law gets widths (d_model, d_ff) whose
 parameter count (``match="params"``) or forward FLOPs on the context (``match="flops"``,
@@ -74,7 +74,7 @@ def match_widths(
 
 def compare_weight_laws(
     task: str = "forecast",
-    laws: Sequence[str] = ("constant", "time", "feedback", "meanfield"),
+    laws: Sequence[str] = tuple(WEIGHT_LAWS),
     seeds: Sequence[int] = (0, 1),
     match_params: bool = True,
     *,

@@ -1,7 +1,8 @@
 """The mean-field-type transformer: config and model, discrete or continuous depth (docs/theory.md#block, docs/theory.md#depth-ode, docs/theory.md#weight-laws).
 
 Depth is time t ∈ [0, T]; the weights are controls θ(t, x_i, μ_t) given by ``control`` laws (one set of laws for
-the whole depth: ``constant`` = weights shared across layers, ``time`` = open-loop per-layer weights,
+the whole depth: ``constant`` = weights shared across layers, ``untied`` = independent weights per layer (one
+piece per layer unless ``law_options["layers"]`` says otherwise), ``time`` = open-loop weights smooth in depth,
 ``feedback``/``meanfield`` = state / mean-field feedback weights, docs/theory.md#weight-laws).
 
 * discrete: L = ``depth`` layers x_{l+1} = x_l + h G(t_l, x_l), h = T/L, t_l = l h (forward Euler of the field;
@@ -11,6 +12,7 @@ the whole depth: ``constant`` = weights shared across layers, ``time`` = open-lo
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -179,7 +181,7 @@ class MeanFieldTypeTransformer(nn.Module):
         if len(self.batch) > 1:
             raise ValidationError("batch", "() or (A,)", self.batch)
         kw = dict(device=device, dtype=dtype)
-        self.block = Block(cfg, batch=self.batch, **kw)
+        self.block = Block(block_config(cfg), batch=self.batch, **kw)
         self.field = _Field(self.block)
         self.read_in = self._linear(cfg.d_in, cfg.d_model, **kw) if cfg.d_in else None
         self.read_out = self._linear(cfg.d_model, cfg.d_out, **kw) if cfg.d_out else None
@@ -299,6 +301,18 @@ class MeanFieldTypeTransformer(nn.Module):
             evals = c.depth
         io = 2 * D * d * ((c.d_in or 0) + (c.d_out or 0))
         return int(per_eval * evals + io)
+
+
+def block_config(cfg: MFTTConfig) -> MFTTConfig:
+    """The config the blocks are built from: an ``untied`` law gets ``layers = depth`` (one weight tensor per
+    layer, docs/theory.md#weight-laws) unless its ``law_options`` set ``layers``; other configs unchanged."""
+    if cfg.weights != "untied" or "layers" in cfg.law_options:
+        return cfg
+    # a copy, not ``cfg.replace``: validating again would draw a probe law from the global RNG and shift
+    # every later initialisation (depth is already a validated positive integer)
+    out = copy.copy(cfg)
+    object.__setattr__(out, "law_options", {**cfg.law_options, "layers": cfg.depth})
+    return out
 
 
 def uses_fast_path(cfg: MFTTConfig) -> bool:

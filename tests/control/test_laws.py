@@ -5,10 +5,10 @@ import torch
 
 from control import WEIGHT_LAWS, ValidationError, make_law
 
-NAMES = ["constant", "time", "feedback", "meanfield"]
+NAMES = ["constant", "time", "feedback", "meanfield", "untied"]
 
 
-def test_registry_has_exactly_four_laws():
+def test_registry_has_exactly_five_laws():
     assert sorted(WEIGHT_LAWS) == sorted(NAMES)
 
 
@@ -23,10 +23,10 @@ def test_every_law_starts_equal_to_the_constant_law(name):
 
 
 def test_parameter_counts():
-    opts = {"constant": {}, "time": {"order": 3}}
+    opts = {"constant": {}, "time": {"order": 3}, "untied": {"layers": 5}}
     counts = {n: make_law(n, 2, 1, **opts.get(n, {"order": 3, "rank": 2})).n_params for n in NAMES}
-    # constant 2; time 2 + 3·2; feedback + U (4·2·2) + V (2·1); meanfield + Uμ (4·2·2) + Vμ (2·2)
-    assert counts == {"constant": 2, "time": 8, "feedback": 26, "meanfield": 46}
+    # constant 2; time 2 + 3·2; feedback + U (4·2·2) + V (2·1); meanfield + Uμ (4·2·2) + Vμ (2·2); untied 5·2
+    assert counts == {"constant": 2, "time": 8, "feedback": 26, "meanfield": 46, "untied": 10}
 
 
 def test_meanfield_law_reads_the_population_mean():
@@ -42,7 +42,7 @@ def test_meanfield_law_reads_the_population_mean():
 
 def test_bad_names_and_options():
     with pytest.raises(
-        ValidationError, match=r"^law: expected one of constant, time, feedback, meanfield"
+        ValidationError, match=r"^law: expected one of constant, time, feedback, meanfield, untied,"
     ):
         make_law("attention", 2)
     with pytest.raises(ValidationError, match=r"^law\.rank: .*'time' law"):
