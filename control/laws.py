@@ -167,7 +167,7 @@ class TimeLaw(WeightLaw):
 
 
 class UntiedLaw(WeightLaw):
-    """θ(t) = θ_k on the k-th of ``layers`` equal pieces of [0, T]: untied per-layer weights (docs/theory.md#weight-laws).
+    """θ(t) = θ_k on the k-th of ``layers`` equal pieces of [0, T]: untied per-layer weights (docs/theory.md#comparison).
 
     A standard transformer's independent weights per layer, read in continuous depth as a piecewise-constant
     open-loop law: piece k = ⌊t·L/T⌋ (clamped to 0..L−1, so t = T is in the last piece), with a tolerance of

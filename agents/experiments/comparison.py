@@ -13,7 +13,11 @@ The suite (``SUITES``; ``mftt compare --suite quick|full``):
 
 * ``lq_control``: LQ mean-field-type control of several populations (docs/theory.md#lq-control). The optimum
   u* = −K(t)(x − Ex) − K̄(t)Ex needs the mean field: ``meanfield`` reaches it, ``constant`` cannot (even the
-  best constant gains (K, K̄), computed exactly, stay above it).
+  best constant gains (K, K̄), computed exactly, stay above it); ``untied`` (one gain per step) has an exact
+  floor too.
+* ``lq_noise``: LQ control under additive noise with the law's output as the control: open-loop laws
+  (``constant``, ``time``, ``untied``) cannot react to the noise and pay at least the exact gap of
+  docs/theory.md#open-loop-gap, which ``feedback`` and ``meanfield`` avoid.
 * ``lq_game``: the two-player LQ game with q_T = 0, whose Nash gains k(t), l(t) fall to 0 at T: open-loop
   ``time`` gains reach the equilibrium (certified), constant gains cannot (a best response gains a few %).
 * ``forecast`` (full suite only): held-out one-step forecasting error of an MFTT relative to persistence, at
@@ -212,28 +216,31 @@ LQ_MEANS = (
 LQ_V0 = 0.5
 
 
-def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
-    from control import LQProblem, ParticleLQ
+def _law_options(law: str, s: dict) -> dict:
+    """Options of a law in the particle tasks: ``untied`` gets one piece per Euler step (a weight per layer)."""
+    return {"layers": s["n_steps"]} if law == "untied" else {}
 
-    prob = LQProblem(**LQ_PROBLEM)
+
+def _fit_particles(make: Callable, laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    """Every law fitted by L-BFGS on the particles of ``make(seed)`` under a common rollout cap, then its gap
+    to the optimum measured on fresh noise shared with the optimal law."""
+    from control.training import fit
+
     out: dict = {law: [] for law in laws}
     for seed in seeds:
         # the seed fixes the training particles and noise, each law's initial perturbation and the
         # evaluation noise: the same for every law (common random numbers)
-        pl = ParticleLQ(prob, list(LQ_MEANS), LQ_V0, n_particles=s["particles"],
-                        n_steps=s["n_steps"], seed=seed)  # fmt: skip
+        pl = make(seed)
         for law in laws:
             torch.manual_seed(seed)
             g = torch.Generator().manual_seed(10_007 * seed + 1)
             init = s["init_noise"] * torch.randn(pl.law_shape, generator=g, dtype=torch.float64)
             calls = [0]
-            law_m = pl.make_law(law, init=init)
+            law_m = pl.make_law(law, init=init, **_law_options(law, s))
 
             def loss(law_m=law_m, calls=calls, pl=pl):
                 calls[0] += 1
                 return pl.loss(law_m)
-
-            from control.training import fit
 
             t1 = time.perf_counter()
             res = fit(law_m, loss, steps=s["iters"], optimizer="lbfgs", tol=1e-6, patience=2,
@@ -250,12 +257,25 @@ def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
     return out
 
 
+def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    from control import LQProblem, ParticleLQ
+
+    prob = LQProblem(**LQ_PROBLEM)
+
+    def make(seed: int) -> ParticleLQ:
+        return ParticleLQ(prob, list(LQ_MEANS), LQ_V0, n_particles=s["particles"],
+                          n_steps=s["n_steps"], seed=seed)  # fmt: skip
+
+    return _fit_particles(make, laws, seeds, s)
+
+
 def _lq_control_floors(s: dict) -> dict:
     """Exact gaps (%) to J*_h of the best law of each open-loop class, by the Lyapunov recursion (L-BFGS).
 
     With symmetric initial means the cost is an even convex quadratic in the offset θ₀, so the best θ₀ is 0
-    and a constant law is u = −θ₁x, i.e. K = K̄ = θ₁; an open-loop law has K_l = K̄_l = θ₁(t_l) per step (the
-    ``time`` class is a subset, Legendre in t). The ``meanfield`` class contains the optimum (floor 0).
+    and a constant law is u = −θ₁x, i.e. K = K̄ = θ₁; an open-loop law has K_l = K̄_l = θ₁(t_l) per step: the
+    ``untied`` class with one piece per step is exactly this class (its floor), the ``time`` class a subset
+    (Legendre in t; the floor bounds it). The ``meanfield`` class contains the optimum (floor 0).
     """
     from control import LQProblem, ParticleLQ
     from control.training import fit
@@ -288,7 +308,7 @@ LQ_CONTROL = Task(
     reference=(
         "exact discrete optimum J*_h (Riccati), gap measured on common fresh noise with the optimal law; "
         "exact floors of the classes: best constant law {constant:+.2f} %, best open-loop gains per step "
-        "(a floor for the time law) {time:+.2f} %, meanfield 0 %"
+        "(the untied law's, one piece per step; a floor for the time law) {time:+.2f} %, meanfield 0 %"
     ),
     budget=(
         "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
@@ -311,7 +331,7 @@ LQ_CONTROL = Task(
         ),
         "full": dict(
             seeds=10,
-            laws=("constant", "time", "feedback", "meanfield"),
+            laws=("constant", "untied", "time", "feedback", "meanfield"),
             particles=256,
             n_steps=25,
             iters=20,
@@ -322,6 +342,197 @@ LQ_CONTROL = Task(
     },  # fmt: skip
     run=_lq_control,
     floors=_lq_control_floors,
+)
+
+
+# ------------------------------------------------------------------------------------------------ lq_noise
+NOISE_PROBLEM = dict(
+    A=1.0, Abar=0.0, B=1.0, Sigma=1.0, Q=1.0, Qbar=1.0, R=1.0, QT=1.0, QTbar=0.0, T=1.0
+)
+NOISE_M0 = 1.0  # one population started at x0 = 1 exactly (Var x0 = 0): the open-loop gap is all the noise's
+
+
+def action_particles(problem, m0, cov0, **kw):
+    """``control.ParticleLQ`` whose law output is the control itself: u_i = −θ(t, x_i, μ), law shape ``(m,)``.
+
+    A ``constant``, ``time`` or ``untied`` law is then an open-loop control (the same u for every particle,
+    blind to the noise), a ``feedback``/``meanfield`` law a state feedback (docs/theory.md#open-loop-gap).
+    """
+    from torch import nn
+
+    from control import ParticleLQ, RiccatiLaw
+
+    class _Action(nn.Module):
+        """The Riccati optimum u* = −K(x − Ex) − K̄Ex as an action law: θ = K(x − Ex) + K̄Ex."""
+
+        def __init__(self, inner: RiccatiLaw, d: int):
+            super().__init__()
+            self.inner, self.d = inner, d
+
+        def forward(self, t, x, mu=None):
+            th = self.inner(t, x, mu)  # [*lead, 1, m, d + 1]: gain and offset
+            return (th[..., : self.d] @ x.unsqueeze(-1)).squeeze(-1) + th[..., self.d]
+
+    class ActionParticleLQ(ParticleLQ):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.law_shape = (self.problem.m,)
+
+        def control(self, theta, x):
+            return -theta.expand(x.shape[:-1] + (self.problem.m,))
+
+        def optimal_law(self, discrete: bool = True):
+            p = self.problem
+            sol = self.discrete() if discrete else self.exact()
+            return _Action(RiccatiLaw(sol, (p.m, p.d + 1), p.T), p.d)
+
+    return ActionParticleLQ(problem, m0, cov0, **kw)
+
+
+def open_loop_floors(problem, m0, cov0, n_steps: int, laws: dict) -> dict:
+    """Exact costs of the best open-loop controls of the Euler-discretised LQ problem (docs/theory.md#open-loop-gap).
+
+    ``laws``: name -> an open-loop weight law of shape ``(m,)`` (constant, time, untied) whose value at each
+    step is linear in its parameters, θ_l = E_l c (E read off the law at unit parameter vectors). A control
+    that is the same for every particle leaves the fluctuation y = x − Ex uncontrolled, so its fluctuation cost
+    is tr(M⁰₀ Cov x₀) + Σ_l tr(M⁰_{l+1} W) (M⁰: the Lyapunov recursion with K = 0), and the mean part is a
+    quadratic in c minimised exactly. Returns ``J_star_h``, ``noise`` (the gap of the best open-loop control,
+    (tr((M⁰₀ − P₀) Cov x₀) + Σ_l tr((M⁰_{l+1} − P_{l+1}) W)) / J*_h) and, per law, its class's relative gap.
+    """
+    p = problem
+    c = p.discretise(n_steps)
+    n, h, d = c["n"], c["h"], p.d
+    sol = p.solve_discrete(n)
+    P = sol.arrays["P"]
+    m0 = np.asarray(m0, dtype=float).reshape(d)
+    S0 = np.asarray(cov0, dtype=float) * (np.eye(d) if np.ndim(cov0) == 0 else 1.0)
+    M0 = np.empty_like(P)
+    M0[n] = p.QT
+    for l in range(n - 1, -1, -1):
+        M0[l] = c["Q"] + c["A"].T @ M0[l + 1] @ c["A"]
+    W = c["W"]
+    fluct = np.trace(M0[0] @ S0) + sum(np.trace(M0[l + 1] @ W) for l in range(n))
+    J = sol.cost(m0, S0)
+    Ah, Bh = c["A"] + c["Abar"], c["B"] + c["Bbar"]
+    Qh, Rh, QTh = c["Q"] + c["Qbar"], c["R"] + c["Rbar"], p.QT + p.QTbar
+    out = {
+        "J_star_h": J,
+        "noise": float(fluct + m0 @ sol.arrays["Pi"][0] @ m0 - J) / J,
+    }
+    for name, law in laws.items():
+        E = _open_loop_basis(law, n, h, d)  # [n, m, k]
+        k = E.shape[-1]
+        # m_l = a_l + G_l c; the mean cost Σ_l (m_lᵀQ̂m_l + u_lᵀR̂u_l) + m_nᵀQ̂_T m_n = c0 + 2gᵀc + cᵀHc
+        a, G = m0.copy(), np.zeros((d, k))
+        H, g, c0 = np.zeros((k, k)), np.zeros(k), 0.0
+        for l in range(n):
+            c0 += a @ Qh @ a
+            g += G.T @ Qh @ a
+            H += G.T @ Qh @ G + E[l].T @ Rh @ E[l]
+            a, G = Ah @ a, Ah @ G + Bh @ E[l]
+        c0 += a @ QTh @ a
+        g += G.T @ QTh @ a
+        H += G.T @ QTh @ G
+        best = -np.linalg.lstsq(H, g, rcond=None)[0]
+        mean = c0 + 2 * g @ best + best @ H @ best
+        out[name] = float(fluct + mean - J) / J
+    return out
+
+
+def _open_loop_basis(law, n: int, h: float, d: int) -> np.ndarray:
+    """E ``[n, m, k]`` with θ(t_l) = E_l c for the law's k parameters c (the law must be linear in them)."""
+    params = [q for q in law.parameters() if q.requires_grad]
+    keep = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    x = torch.zeros(1, d, dtype=keep.dtype)
+    cols = []
+    with torch.no_grad():
+        for j in range(keep.numel()):
+            e = torch.zeros_like(keep)
+            e[j] = 1.0
+            torch.nn.utils.vector_to_parameters(e, params)
+            cols.append(torch.stack([law(l * h, x).reshape(-1) for l in range(n)]))  # [n, m]
+        torch.nn.utils.vector_to_parameters(keep, params)
+    return torch.stack(cols, -1).numpy()
+
+
+def _lq_noise(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
+    from control import LQProblem
+
+    prob = LQProblem(**NOISE_PROBLEM)
+
+    def make(seed: int):
+        return action_particles(prob, [NOISE_M0], 0.0, n_particles=s["particles"],
+                                n_steps=s["n_steps"], seed=seed)  # fmt: skip
+
+    return _fit_particles(make, laws, seeds, s)
+
+
+def _lq_noise_floors(s: dict) -> dict:
+    """Exact gaps (%) of the best constant, time and untied (one piece per step) open-loop controls; ``noise``
+    is the untied one's, the price of open loop under noise alone (docs/theory.md#open-loop-gap)."""
+    from control import LQProblem
+
+    prob = LQProblem(**NOISE_PROBLEM)
+    pl = action_particles(prob, [NOISE_M0], 0.0, n_particles=2, n_steps=s["n_steps"])
+    laws = {
+        law: pl.make_law(law, init=torch.zeros(pl.law_shape, dtype=torch.float64),
+                         **_law_options(law, s))
+        for law in ("constant", "time", "untied")
+    }  # fmt: skip
+    f = open_loop_floors(prob, [NOISE_M0], 0.0, s["n_steps"], laws)
+    return {k: 100 * v for k, v in f.items() if k != "J_star_h"}
+
+
+LQ_NOISE = Task(
+    name="lq_noise",
+    description=(
+        "LQ control under additive noise (dx = (x + u)dt + dW, cost E∫(x² + (Ex)² + u²) + x_T², T = 1, x0 = 1) "
+        "with the law's output as the control, u_i = −θ(t, x_i, μ): constant, time and untied laws are "
+        "open-loop controls that cannot react to the noise, feedback and meanfield laws are state feedback "
+        "(docs/theory.md#open-loop-gap)"
+    ),
+    concept="control",
+    metric="gap to the optimum",
+    unit="%",
+    reference=(
+        "exact discrete optimum J*_h (Riccati feedback), gap measured on common fresh noise with the optimal "
+        "law; exact floors of the open-loop classes: any open-loop control pays the noise gap "
+        "Σ_l tr((M⁰_l+1 − P_l+1) W) / J*_h = {noise:+.2f} % (the untied law's floor, one piece per step); "
+        "best constant {constant:+.2f} %, best time {time:+.2f} %; feedback and meanfield contain the "
+        "optimum up to their polynomial-in-t gains"
+    ),
+    budget=(
+        "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
+        "to tune) with the same cap on rollouts of the particle system (each n_steps field evaluations), "
+        "stopping earlier when the loss improves by less than 1e-6 over 2 steps (status ok); parameters are "
+        "not matched: the law class is the treatment, and the exact floors bound every open-loop law "
+        "whatever its size."
+    ),
+    expected={"time": "better", "untied": "better", "feedback": "better", "meanfield": "better"},
+    sizes={
+        "quick": dict(
+            seeds=6,
+            laws=("constant", "untied", "feedback"),
+            particles=64,
+            n_steps=10,
+            iters=6,
+            rollouts=400,
+            eval_particles=4000,
+            init_noise=0.1,
+        ),
+        "full": dict(
+            seeds=10,
+            laws=("constant", "untied", "time", "feedback", "meanfield"),
+            particles=256,
+            n_steps=25,
+            iters=20,
+            rollouts=600,
+            eval_particles=20_000,
+            init_noise=0.1,
+        ),
+    },  # fmt: skip
+    run=_lq_noise,
+    floors=_lq_noise_floors,
 )
 
 
@@ -477,10 +688,10 @@ FORECAST = Task(
     run=_forecast,
 )
 
-TASKS: dict[str, Task] = {t.name: t for t in (LQ_CONTROL, LQ_GAME, FORECAST)}
+TASKS: dict[str, Task] = {t.name: t for t in (LQ_CONTROL, LQ_NOISE, LQ_GAME, FORECAST)}
 SUITES: dict[str, tuple[str, ...]] = {
-    "quick": ("lq_control", "lq_game"),
-    "full": ("lq_control", "lq_game", "forecast"),
+    "quick": ("lq_control", "lq_noise", "lq_game"),
+    "full": ("lq_control", "lq_noise", "lq_game", "forecast"),
 }
 
 
