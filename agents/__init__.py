@@ -20,7 +20,13 @@ from .equilibrium import Equilibrium
 from .experiments.background import Job, get_job, list_jobs, submit_job
 from .experiments.config import Experiment, load_experiment
 from .experiments.fusion import FusedGame, play_fused, play_many
-from .experiments.results import open_results, write_results
+from .experiments.results import (
+    attention_maps,
+    load_trained_game,
+    load_weights,
+    open_results,
+    write_results,
+)
 from .experiments.runner import RunHandle, run_experiment, submit_experiment
 from .exploitability import Exploitability, exploitability
 from .finite import (
@@ -69,6 +75,9 @@ __all__ = [
     "RunHandle",
     "write_results",
     "open_results",
+    "load_weights",
+    "load_trained_game",
+    "attention_maps",
     "load_experiment",
     "Experiment",
     "Agent",

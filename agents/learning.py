@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +22,31 @@ OPTIMIZERS = ("sgd", "adam")
 BLOWUP = 1e12
 RTOL = 1e-3  # residual relative to the first one, the default stopping rule of gradient play
 POLISH_RTOL = 1e-2  # gradient play before best-response rounds only needs to get near
+
+# progress(step, total, costs) of the learning running in this context (``reporting``); costs are the
+# Λ-costs at that step, [n] for one game, [cells, n] for a game of independent cells
+_REPORT: contextvars.ContextVar[tuple[Callable, int] | None] = contextvars.ContextVar(
+    "mftt_learning_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting(progress: Callable | None, total: int) -> Iterator[None]:
+    """Within the block, the learning loops (``gradient_play_cells``, ``polish``) whose step budget is ``total``
+    call ``progress(step, total, costs)`` once per step; loops with another budget (a Stackelberg
+    follower's inner play, best-response searches) stay silent. ``None``: nothing is reported.
+    The callable only observes: the numbers of the learning do not change."""
+    token = _REPORT.set(None if progress is None else (progress, int(total)))
+    try:
+        yield
+    finally:
+        _REPORT.reset(token)
+
+
+def _report(step: int, total: int, costs) -> None:
+    hook = _REPORT.get()
+    if hook is not None and hook[1] == int(total):
+        hook[0](int(step), int(total), np.asarray(costs, dtype=float))
 
 
 def own_grads(
@@ -119,7 +146,7 @@ def gradient_play(
     θ ← P(θ − η(2g_t − g_{t−1})). Stops when the step length / η (the projected-gradient residual) is
     below ``tol``. Returns (status, iterations, residual, history [iterations, n] of Λ-costs).
     """
-    if getattr(game, "n_cells", 1) != 1:
+    if game.n_cells != 1:
         raise ValidationError(
             "game", "a single game (use gradient_play_cells)", type(game).__name__
         )
@@ -180,7 +207,7 @@ def gradient_play_cells(
     whose residual is a gradient norm of badly scaled policy parameters; 0 otherwise). With Adam and ``anneal``, the rate follows a
     cosine from ``lr`` to ``lr``/100 over the step budget (Adam at a fixed rate hovers instead of converging).
     """
-    C = int(getattr(game, "n_cells", 1))
+    C = int(game.n_cells)
     n = game.n_agents // C
     agents = list(range(game.n_agents)) if agents is None else list(agents)
     mine = [[k for k in agents if k // n == c] for c in range(C)]
@@ -203,6 +230,7 @@ def gradient_play_cells(
             hist[c].append(e[c])
             if not np.isfinite(e[c]).all() or not _finite(ps[c]):
                 status[c] = "diverged"
+        _report(it, steps, e[0] if C == 1 else e)
         live = [c for c in live if status[c] != "diverged"]
         if not live:
             break
@@ -276,6 +304,7 @@ def polish(
     rtol: float = 2e-4,
     max_iter: int = 25,
     budget: int | None = None,
+    step0: int | None = None,
 ) -> tuple[bool, int, float, np.ndarray]:
     """Gauss–Seidel best responses in each agent's own class (L-BFGS-B over its parameters, others frozen).
 
@@ -360,7 +389,7 @@ def polished(
     status, it, res, hist = learned
     if steps - it <= 0:
         return ("max_steps" if status == "converged" else status), it, res, hist
-    ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds, budget=steps - it)
+    ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds, budget=steps - it, step0=it)
     if ok:
         return "converged", it + r, gain, hist
     return ("max_steps" if status == "converged" else status), it + r, gain, hist

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -22,6 +23,7 @@ from .best_response import Budget
 from .concepts import SOLUTION_CONCEPTS
 from .concepts import solve as _solve
 from .empathy import as_Lambda
+from .learning import reporting
 from .scenarios import get_scenario
 from .verdict import Tolerance, Verdict, measure, method_label
 
@@ -59,6 +61,9 @@ class Outcome:
         None  # the closed-form profile played on the cell's grid
     )
     iterations: int = 0  # learning steps taken
+    # the learned parameters of MFTT policies, ``"agent.<j>.<k>"`` -> the k-th parameter of agent j
+    # (``game.parameters_of(j)`` order, CPU copies); None for other policies
+    weights: dict[str, np.ndarray] | None = None
 
 
 def check_play_kwargs(kw: dict):
@@ -109,7 +114,7 @@ def play(
     params: dict | None = None,
     mftt: dict | None = None,
     device: str = "cpu",
-    progress: bool = False,
+    progress: bool | Callable[[int, int, np.ndarray], None] = False,
     solver=None,
     tolerance: Tolerance | None = None,
     init_noise: float = 0.0,
@@ -123,6 +128,8 @@ def play(
     ``agents.concepts.solve`` for the learning (same signature), e.g. the per-agent Ray actors' solver.
     ``init_noise`` > 0 adds a seeded Gaussian perturbation to every agent's initial parameters (``perturb``),
     so that the seed reaches laws whose initialisation is otherwise deterministic (linear gains start at 0).
+    ``progress``: True prints the learning's progress; a callable ``progress(step, total, costs)`` is called
+    at every learning step instead (``total`` = ``steps``, ``costs`` the Λ-costs [n]; it only observes).
     """
     if solver is not None and not callable(solver):
         raise ValidationError(
@@ -175,8 +182,10 @@ def play(
             nfe=int(getattr(game, "nfe", 0)),
         )
 
+    hook = progress if callable(progress) else None
     try:
-        eq = solve(game, concept, L, steps=steps, lr=lr, progress=progress)
+        with reporting(hook, steps):
+            eq = solve(game, concept, L, steps=steps, lr=lr, progress=bool(progress) and not hook)
     except ValidationError:
         raise
     except (DivergenceError, FloatingPointError, OverflowError) as err:
@@ -269,8 +278,18 @@ def outcome(
         nfe=int(getattr(game, "nfe", 0)),
         gains=None if ex is None else np.asarray(ex.gains, dtype=float),
         exploitability_method=method_label(ex),
+        weights=trained_weights(game) if base.get("policy") == "mftt" else None,
         **common,
     )
+
+
+def trained_weights(game) -> dict[str, np.ndarray]:
+    """Every agent's parameters as CPU arrays, ``"agent.<j>.<k>"`` for the k-th of ``game.parameters_of(j)``."""
+    out = {}
+    for j in range(game.n_agents):
+        for k, p in enumerate(game.parameters_of(j)):
+            out[f"agent.{j}.{k}"] = p.detach().cpu().numpy().copy()
+    return out
 
 
 def _no_equilibrium(sc, L: np.ndarray) -> str | None:

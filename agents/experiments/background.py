@@ -3,7 +3,9 @@
 A job is a folder ``<results>/jobs/<id>/`` written before anything runs: ``experiment.toml`` (the manifest
 that reproduces the run), ``job.json`` (id, name, creation time, process id, the caller's settings, the
 output path) and ``status.json`` (written by the worker about twice a second: status, cells done/failed/total,
-an ETA that only counts down, elapsed time, message). The results go to ``<results>/<id>.nc``; finished cells
+an ETA that only counts down, elapsed time, message). A running cell reports its learning step k of K and
+its Λ-cost curve in ``<results>/<id>.nc.parts/progress-<cell>.json`` (``Job.cells_progress``), which also
+refines the ETA within a cell. The results go to ``<results>/<id>.nc``; finished cells
 are saved at once under ``<results>/<id>.nc.parts/`` (``agents.experiments.runner``), so a cancelled job keeps them:
 the worker assembles them into ``<id>.nc`` (unfinished cells ``missing``) before it exits.
 
@@ -122,6 +124,7 @@ class Job:
             "eta": None,
             "statuses": st.get("statuses") or {},
             "best_gap": st.get("best_gap"),
+            "cells": [],
         }
         now = time.time()
         started = st.get("started") or meta.get("created") or now
@@ -134,7 +137,16 @@ class Job:
             if pid and not _alive(pid):  # the worker died without writing its final status
                 p["status"] = "lost"
                 p["message"] = p["message"] or "the worker process ended without a final status"
+            else:
+                p["cells"] = self.cells_progress()
         return p
+
+    def cells_progress(self) -> list[dict[str, Any]]:
+        """The running cells' learning progress: ``cell`` (grid index), ``step`` k of ``total`` K, ``steps`` and
+        ``cost`` (the total Λ-cost per step, thinned), ``started``/``updated`` (epoch s)."""
+        from .results import read_progress
+
+        return read_progress(Path(str(self.out) + ".parts"))
 
     @property
     def status(self) -> str:
@@ -244,7 +256,7 @@ def get_job(results: str | Path, job_id: str) -> Job | None:
 
 # ---- the worker ----------------------------------------------------------------------------
 def _worker(folder: Path) -> int:
-    from .results import assemble, read_parts, write_results
+    from .results import assemble, attach_weights, read_parts, read_progress, write_results
     from .runner import RunCancelled, RunState, parts_dir_for, run_experiment
 
     job = Job(folder)
@@ -260,6 +272,12 @@ def _worker(folder: Path) -> int:
             if info.get("status") != "running" and final is None:
                 return
             eta = state.eta()
+            # within a cell: its learning steps done (progress files) count as a fraction of a cell
+            running = read_progress(parts_dir_for(out)) if final is None else []
+            frac = sum(min(1.0, p["step"] / p["total"]) for p in running if p["total"] > 0)
+            if frac > 0 and state.total:
+                spent = time.monotonic() - state.started
+                eta = spent / (state.computed + frac) * max(0.0, state.total - state.done - frac)
             if eta is not None:  # the shown ETA only counts down
                 d = time.time() + eta
                 deadline[0] = d if deadline[0] is None else min(deadline[0], d)
@@ -304,6 +322,7 @@ def _worker(folder: Path) -> int:
         summary = {}
         if parts:
             ds = assemble(exp, parts)
+            attach_weights(ds, exp, out)
             write_results(ds, out)
             summary = _summary(ds)
         print(

@@ -33,8 +33,18 @@ Schema (the contract between the runner, the CLI and the app):
   ``git_commit``, ``source_hash`` (the packages' source, ``agents.experiments.cluster``), ``device``, ``created`` (UTC ISO
   time), ``schema`` (``mftt-results/1``).
 
+  ``weights`` (JSON, only when cells learned MFTT policies): ``{"format": 1, "dir": "<out name>.weights",
+  "cells": {"<cell index>": "cell-<index>-<key>.safetensors"}}``, the trained parameters stored beside the file.
+
 Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>.npz`` (atomically) so a
-killed run resumes without recomputing it.
+killed run resumes without recomputing it; a running cell reports its learning steps in
+``<out>.parts/progress-<index>.json`` (``write_progress``/``read_progress``).
+
+Trained weights: a cell whose policy is an MFTT writes its learned parameters to
+``<out>.weights/cell-<index>-<key>.safetensors`` (tensors ``agent.<j>.<k>``: agent j's k-th parameter in
+``game.parameters_of(j)`` order; metadata: the cell's ``agents.play`` arguments). ``load_weights`` reads them
+back with safetensors (tensors only, never pickle); ``load_trained_game`` rebuilds the cell's game with them
+and ``attention_maps`` shows what an agent's trained MFTT attends to.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import io
 import json
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Mapping
 from importlib import metadata
@@ -142,6 +153,7 @@ MAX_OBJECTS = 10_000  # groups, datasets and attributes a results file may hold
 _SCHEMA_VARS = (*_NUM, *_STR, "gap", "gap_grid")
 _TEXT_ATTRS = ("schema", "name", "manifest", "versions", "git_commit", "device", "created")
 _TEXT_ATTRS = (*_TEXT_ATTRS, "source_hash")  # the code version (agents.experiments.cluster)
+_TEXT_ATTRS = (*_TEXT_ATTRS, "weights")  # the trained weights beside the file (JSON index)
 
 
 def max_read_mb() -> float:
@@ -375,7 +387,12 @@ def outcome_dataset(outcome: Any, *, key: str = "", index: int = -1) -> xr.Datas
             np.array([str(a) for a in (g("agent_names") or [])] or [""] * n, dtype=object),
         ),
     }
-    return xr.Dataset(data, attrs={"cell_key": key, "cell_index": index})
+    attrs: dict[str, Any] = {"cell_key": key, "cell_index": index}
+    if g(
+        "weights"
+    ):  # trained MFTT parameters, written beside the results by the runner (write_weights)
+        attrs["weights"] = {k: np.asarray(v) for k, v in g("weights").items()}
+    return xr.Dataset(data, attrs=attrs)
 
 
 def failed_dataset(
@@ -726,3 +743,384 @@ def summary_table(ds: xr.Dataset) -> list[dict[str, Any]]:
         row["method"] = ",".join(dict.fromkeys(str(m) for m in methods if str(m)))
         rows.append(row)
     return rows
+
+
+# ---- trained weights -----------------------------------------------------------------------
+WEIGHTS_FORMAT = 1
+MAX_WEIGHTS_BYTES = 1024 * 2**20  # one cell's parameters; a larger file is not one we wrote
+_WEIGHTS_NAME = re.compile(r"cell-(\d{6,})-([0-9a-f]{1,64})\.safetensors")
+
+
+def weights_dir_for(out: str | Path) -> Path:
+    """Where the trained weights of the run writing ``out`` live: ``<out>.weights/``."""
+    return Path(str(out) + ".weights")
+
+
+def weights_path(weights_dir: str | Path, index: int, key: str) -> Path:
+    """``<weights_dir>/cell-<index>-<key>.safetensors`` (the key: hash of the cell's arguments)."""
+    return Path(weights_dir) / f"cell-{index:06d}-{key}.safetensors"
+
+
+def write_weights(
+    weights_dir: str | Path,
+    index: int,
+    key: str,
+    weights: Mapping[str, Any],
+    *,
+    kwargs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one cell's trained parameters atomically as safetensors (metadata: cell, arguments, code)."""
+    from safetensors.numpy import save  # optional-weight import: only runs with MFTT cells need it
+
+    meta = {
+        "format": str(WEIGHTS_FORMAT),
+        "cell_index": str(int(index)),
+        "cell_key": str(key),
+        "args": args_hash(kwargs) if kwargs is not None else "",
+        "kwargs": json.dumps(dict(kwargs or {}), sort_keys=True, default=_jsonable),
+        "code": code_version(),
+    }
+    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in weights.items()}
+    path = weights_path(weights_dir, index, key)
+    atomic_write_bytes(path, save(arrays, metadata=meta))
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return str(x)
+
+
+def attach_weights(ds: xr.Dataset, experiment: Any, out: str | Path) -> xr.Dataset:
+    """Reference the weights files of ``experiment``'s cells found in ``<out>.weights/`` from ``ds.attrs``."""
+    wdir = weights_dir_for(out)
+    cells: dict[str, str] = {}
+    if wdir.is_dir() and not wdir.is_symlink():
+        for c in experiment.cells():
+            p = weights_path(wdir, c.index, c.key)
+            if p.is_file() and not p.is_symlink():
+                cells[str(c.index)] = p.name
+    if cells:
+        ds.attrs["weights"] = json.dumps(
+            {"format": WEIGHTS_FORMAT, "dir": wdir.name, "cells": cells}, sort_keys=True
+        )
+    else:
+        ds.attrs.pop("weights", None)
+    return ds
+
+
+def _weights_bad(path: Any, reason: str) -> ValidationError:
+    return ValidationError(
+        "weights", "trained weights stored with the results", str(path), reason=reason
+    )
+
+
+def weights_index(results: str | Path | xr.Dataset) -> dict[int, str]:
+    """Cell index → weights file name, from a results file's (or Dataset's) ``weights`` attribute."""
+    ds = results if isinstance(results, xr.Dataset) else open_results(results)
+    raw = ds.attrs.get("weights")
+    if not raw:
+        return {}
+    try:
+        idx = json.loads(raw)
+        cells = {int(k): str(v) for k, v in dict(idx["cells"]).items()}
+    except (ValueError, TypeError, KeyError):
+        raise _weights_bad("weights", "the index is not valid JSON") from None
+    for i, name in cells.items():
+        m = _WEIGHTS_NAME.fullmatch(name)
+        if m is None or int(m[1]) != i:
+            raise _weights_bad(name, f"not the file name of cell {i}")
+    return cells
+
+
+def cell_index(ds: xr.Dataset, cell: int | Mapping[str, Any]) -> int:
+    """The flat grid index of ``cell``: an int, or a mapping dim → label (dims of size 1 may be left out)."""
+    dims = list(ds["status"].dims)
+    shape = [ds.sizes[d] for d in dims]
+    total = int(np.prod(shape)) if shape else 1
+    if isinstance(cell, bool) or not isinstance(cell, int | np.integer | Mapping):
+        raise ValidationError("cell", "a cell index or a mapping dim -> label", type(cell).__name__)
+    if not isinstance(cell, Mapping):
+        if not 0 <= int(cell) < total:
+            raise ValidationError("cell", f"an index in [0, {total - 1}]", cell)
+        return int(cell)
+    unknown = sorted(set(cell) - set(dims))
+    if unknown:
+        raise ValidationError(f"cell.{unknown[0]}", f"one of the grid dims {dims}", "unknown dim")
+    pos = []
+    for d, n in zip(dims, shape, strict=True):
+        labels = [v.item() if hasattr(v, "item") else v for v in ds[d].values]
+        if d not in cell:
+            if n != 1:
+                raise ValidationError(f"cell.{d}", f"one of {labels}", "missing")
+            pos.append(0)
+            continue
+        want = cell[d]
+        hits = [i for i, v in enumerate(labels) if v == want or str(v) == str(want)]
+        if not hits:
+            raise ValidationError(f"cell.{d}", f"one of {labels}", want)
+        pos.append(hits[0])
+    return int(np.ravel_multi_index(pos, shape)) if shape else 0
+
+
+def _weights_file(
+    results: str | Path, cell: int | Mapping[str, Any], ds: xr.Dataset | None
+) -> tuple[Path, int]:
+    path = Path(results)
+    ds = open_results(path) if ds is None else ds
+    index = cell_index(ds, cell)
+    files = weights_index(ds)
+    if index not in files:
+        raise _weights_bad(
+            f"{path.name} cell {index}",
+            "no trained weights for this cell (its policy is not an MFTT, it failed, or it did not finish)",
+        )
+    wdir = weights_dir_for(path)
+    f = wdir / files[index]
+    if wdir.is_symlink() or f.is_symlink() or not f.is_file():
+        raise _weights_bad(f, "missing, or not a plain file")
+    if f.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise _weights_bad(f, f"larger than {MAX_WEIGHTS_BYTES} bytes")
+    return f, index
+
+
+def weights_metadata(
+    results: str | Path, cell: int | Mapping[str, Any], *, ds: xr.Dataset | None = None
+) -> dict[str, Any]:
+    """The metadata of a cell's weights file: ``cell_index``, ``cell_key``, ``kwargs`` (the play arguments),
+    ``code`` (the code version that trained it), ``file``. ``ds``: the results already opened (faster)."""
+    from safetensors import safe_open  # optional-weight import: safetensors only for stored weights
+
+    f, index = _weights_file(results, cell, ds)
+    try:
+        with safe_open(str(f), framework="numpy") as sf:
+            meta = dict(sf.metadata() or {})
+    except Exception as e:  # a damaged file: one line
+        raise _weights_bad(f, f"{type(e).__name__}: unreadable safetensors") from None
+    try:
+        kwargs = json.loads(meta.get("kwargs", "{}"))
+    except ValueError:
+        raise _weights_bad(f, "metadata kwargs are not JSON") from None
+    if meta.get("cell_index") != str(index) or not isinstance(kwargs, dict):
+        raise _weights_bad(f, f"metadata of another cell ({meta.get('cell_index')!r})")
+    return {
+        "cell_index": index,
+        "cell_key": meta.get("cell_key", ""),
+        "kwargs": kwargs,
+        "code": meta.get("code", ""),
+        "file": f,
+    }
+
+
+def _tensors(f: Path) -> dict[str, Any]:
+    from safetensors.torch import (
+        load_file,
+    )  # optional-weight import: safetensors only for stored weights
+
+    try:
+        return load_file(str(f), device="cpu")
+    except Exception as e:  # a damaged file: one line
+        raise _weights_bad(f, f"{type(e).__name__}: unreadable safetensors") from None
+
+
+def load_weights(
+    results: str | Path, cell: int | Mapping[str, Any], *, ds: xr.Dataset | None = None
+) -> dict[str, Any]:
+    """The trained parameters of ``cell`` of the results file ``results``: ``{"agent.<j>.<k>": tensor}``.
+
+    Read with ``safetensors.torch.load_file`` (tensors only: nothing in the file is executed). ``cell`` is
+    the flat grid index or a mapping dim → label (``{"seed": 1}`` when the other dims have one label);
+    ``ds``: the results already opened (``open_results``), to skip reading them again.
+    """
+    return _tensors(weights_metadata(results, cell, ds=ds)["file"])
+
+
+def load_trained_game(
+    results: str | Path, cell: int | Mapping[str, Any], *, ds: xr.Dataset | None = None
+):
+    """The cell's game rebuilt as ``agents.play`` built it (same scenario, Λ, law, seed), holding the trained
+    parameters of ``load_weights``. Returns ``(game, kwargs)``."""
+    import torch  # the game side's tensors
+
+    from ..empathy import as_Lambda
+    from ..play import check_play_kwargs
+
+    meta = weights_metadata(results, cell, ds=ds)
+    kw = meta["kwargs"]
+    state = _tensors(meta["file"])
+    try:
+        cls, policy, _, _, _, seed = check_play_kwargs(kw)
+    except KeyError:
+        raise _weights_bad(meta["file"], "metadata without a scenario") from None
+    sc = cls(kw.get("n_agents"), **(kw.get("params") or {}))
+    L = as_Lambda(kw.get("Lambda", "selfish"), sc.n_players, kw.get("Lambda_alpha", 0.5))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    game = sc.game(
+        Lambda=L, law=kw.get("law", "feedback"), policy=policy, mftt=kw.get("mftt"), seed=seed,
+        device="cpu",
+    )  # fmt: skip
+    used = set()
+    with torch.no_grad():
+        for j in range(game.n_agents):
+            for k, p in enumerate(game.parameters_of(j)):
+                name = f"agent.{j}.{k}"
+                t = state.get(name)
+                if t is None or tuple(t.shape) != tuple(p.shape):
+                    got = "missing" if t is None else tuple(t.shape)
+                    raise _weights_bad(
+                        meta["file"], f"{name}: expected shape {tuple(p.shape)}, got {got}"
+                    )
+                p.copy_(t.to(dtype=p.dtype))
+                used.add(name)
+    extra = sorted(set(state) - used)
+    if extra:
+        raise _weights_bad(meta["file"], f"unexpected tensor {extra[0]}")
+    return game, kw
+
+
+def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict[str, Any]:
+    """What agent ``agent``'s MFTT attends to in ``game``, on the tokens it reads when it plays.
+
+    Differential games: the agent's observation at the rollout's time step ``time_index`` (default: the
+    first) with the time appended, as ``agents.agent.MFTTPolicy`` reads it; Cournot's MFTT firms: the first
+    market's (price, quantity) history window. Returns ``maps`` [depth times, heads, D, D] (row: query
+    token, column: key token), ``depth_times`` (the transformer's depth times of the maps), ``token`` (what a
+    token is: "particle", "agent", "window step"), ``times`` (the rollout's time grid, or []), ``time``.
+    """
+    import torch  # the game side's tensors
+
+    from ..agent import MFTTPolicy
+
+    j = int(agent)
+    if not 0 <= j < game.n_agents:
+        raise ValidationError("agent", f"an agent in [0, {game.n_agents - 1}]", agent)
+    times: list[float] = []
+    t_shown = None
+    if hasattr(game, "models") and hasattr(game, "tokens"):  # Cournot's MFTT firms
+        model, tokens, token = game.models[j], game.tokens[0], "window step"
+    else:
+        agents_ = getattr(game, "agents", None)
+        policy = agents_[j].policy if agents_ else None
+        if not isinstance(policy, MFTTPolicy) or not hasattr(game, "simulate"):
+            raise ValidationError(
+                "policy", "an agent MFTT reading tokens (a differential game or Cournot)",
+                type(policy).__name__ if policy is not None else type(game).__name__,
+            )  # fmt: skip
+        with torch.no_grad():
+            xs, _ = game.simulate(return_states=True)
+        grid = game.times
+        times = [float(t) for t in grid.cpu()]
+        k = 0 if time_index is None else int(time_index)
+        if not 0 <= k < len(times):
+            raise ValidationError("time_index", f"a time step in [0, {len(times) - 1}]", time_index)
+        t = grid[k]
+        with torch.no_grad():
+            obs = game.stack.run(lambda: game.observe(t, xs[k]))[j]  # [P_obs, d_obs]
+        tt = torch.full(obs.shape[:-1] + (1,), float(t), dtype=obs.dtype, device=obs.device)
+        model, tokens, t_shown = policy.model, torch.cat([obs, tt], -1), float(t)
+        default_obs = getattr(game, "observe_all", None) or getattr(game, "_observe_all", None)
+        token = "particle" if game.observe == default_obs else (
+            "agent" if obs.shape[0] == game.n_agents else "token"
+        )  # fmt: skip
+    with torch.no_grad():
+        _, info = model(tokens, return_info=True)
+    maps = np.stack([np.asarray(w.detach().cpu().numpy(), dtype=float) for w in info["attention"]])
+    if maps.ndim == 3:  # one head: [depth, D, D]
+        maps = maps[:, None]
+    depth = np.asarray(info["times"].detach().cpu().numpy(), dtype=float)
+    return {
+        "maps": maps,
+        "depth_times": depth[: maps.shape[0]],
+        "token": token,
+        "times": times,
+        "time": t_shown,
+        "tokens": np.asarray(tokens.detach().cpu().numpy(), dtype=float),
+    }
+
+
+# ---- progress of running cells -------------------------------------------------------------
+PROGRESS_INTERVAL = 0.5  # seconds between two writes of a running cell's progress file
+_PROGRESS_POINTS = 400  # Λ-cost curve points kept in the file (thinned evenly beyond)
+
+
+def progress_path(parts_dir: str | Path, index: int) -> Path:
+    return Path(parts_dir) / f"progress-{index:06d}.json"
+
+
+class CellProgress:
+    """``progress(step, total, costs)`` for ``agents.play``: writes ``<parts>/progress-<index>.json`` at most
+    every ``PROGRESS_INTERVAL`` s (and at the last step): step, total, the total Λ-cost per step, times.
+
+    It only observes; a file that cannot be written is skipped (the cell goes on)."""
+
+    def __init__(
+        self, parts_dir: str | Path, index: int, key: str = "", *, interval: float | None = None
+    ):
+        import time
+
+        self._time = time.time
+        self.path = progress_path(parts_dir, index)
+        self.index, self.key = int(index), str(key)
+        self.interval = PROGRESS_INTERVAL if interval is None else float(interval)
+        self.started = self._time()
+        self.last = 0.0
+        self.step, self.total = 0, 0
+        self.curve: list[float] = []
+        self.writes = 0
+
+    def __call__(self, step: int, total: int, costs: Any) -> None:
+        c = np.asarray(costs, dtype=float)
+        self.step, self.total = int(step), int(total)
+        self.curve.append(float(c.sum()) if c.ndim <= 1 else float(c.sum(-1).mean()))
+        now = self._time()
+        if now - self.last >= self.interval or self.step >= self.total:
+            self.last = now
+            self.flush()
+
+    def flush(self) -> None:
+        curve = np.asarray(self.curve, dtype=float)
+        steps = np.arange(1, len(curve) + 1)
+        if len(curve) > _PROGRESS_POINTS:
+            keep = np.unique(np.linspace(0, len(curve) - 1, _PROGRESS_POINTS).round().astype(int))
+            curve, steps = curve[keep], steps[keep]
+        data = {
+            "cell": self.index, "key": self.key, "step": self.step, "total": self.total,
+            "steps": steps.tolist(), "cost": [c if np.isfinite(c) else None for c in curve.tolist()],
+            "started": self.started, "updated": self._time(), "pid": os.getpid(),
+        }  # fmt: skip
+        try:
+            atomic_write_bytes(self.path, json.dumps(data).encode())
+            self.writes += 1
+        except OSError:  # progress is a courtesy: the cell goes on
+            pass
+
+    def close(self) -> None:
+        """The cell has finished: its progress file goes (its part file holds the result)."""
+        self.path.unlink(missing_ok=True)
+
+
+def read_progress(parts_dir: str | Path) -> list[dict[str, Any]]:
+    """The progress of the running cells under ``parts_dir``, by cell index (unreadable files skipped)."""
+    d = Path(parts_dir)
+    out = []
+    if not d.is_dir() or d.is_symlink():
+        return out
+    for f in sorted(d.glob("progress-*.json")):
+        try:
+            if f.is_symlink() or f.stat().st_size > 2**20:
+                continue
+            p = json.loads(f.read_text())
+            p = {
+                "cell": int(p["cell"]), "step": int(p["step"]), "total": int(p["total"]),
+                "steps": [int(s) for s in p.get("steps", [])],
+                "cost": [float("nan") if c is None else float(c) for c in p.get("cost", [])],
+                "started": float(p.get("started", 0.0)), "updated": float(p.get("updated", 0.0)),
+            }  # fmt: skip
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        out.append(p)
+    return sorted(out, key=lambda p: p["cell"])

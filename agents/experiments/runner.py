@@ -37,6 +37,8 @@ from rich.progress import (
 
 from control.errors import ValidationError, choice, number
 
+from ..learning import reporting
+from ..play import check_play_kwargs
 from ..status import FAILED
 from . import cluster
 from .actors import ActorPool, run_cell_actors
@@ -46,12 +48,18 @@ from .config import BACKENDS, Cell, Experiment
 from .fusion import plan, play_fused
 from .outputs import RunCancelled, check_output, output_guard
 from .results import (
+    CellProgress,
     assemble,
+    attach_weights,
     failed_dataset,
     outcome_dataset,
+    progress_path,
     read_parts,
+    weights_dir_for,
+    weights_path,
     write_part,
     write_results,
+    write_weights,
 )
 
 RAY_ENV = {
@@ -84,20 +92,32 @@ class RunState:
 
 # ---- one cell ------------------------------------------------------------------------------
 def run_cell(
-    kwargs: dict[str, Any], key: str = "", index: int = -1, threads: int | None = None
+    kwargs: dict[str, Any],
+    key: str = "",
+    index: int = -1,
+    threads: int | None = None,
+    progress_dir: str | None = None,
 ) -> xr.Dataset:
-    """Play one cell with ``agents.play`` and return its Dataset; never raises (status failed + message)."""
+    """Play one cell with ``agents.play`` and return its Dataset; never raises (status failed + message).
+
+    ``progress_dir``: report the learning steps in ``<progress_dir>/progress-<index>.json`` while it runs
+    (``agents.experiments.results.CellProgress``, at most every 0.5 s; removed when the cell ends).
+    """
     if threads:
         torch.set_num_threads(max(1, int(threads)))
     # looked up when the cell runs, so that a substituted agents.play.play (tests inject failures) is used
     from ..play import play
 
+    hook = CellProgress(progress_dir, index, key) if progress_dir else None
     try:
-        out = play(**kwargs, progress=False)
+        out = play(**kwargs, progress=hook or False)
     except ValidationError as e:
         return failed_dataset(str(e), key=key, index=index)
     except Exception as e:  # a cell must not kill the sweep
         return failed_dataset(f"{type(e).__name__}: {e}", key=key, index=index)
+    finally:
+        if hook is not None:
+            hook.close()
     return outcome_dataset(out, key=key, index=index)
 
 
@@ -107,13 +127,15 @@ def run_cells(
     indices: list[int],
     threads: int | None = None,
     node: bool = False,
+    progress_dir: str | None = None,
 ) -> list[xr.Dataset]:
     """Play cells that may be fused (``agents.experiments.fusion``) and return one Dataset per cell; never raises.
 
     A group that cannot be fused, or fails in any cell, is played cell by cell (each cell then gets the
     status and message of its own ``play``). ``node``: record the Ray node it ran on (cluster runs).
+    ``progress_dir``: where running cells report their learning steps (``run_cell``).
     """
-    dss = _run_cells(kwargs, keys, indices, threads)
+    dss = _run_cells(kwargs, keys, indices, threads, progress_dir)
     if node:
         label = node_label()
         for ds in dss:
@@ -122,13 +144,29 @@ def run_cells(
 
 
 def _run_cells(
-    kwargs: list[dict[str, Any]], keys: list[str], indices: list[int], threads: int | None
+    kwargs: list[dict[str, Any]],
+    keys: list[str],
+    indices: list[int],
+    threads: int | None,
+    progress_dir: str | None = None,
 ) -> list[xr.Dataset]:
     if threads:
         torch.set_num_threads(max(1, int(threads)))
     if len(kwargs) > 1:
+        hooks = (
+            [CellProgress(progress_dir, i, k) for k, i in zip(keys, indices, strict=True)]
+            if progress_dir
+            else []
+        )
+
+        def fused_progress(step: int, total: int, costs: Any) -> None:
+            if getattr(costs, "ndim", 0) == 2:  # the fused learning: one row per cell
+                for h, c in zip(hooks, costs, strict=False):
+                    h(step, total, c)
+
         try:
-            outs = play_fused(kwargs)
+            with reporting(fused_progress if progress_dir else None, _steps(kwargs[0])):
+                outs = play_fused(kwargs)
         except (
             Exception
         ):  # NotFusable, or anything unexpected: the cells are played one by one below
@@ -138,7 +176,21 @@ def _run_cells(
                 outcome_dataset(o, key=k, index=i)
                 for o, k, i in zip(outs, keys, indices, strict=True)
             ]
-    return [run_cell(kw, k, i) for kw, k, i in zip(kwargs, keys, indices, strict=True)]
+        finally:
+            for h in hooks:
+                h.close()
+    return [
+        run_cell(kw, k, i, progress_dir=progress_dir)
+        for kw, k, i in zip(kwargs, keys, indices, strict=True)
+    ]
+
+
+def _steps(kwargs: dict[str, Any]) -> int:
+    """The learning step budget of a cell (its scenario's default when unset)."""
+    try:
+        return int(check_play_kwargs(kwargs)[3])
+    except Exception:  # a bad cell fails on its own later
+        return 0
 
 
 # ---- Ray -----------------------------------------------------------------------------------
@@ -266,11 +318,13 @@ def _execute(
     state: RunState,
     fuse: int = 1,
     grid: list[Cell] | None = None,
+    progress_dir: Path | None = None,
 ) -> None:
     """Run the cells, calling ``on_result`` as each finishes (Ray: submit all tasks, then ``ray.wait``).
 
     A task is one cell, or up to ``fuse`` cells that differ only in seed and Λ solved as one ODE.
     ``grid``: all the experiment's cells (default ``exp.cells()``), over which the tasks are planned.
+    ``progress_dir``: running cells report their learning steps there (local backend and a local Ray).
     """
     if not cells:
         return
@@ -286,7 +340,12 @@ def _execute(
                 raise RunCancelled("run cancelled")
             for c, ds in zip(
                 t,
-                run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t]),
+                run_cells(
+                    [c.kwargs for c in t],
+                    [c.key for c in t],
+                    [c.index for c in t],
+                    progress_dir=str(progress_dir) if progress_dir is not None else None,
+                ),
                 strict=True,
             ):
                 on_result(c, ds)
@@ -322,8 +381,9 @@ def _execute(
     def submit() -> None:
         while len(pending) < window and (t := next(queue, None)) is not None:
             ref = task.remote(
-                [c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster
-            )
+                [c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster,
+                None if on_cluster or progress_dir is None else str(progress_dir),
+            )  # fmt: skip
             pending[ref] = t
 
     try:
@@ -449,6 +509,8 @@ def _run_grid(
             parts = read_parts(parts_dir, cells, discarded)
         elif parts_dir.exists():
             shutil.rmtree(parts_dir)
+        if not resume and weights_dir_for(out).exists():  # out is set with parts_dir
+            shutil.rmtree(weights_dir_for(out))
     state.discarded = discarded
     if discarded:  # say how many finished cells are recomputed, and why
         why = ", ".join(f"{n} {k}" for k, n in sorted(discarded.items()))
@@ -474,8 +536,15 @@ def _run_grid(
 
     def on_result(c: Cell, ds: xr.Dataset) -> None:
         parts[c.index] = ds
-        if parts_dir is not None:
+        weights = ds.attrs.pop("weights", None)
+        if parts_dir is not None and out is not None:
+            wdir = weights_dir_for(out)
+            if weights:  # before the part: a resumed cell always has the weights it had
+                write_weights(wdir, c.index, c.key, weights, kwargs=c.kwargs)
+            else:  # a recomputed cell without weights leaves none of an earlier run behind
+                weights_path(wdir, c.index, c.key).unlink(missing_ok=True)
             write_part(parts_dir, c.index, c.key, ds, kwargs=c.kwargs)
+            progress_path(parts_dir, c.index).unlink(missing_ok=True)
         state.done += 1
         state.computed += 1
         if str(ds["status"].values) in FAILED:
@@ -484,12 +553,16 @@ def _run_grid(
             bar.update(task_id, completed=state.done, failed=state.failed)
 
     try:
-        _execute(todo, backend, experiment, address, on_result, state, fuse=fuse, grid=cells)
+        _execute(
+            todo, backend, experiment, address, on_result, state, fuse=fuse, grid=cells,
+            progress_dir=parts_dir,
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.stop()
     ds = assemble(experiment, parts)
     if out is not None:
+        attach_weights(ds, experiment, out)
         write_results(ds, out)
         if not keep_parts and parts_dir is not None and parts_dir.exists():
             shutil.rmtree(parts_dir, ignore_errors=True)

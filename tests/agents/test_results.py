@@ -172,3 +172,142 @@ def test_truncated_results_file(tiny, tmp_path):
     xr.Dataset({"x": ("a", [1.0])}).to_netcdf(other, engine="h5netcdf")
     with pytest.raises(ValidationError, match="mftt results file"):
         open_results(other)
+
+
+# ---- trained weights (issue 15) ------------------------------------------------------------
+def _mftt_exp(scenario: str = "cournot", steps: int = 4, **kw) -> Experiment:
+    d = {
+        "name": "w",
+        "scenarios": {scenario: {}},
+        "agents": {"n": 2, "weights": ["constant"], "policy": "mftt"},
+        "Lambda": {"presets": ["selfish"]},
+        "training": {"steps": steps},
+        "seeds": [0, 1],
+        "fuse": 1,
+        "backend": "local",
+    }
+    d.update(kw)
+    return Experiment.from_dict(d)
+
+
+def _spy_games(monkeypatch) -> dict:
+    """Substitute agents.play.play (the runner looks it up per cell) to keep each cell's trained game."""
+    import importlib
+
+    from agents.concepts import solve
+
+    play_module = importlib.import_module(
+        "agents.play"
+    )  # the module (``agents.play`` is also the function)
+    real, games = play_module.play, {}
+
+    def spy(*args, **kwargs):
+        def solver(game, *a, **k):
+            games[kwargs["seed"]] = game
+            return solve(game, *a, **k)
+
+        return real(*args, solver=solver, **kwargs)
+
+    monkeypatch.setattr(play_module, "play", spy)
+    return games
+
+
+@pytest.fixture(scope="module")
+def mftt_run(tmp_path_factory):
+    """A 2-seed Cournot run with MFTT firms (about 2 s) and the trained game of each cell."""
+    out = tmp_path_factory.mktemp("weights") / "r.nc"
+    with pytest.MonkeyPatch.context() as mp:
+        games = _spy_games(mp)
+        run_experiment(_mftt_exp(), out=out, progress=False)
+    return out, games
+
+
+def test_trained_weights_are_stored_beside_the_results_and_load_back_bitwise(mftt_run):
+    import torch
+
+    from agents import attention_maps, load_trained_game, load_weights
+
+    out, games = mftt_run
+    ds = open_results(out)
+    index = json.loads(ds.attrs["weights"])
+    assert index["dir"] == "r.nc.weights" and sorted(index["cells"]) == ["0", "1"]
+    assert not list(out.parent.glob("r.nc.weights/.*.tmp"))  # written atomically
+    for seed in (0, 1):
+        state = load_weights(out, {"seed": seed}, ds=ds)
+        game = games[seed]
+        for j in range(game.n_agents):
+            ps = game.parameters_of(j)
+            assert len([k for k in state if k.startswith(f"agent.{j}.")]) == len(ps)
+            for k, p in enumerate(ps):
+                t = state[f"agent.{j}.{k}"]
+                assert t.dtype == p.dtype and torch.equal(t, p.detach())  # bitwise
+        rebuilt, kwargs = load_trained_game(out, {"seed": seed}, ds=ds)
+        assert kwargs["seed"] == seed and kwargs["policy"] == "mftt"
+        for j in range(game.n_agents):
+            a, b = attention_maps(game, j), attention_maps(rebuilt, j)
+            assert a["token"] == "window step" and a["maps"].ndim == 4
+            assert np.array_equal(a["maps"], b["maps"])  # the rebuilt model attends as the cell did
+    assert load_weights(out, 1).keys() == state.keys()
+
+
+def test_weights_refusals_name_the_field(mftt_run, tmp_path):
+    import shutil
+
+    from agents import load_weights
+
+    out = mftt_run[0]
+    ds = open_results(out)
+    with pytest.raises(ValidationError, match=r"^cell\.seed: "):
+        load_weights(out, {"seed": 5}, ds=ds)
+    with pytest.raises(ValidationError, match=r"^cell: "):
+        load_weights(out, 3, ds=ds)
+    with pytest.raises(ValidationError, match=r"^cell\.nope: "):
+        load_weights(out, {"nope": 1}, ds=ds)
+    bare = ds.copy()
+    bare.attrs = {k: v for k, v in ds.attrs.items() if k != "weights"}
+    with pytest.raises(ValidationError, match=r"^weights: .*no trained weights for this cell"):
+        load_weights(tmp_path / "bare.nc", 0, ds=bare)
+    copy = tmp_path / "r.nc"
+    shutil.copy(out, copy)
+    shutil.copytree(out.parent / "r.nc.weights", tmp_path / "r.nc.weights")
+    f0, f1 = sorted((tmp_path / "r.nc.weights").iterdir())
+    f0.unlink()
+    f0.symlink_to(f1)
+    with pytest.raises(ValidationError, match="^weights: .*not a plain file"):
+        load_weights(copy, 0, ds=ds)
+    f0.unlink()
+    f0.write_bytes(f1.read_bytes())  # another cell's weights under this cell's name
+    with pytest.raises(ValidationError, match="^weights: .*another cell"):
+        load_weights(copy, 0, ds=ds)
+
+
+@pytest.mark.slow
+def test_lq_game_trained_attention_over_particles_per_head_and_time(tmp_path, monkeypatch):
+    from agents import attention_maps, load_trained_game
+
+    games = _spy_games(monkeypatch)
+    out = tmp_path / "lq.nc"
+    run_experiment(_mftt_exp("lq_game", steps=2, seeds=[0]), out=out, progress=False)
+    rebuilt, _ = load_trained_game(out, 0)
+    for k in (0, 3):
+        a, b = attention_maps(games[0], 1, k), attention_maps(rebuilt, 1, k)
+        assert a["token"] == "particle" and a["time"] == b["time"] == a["times"][k]
+        assert a["maps"].shape[1] == 2  # heads
+        np.testing.assert_allclose(a["maps"].sum(-1), 1.0, atol=1e-12)  # rows: a query's weights
+        assert np.array_equal(a["maps"], b["maps"])
+
+
+def test_cell_progress_is_throttled_and_read_back(tmp_path):
+    from agents.experiments.results import CellProgress, read_progress
+
+    hook = CellProgress(tmp_path, 3, "k")
+    for step in range(1, 1001):
+        hook(step, 1000, np.array([1.0, 2.0 / step]))
+    assert hook.writes == 2  # the first step and the last, not a thousand files
+    (p,) = read_progress(tmp_path)
+    assert (p["cell"], p["step"], p["total"]) == (3, 1000, 1000)
+    assert (
+        len(p["cost"]) <= 400 and p["steps"][-1] == 1000 and p["cost"][-1] == pytest.approx(1.002)
+    )
+    hook.close()
+    assert read_progress(tmp_path) == []
