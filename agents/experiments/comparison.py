@@ -588,7 +588,9 @@ LQ_GAME = Task(
         "stopping rule (learning rate 0.1, the scenario's tuned default; no search); parameters are not "
         "matched (2 constant gains per player vs Legendre coefficients): the law class is the treatment."
     ),
-    expected={"time": "better", "feedback": "better", "meanfield": "better"},
+    # untied (4 pieces): 0.38 % vs constant's 5.48 % at quick size, not an equilibrium (piecewise-constant
+    # gains cannot fall to 0 at T); it needs agents.LinearPolicy to tabulate untied gains before joining a size
+    expected={"time": "better", "feedback": "better", "meanfield": "better", "untied": "better"},
     sizes={
         "quick": dict(seeds=6, laws=("constant", "time"), init_noise=0.1),
         "full": dict(seeds=10, laws=("constant", "time", "feedback", "meanfield"), init_noise=0.1),
