@@ -134,6 +134,22 @@ def bars(
     return fig
 
 
+def step_curve(steps, cost, title: str = "Λ-cost over learning steps") -> go.Figure:
+    """A running cell's total Λ-cost against its learning step (a small live chart)."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=np.asarray(steps, float),
+        y=np.asarray(cost, float),
+        mode="lines",
+        line=dict(color=_color(0)),
+    )
+    fig.update_layout(
+        title=title, xaxis_title="learning step", yaxis_title="total Λ-cost",
+        **{**LAYOUT, "height": 220, "margin": dict(l=40, r=10, t=40, b=35)},
+    )  # fmt: skip
+    return fig
+
+
 def heatmaps(
     mats: list[np.ndarray],
     titles: list[str],

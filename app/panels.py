@@ -265,8 +265,10 @@ def results_header(ran: dict[str, Any], current: dict[str, Any] | None) -> bool:
     return bool(diff)
 
 
-def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> None:
-    """The results of an Explore run: metrics, trajectories, learning curves, costs and attention maps."""
+def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res", path=None) -> None:
+    """The results of an Explore run: metrics, trajectories, learning curves, costs and attention maps.
+
+    ``path``: the results file (its trained weights feed the attention maps)."""
     ran = ran or {}
     cell = _squeeze(ds)
     status = np.asarray(cell["status"].values).astype(str).ravel()
@@ -342,14 +344,28 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res") -> Non
                 key=f"{key}_costs",
             )
     with tabs[3]:
-        attention_panel(one, ran, names, key=key)
+        attention_panel(one, ran, names, key=key, path=path, ds=ds)
 
 
-def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> None:
-    """Attention maps of an agent's MFTT reading the rollout's mean states as tokens (docs/theory.md#attention)."""
+def attention_panel(
+    one, ran: dict[str, Any], names: list[str], key: str, path=None, ds=None
+) -> None:
+    """Attention maps of an agent's MFTT: the trained weights stored with the run (``agents.load_weights``) on
+    the tokens the policy reads, or, for a run without stored weights, seeded initial weights (said so)."""
     if ran.get("policy") != "mftt":
         st.info("Attention maps need the **mftt** policy: choose it under *Policy* and run again.")
         return
+    if path is not None and ds is not None:
+        cell = state.cell_of(ds, one)
+        if cell is not None and state.has_weights(ds, cell):
+            trained_attention(path, ds, cell, names, key)
+            return
+    st.warning(
+        "**Initial weights**, not trained: this run stored no trained weights (runs made before trained "
+        "weights were stored, or a cell that did not finish), so these maps show the MFTT at its seeded "
+        "initialisation.",
+        icon=":material/info:",
+    )
     traj = np.asarray(one["trajectory"].values, float)
     times = np.asarray(one["times"].values, float)
     ok = np.isfinite(traj).all(-1) & np.isfinite(times)
@@ -365,15 +381,15 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
     seed = int(np.asarray(one["seed"].values).item()) if "seed" in one.coords else 0
     tokens = np.concatenate([traj, times[:, None]], -1)
     law = str(np.asarray(one["law"].values).item()) if "law" in one.coords else "constant"
-    opts = tuple(sorted(ran.get("mftt", {}).items()))
+    opts = tuple(sorted((ran.get("mftt") or {}).items()))
     maps = _attention_maps(opts, law, tokens, seed * 1000 + int(agent))
     st.plotly_chart(
         figures.heatmaps(
             maps,
             [f"layer {i + 1}" for i in range(len(maps))],
-            title=f"Attention of {names[agent]}'s MFTT over the rollout's time steps",
-            xaxis="key token (time step)",
-            yaxis="query token (time step)",
+            title=f"Initial weights: attention of {names[agent]}'s MFTT over the rollout's time steps",
+            xaxis="key token j (time step)",
+            yaxis="query token i (time step)",
         ),
         width="stretch",
         key=f"{key}_attn",
@@ -381,8 +397,80 @@ def attention_panel(one, ran: dict[str, Any], names: list[str], key: str) -> Non
     st.caption(
         "Tokens are the rollout's mean states with their time (one per time step), read by an MFTT policy "
         "(agents.agent.MFTTPolicy) with this run's transformer options and weight law at seeded initial "
-        "weights: the trained weights are not stored with the results yet, so these maps are not the "
-        "trained model's."
+        "weights (averaged over heads)."
+    )
+
+
+def trained_attention(path, ds, cell: int, names: list[str], key: str) -> None:
+    """The trained MFTT's attention in cell ``cell`` of the run stored at ``path``: per head, per depth time,
+    on the tokens the agent reads at a chosen time of the rollout (``agents.attention_maps``)."""
+    run = state.results_name(path).removesuffix(".nc")
+    label = state.cell_label(ds, cell)
+    st.success(
+        f"**Trained weights** from run `{run}`, cell {cell} ({label}), loaded from the weights stored "
+        "with the results (safetensors).",
+        icon=":material/model_training:",
+    )
+    c1, c2, c3 = st.columns(3)
+    agent = c1.selectbox(
+        "Agent", list(range(len(names))), format_func=lambda i: names[i], key=f"{key}_tagent"
+    )
+    try:
+        info = state.trained_attention(str(path), cell, int(agent), None)
+    except ValidationError as exc:
+        st.error(str(exc))
+        return
+    k = None
+    if info["times"]:
+        times = info["times"]
+        k = int(
+            c2.select_slider(
+                "Rollout time t (the tokens the policy reads then)",
+                options=list(range(len(times))),
+                format_func=lambda i: f"{times[i]:.3g}",
+                key=f"{key}_ttime",
+            )
+        )
+        if k:
+            info = state.trained_attention(str(path), cell, int(agent), k)
+    depth = list(info["depth_times"])
+    d = 0
+    if len(depth) > 1:
+        d = int(
+            c3.select_slider(
+                "Depth time τ (layer)",
+                options=list(range(len(depth))),
+                format_func=lambda i: f"{depth[i]:.3g}",
+                key=f"{key}_tdepth",
+            )
+        )
+    maps = info["maps"][d]  # [heads, D, D]
+    token = info["token"]
+    when = f" at t = {info['time']:.3g}" if info["time"] is not None else ""
+    st.plotly_chart(
+        figures.heatmaps(
+            list(maps),
+            [f"head {h + 1}" for h in range(maps.shape[0])],
+            title=(
+                f"Trained attention of {names[agent]}'s MFTT{when}, depth time τ = {depth[d]:.3g}"
+                if depth
+                else f"Trained attention of {names[agent]}'s MFTT{when}"
+            ),
+            xaxis=f"key {token} j",
+            yaxis=f"query {token} i",
+            zmax=1.0,
+        ),
+        width="stretch",
+        key=f"{key}_tattn",
+    )
+    what = {
+        "particle": "the particles of the population state the agent observes (with the time appended)",
+        "agent": "the agents' states as this agent observes them (with the time appended)",
+        "window step": "the steps of the first market's (price, quantity) history window",
+    }.get(token, "the tokens the policy reads")
+    st.caption(
+        f"Row i: how query {token} i weighs every key {token} j (each row sums to 1). Tokens are {what}; "
+        f"{maps.shape[0]} head(s), {len(depth)} depth time(s) of the transformer."
     )
 
 

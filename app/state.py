@@ -252,11 +252,32 @@ def poll(key: str) -> bool:
         )  # the worker stops at once; wait (≤ 5 s) for it to save the finished cells
         while not h.done() and time.monotonic() - t0 < 5:
             time.sleep(0.1)
+    cell_progress(p.get("cells") or [], key)
     st.caption(f"Job `{h.id}`: it goes on if you leave or reload the page (see **Runs**).")
     if not h.done():
         return False
     collect(key, h)
     return True
+
+
+def cell_progress_text(c: dict[str, Any]) -> str:
+    """``cell 0: step 12/30`` for a running cell's progress (``Job.cells_progress``)."""
+    return f"cell {c['cell']}: step {c['step']}/{c['total']}"
+
+
+def cell_progress(cells: list[dict[str, Any]], key: str) -> None:
+    """Each running cell: step k of K and its live Λ-cost curve (written by the runner every ~0.5 s)."""
+    from app import figures
+
+    for c in cells[:4]:
+        total = max(int(c["total"]), 1)
+        st.progress(min(c["step"] / total, 1.0), text=cell_progress_text(c))
+        if len(c.get("cost") or []) > 1:
+            st.plotly_chart(
+                figures.step_curve(c["steps"], c["cost"], title=f"cell {c['cell']}: total Λ-cost"),
+                width="stretch",
+                key=f"{key}_cell_{c['cell']}_curve",
+            )
 
 
 def cancelling(job) -> bool:
@@ -475,6 +496,93 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if a != b:
             out.append(k if k == "Λ matrix" else f"{k}: {a} → {b}")
     return out
+
+
+# ---------------------------------------------------------------- trained weights
+
+
+def cell_of(ds, one) -> int | None:
+    """The flat grid index of the cell ``one`` (a selection of ``ds`` holding its labels as coords)."""
+    from agents.experiments.results import cell_index
+
+    coords = {}
+    for d in grid_dims(ds):
+        if d in one.coords and one[d].ndim == 0:
+            v = one[d].values
+            coords[d] = v.item() if hasattr(v, "item") else v
+    try:
+        return cell_index(ds, coords)
+    except ValidationError:
+        return None
+
+
+def has_weights(ds, cell: int) -> bool:
+    """Whether the run stored trained weights for ``cell`` (``attrs['weights']``)."""
+    from agents.experiments.results import weights_index
+
+    try:
+        return int(cell) in weights_index(ds)
+    except ValidationError:
+        return False
+
+
+def weights_cells(ds) -> list[int]:
+    """The cells of a run that have trained weights."""
+    from agents.experiments.results import weights_index
+
+    try:
+        return sorted(weights_index(ds))
+    except ValidationError:
+        return []
+
+
+def cell_label(ds, cell: int) -> str:
+    """``scenario lq_game · Λ altruistic · law feedback · seed 0`` for a flat grid index."""
+    dims = grid_dims(ds)
+    pos = np.unravel_index(int(cell), [ds.sizes[d] for d in dims])
+    parts = []
+    for d, i in zip(dims, pos, strict=True):
+        v = ds[d].values[int(i)]
+        parts.append(f"{'Λ' if d == 'Lambda' else d} {v.item() if hasattr(v, 'item') else v}")
+    return " · ".join(parts)
+
+
+def cell_agent_names(ds, cell: int) -> list[str]:
+    """The agent names recorded for a cell (padding dropped)."""
+    if "agent_name" not in ds:
+        return []
+    v = np.asarray(ds["agent_name"].values).astype(str)
+    v = v.reshape(-1, v.shape[-1])[int(cell)] if v.ndim else v.reshape(1)
+    return [x for x in v if x]
+
+
+def load_path(path):
+    """A results file's Dataset, cached per file version."""
+    return _load(str(path), Path(path).stat().st_mtime)
+
+
+def has_weights_dir(path) -> bool:
+    """Cheap check (no file opened): a ``<path>.weights`` folder sits beside the results file."""
+    return Path(str(path) + ".weights").is_dir()
+
+
+@st.cache_resource(show_spinner="Rebuilding the trained model…", max_entries=8)
+def _trained_game(path: str, mtime: float, cell: int):
+    from agents.experiments.results import load_trained_game
+
+    return load_trained_game(path, cell, ds=_load(path, mtime))[0]
+
+
+def trained_attention(path: str, cell: int, agent: int, time_index: int | None) -> dict[str, Any]:
+    """``agents.attention_maps`` of the trained game of ``cell`` (rebuilt once per file version)."""
+    return _trained_attention(str(path), Path(path).stat().st_mtime, int(cell), agent, time_index)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _trained_attention(path: str, mtime: float, cell: int, agent: int, time_index: int | None):
+    from agents.experiments.results import attention_maps
+
+    return attention_maps(_trained_game(path, mtime, cell), agent, time_index)
 
 
 # ---------------------------------------------------------------- results files

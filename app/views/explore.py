@@ -250,4 +250,4 @@ with st.container(key="stale_results" if stale else "results"):
             f"Saved as `{state.results_name(ss[f'{KEY}:out'])}` in the results folder "
             "(job and manifest on the **Runs** page)."
         )
-    panels.show_results(ds, ran)
+    panels.show_results(ds, ran, path=st.session_state.get(f"{KEY}:out"))

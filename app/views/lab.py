@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 import mftt
-from app import figures, lab, state
+from app import figures, lab, panels, state
 from control.errors import ValidationError
 
 st.title("Transformer lab")
@@ -16,8 +16,14 @@ st.caption(
 )
 
 
-tab_sphere, tab_mftt, tab_loop, tab_norm = st.tabs(
-    ["Tokens on the sphere", "MFTT over depth", "Consistency loop", "Norm maps"]
+tab_sphere, tab_mftt, tab_trained, tab_loop, tab_norm = st.tabs(
+    [
+        "Tokens on the sphere",
+        "MFTT over depth",
+        "Trained attention",
+        "Consistency loop",
+        "Norm maps",
+    ]
 )
 
 with tab_sphere:
@@ -123,6 +129,39 @@ with tab_mftt:
         st.caption(f"{n_params} trainable parameters (seeded initial weights).")
     except ValidationError as exc:
         st.error(str(exc))
+
+with tab_trained:
+    st.markdown(
+        "The attention of a **trained** MFTT: the weights a run learned (stored beside its results) on "
+        "the tokens the agent reads while it plays, per head and per depth time."
+    )
+    trained = [p for p in state.list_results() if state.has_weights_dir(p)]
+    if not trained:
+        st.info(
+            "No run with trained weights yet: run a scenario with the **mftt** policy on the **Explore** "
+            "page (e.g. cournot or lq_game), then come back."
+        )
+    else:
+        path = st.selectbox("Run", trained, format_func=state.results_name, key="lab_trained_run")
+        try:
+            ds = state.load_path(path)
+        except ValidationError as exc:
+            st.error(str(exc))
+        else:
+            cells = state.weights_cells(ds)
+            if not cells:
+                st.info(
+                    "This run stored no trained weights (no cell with an MFTT policy finished)."
+                )
+            else:
+                cell = st.selectbox(
+                    "Cell",
+                    cells,
+                    format_func=lambda c: f"{c}: {state.cell_label(ds, c)}",
+                    key="lab_trained_cell",
+                )
+                names = state.cell_agent_names(ds, cell) or state.agent_names(ds.sizes["agent"])
+                panels.trained_attention(path, ds, cell, names, key="lab_trained")
 
 with tab_loop:
     lab.consistency_section(seed)

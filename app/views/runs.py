@@ -80,9 +80,11 @@ else:
             for j in live:
                 p = j.progress()
                 c = st.columns([5, 1], vertical_alignment="center")
+                running = "; ".join(state.cell_progress_text(x) for x in p.get("cells") or [])
                 c[0].progress(
                     min(p["done"] / max(p["total"], 1), 1.0),
-                    text=f"`{j.id}`: {state.progress_text(p)}",
+                    text=f"`{j.id}`: {state.progress_text(p)}"
+                    + (f" ({running})" if running else ""),
                 )
                 if p["status"] not in ("queued", "running"):
                     c[1].write(p["status"])

@@ -81,3 +81,31 @@ def test_precheck_refuses_what_play_refuses_naming_the_entry():
     assert any("very large" in w for w in lambda_warnings(np.array([[1.0, 1e7], [0.0, 1.0]])))
     assert any("all zero" in w for w in lambda_warnings(np.array([[1.0, 0.0], [0.0, 0.0]])))
     assert lambda_warnings(np.eye(2)) == []
+
+
+def test_a_running_cell_reports_its_learning_steps_and_the_eta_counts_down(tmp_path):
+    # one cell that cannot converge in time (tiny rate, huge budget): its progress file must advance
+    exp = _exp(
+        scenarios={"lq_game": {}},
+        agents={"weights": ["feedback"]},
+        training={"steps": 100000, "lr": 1e-7},
+    )
+    job = submit_job(exp, tmp_path)
+    seen, etas = [], []
+    t0 = time.monotonic()
+    try:
+        while len({s for s in seen}) < 3:
+            assert time.monotonic() - t0 < 60 and not job.done(), job.progress()
+            p = job.progress()
+            for c in p["cells"]:
+                assert c["cell"] == 0 and c["total"] == 100000 and len(c["cost"]) == len(c["steps"])
+                seen.append(c["step"])
+            if p["eta"] is not None:
+                etas.append(p["eta"])
+            time.sleep(0.6)
+    finally:
+        job.cancel()
+    assert seen == sorted(seen) and seen[-1] > seen[0] > 0, seen  # it advances
+    assert etas and all(b <= a for a, b in zip(etas, etas[1:], strict=False)), etas  # only down
+    _wait(job, 30)
+    assert job.progress()["cells"] == []
