@@ -61,8 +61,8 @@ class Outcome:
         None  # the closed-form profile played on the cell's grid
     )
     iterations: int = 0  # learning steps taken
-    # the learned parameters of MFTT policies, ``"agent.<j>.<k>"`` -> the k-th parameter of agent j
-    # (``game.parameters_of(j)`` order, CPU copies); None for other policies
+    # the learned parameters of MFTT policies and of populations' shared policies, ``"agent.<j>.<k>"`` ->
+    # the k-th parameter of agent (population) j (``game.parameters_of(j)`` order, CPU copies); else None
     weights: dict[str, np.ndarray] | None = None
 
 
@@ -278,7 +278,11 @@ def outcome(
         nfe=int(getattr(game, "nfe", 0)),
         gains=None if ex is None else np.asarray(ex.gains, dtype=float),
         exploitability_method=method_label(ex),
-        weights=trained_weights(game) if base.get("policy") == "mftt" else None,
+        weights=(
+            trained_weights(game)
+            if base.get("policy") == "mftt" or getattr(sc, "population", False)
+            else None
+        ),
         **common,
     )
 

@@ -134,6 +134,55 @@ def bars(
     return fig
 
 
+def quantile_bands(
+    times: np.ndarray,
+    summary: np.ndarray,
+    names: list[str],
+    title: str = "Density of states over time",
+) -> go.Figure:
+    """Per population the state's distribution over time: summary [T, 4·K] holds, per population, the mean
+    and the 5 %, 50 %, 95 % quantiles over its agents (``PopulationGame.rollout``): a 5–95 % band, the median
+    (solid) and the mean (dotted)."""
+    fig = go.Figure()
+    t = np.asarray(times, float)
+    S = np.asarray(summary, float).reshape(len(t), -1, 4)
+    ok = np.isfinite(t)
+    for k in range(S.shape[1]):
+        c, name = _color(k), names[k] if k < len(names) else f"population {k + 1}"
+        mean, q5, q50, q95 = (S[ok, k, i] for i in range(4))
+        fig.add_scatter(
+            x=t[ok], y=q95, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"
+        )
+        fig.add_scatter(
+            x=t[ok], y=q5, mode="lines", line=dict(width=0), fill="tonexty", fillcolor=_band(c),
+            name=f"{name}: 5–95 %",
+        )  # fmt: skip
+        fig.add_scatter(x=t[ok], y=q50, mode="lines", line=dict(color=c), name=f"{name}: median")
+        fig.add_scatter(
+            x=t[ok], y=mean, mode="lines", line=dict(color=c, dash="dot"), name=f"{name}: mean"
+        )
+    fig.update_layout(
+        title=title, xaxis_title="time t", yaxis_title="state x (agents' quantiles)", **LAYOUT
+    )
+    return fig
+
+
+def histogram(
+    values: dict[str, np.ndarray], title: str = "Per-agent costs", xaxis: str = "cost"
+) -> go.Figure:
+    """Overlaid histograms, one per group (e.g. per population: its agents' costs)."""
+    fig = go.Figure()
+    for i, (label, v) in enumerate(values.items()):
+        v = np.asarray(v, float).ravel()
+        fig.add_histogram(
+            x=v[np.isfinite(v)], name=label, marker_color=_color(i), opacity=0.7, nbinsx=50
+        )
+    fig.update_layout(
+        title=title, xaxis_title=xaxis, yaxis_title="agents", barmode="overlay", **LAYOUT
+    )
+    return fig
+
+
 def step_curve(steps, cost, title: str = "Λ-cost over learning steps") -> go.Figure:
     """A running cell's total Λ-cost against its learning step (a small live chart)."""
     fig = go.Figure()

@@ -306,6 +306,9 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res", path=N
     seed = seeds[0]
     if len(seeds) > 1:
         seed = st.selectbox("Seed shown in the trajectory", seeds, key=f"{key}_seed")
+    if state.is_population(cell):
+        population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path)
+        return
     tabs = st.tabs(["Trajectories", "Learning", "Costs per agent", "Attention"])
     one = cell.sel(seed=seed) if "seed" in cell.dims else cell
     with tabs[0]:
@@ -342,6 +345,76 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res", path=N
                 figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
                 width="stretch",
                 key=f"{key}_costs",
+            )
+    with tabs[3]:
+        attention_panel(one, ran, names, key=key, path=path, ds=ds)
+
+
+def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) -> None:
+    """A population run: the density of states over time (quantile bands per population), learning, the
+    populations' costs against the closed form and a histogram of every agent's cost."""
+    one = cell.sel(seed=seed) if "seed" in cell.dims else cell
+    n = len(names)
+    tabs = st.tabs(["Distribution of states", "Learning", "Costs", "Attention"])
+    with tabs[0]:
+        times = np.asarray(one["times"].values, float)
+        summary = np.asarray(one["trajectory"].values, float)
+        keep = np.isfinite(times)
+        summary = summary[keep][:, : 4 * n]
+        if summary.shape[-1] == 4 * n and np.isfinite(summary).any():
+            st.plotly_chart(
+                figures.quantile_bands(times[keep], summary, names),
+                width="stretch",
+                key=f"{key}_bands",
+            )
+            st.caption(
+                "Per population: the agents' states at each time, as the 5–95 % band, the median and "
+                "the mean (first noise replica)."
+            )
+        else:
+            st.info("This cell recorded no distribution of states.")
+    with tabs[1]:
+        hist = np.asarray(cell["history"].values, float)
+        hist = hist.reshape(len(seeds), hist.shape[-2], hist.shape[-1])
+        curves = {names[k]: hist[:, :, k] for k in range(min(n, hist.shape[-1]))}
+        st.plotly_chart(
+            figures.learning_curves(
+                curves, title="Mean empathetic cost over learning (band: seeds)"
+            ),
+            width="stretch",
+            key=f"{key}_learn",
+        )
+    with tabs[2]:
+        ref = None
+        if "reference_cost" in cell:
+            ref = np.asarray(cell["reference_cost"].values, float).reshape(len(seeds), -1)[0, :n]
+        with np.errstate(all="ignore"):
+            st.plotly_chart(
+                figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
+                width="stretch",
+                key=f"{key}_costs",
+            )
+        idx = state.cell_of(ds, one)
+        if path is not None and idx is not None and state.has_weights(ds, idx):
+            try:
+                J = state.population_costs(str(path), idx)
+            except ValidationError as exc:
+                st.error(str(exc))
+            else:
+                st.plotly_chart(
+                    figures.histogram(
+                        {
+                            names[k] if k < n else f"population {k + 1}": J[k]
+                            for k in range(J.shape[0])
+                        },
+                        title=f"Every agent's cost ({J.shape[-1]:,} per population, seed {seed})",
+                    ),
+                    width="stretch",
+                    key=f"{key}_hist",
+                )
+        else:
+            st.info(
+                "Per-agent costs need the trained policy stored with the run (runs made before it was)."
             )
     with tabs[3]:
         attention_panel(one, ran, names, key=key, path=path, ds=ds)

@@ -31,6 +31,8 @@ LAWS = agents.LAWS  # the weight-law registry's names
 APP_STEPS = 30
 # Λ entries beyond this are refused: the costs they weigh overflow and learning diverges
 MAX_ENTRY = 1e6
+MAX_AGENTS = 16  # N-player games: Λ is an N×N grid to edit
+MAX_POPULATION = 10_000  # agents per population in population scenarios (a step costs O(N))
 
 
 # ---------------------------------------------------------------- Λ input
@@ -115,6 +117,17 @@ def lambda_frame(Lambda: np.ndarray, names: list[str]) -> pd.DataFrame:
     """
     L = np.asarray(Lambda, dtype=float)
     return pd.DataFrame([[f"{v:.6g}" for v in row] for row in L], index=names, columns=names)
+
+
+def n_players(scenario: str, n: int) -> int:
+    """The players of ``scenario`` with ``n`` agents (Λ is players × players): the agents, or the populations."""
+    cls = agents.SCENARIOS.get(scenario)
+    if cls is None or not getattr(cls, "population", False):
+        return int(n)
+    try:
+        return int(cls(int(n)).n_players)
+    except (ValidationError, TypeError, ValueError):
+        return 1
 
 
 def agent_names(n: int) -> list[str]:
@@ -571,6 +584,26 @@ def _trained_game(path: str, mtime: float, cell: int):
     from agents.experiments.results import load_trained_game
 
     return load_trained_game(path, cell, ds=_load(path, mtime))[0]
+
+
+def population_costs(path: str, cell: int) -> np.ndarray:
+    """Every agent's cost ``[populations, agents]`` of a population cell, its trained policy rebuilt."""
+    return _population_costs(str(path), Path(path).stat().st_mtime, int(cell))
+
+
+@st.cache_data(show_spinner="Computing every agent's cost…", max_entries=16)
+def _population_costs(path: str, mtime: float, cell: int) -> np.ndarray:
+    from agents.experiments.results import population_costs as costs
+
+    return costs(_trained_game(path, mtime, cell))
+
+
+def is_population(ds) -> bool:
+    """Whether the results are of a population scenario (distributions, not per-agent bars)."""
+    if "scenario" not in ds.coords:
+        return False
+    labels = [str(v) for v in np.atleast_1d(ds["scenario"].values)]
+    return any(getattr(agents.SCENARIOS.get(s), "population", False) for s in labels)
 
 
 def trained_attention(path: str, cell: int, agent: int, time_index: int | None) -> dict[str, Any]:

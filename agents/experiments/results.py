@@ -40,7 +40,7 @@ Partial files: each finished cell is written to ``<out>.parts/cell-<index>-<key>
 killed run resumes without recomputing it; a running cell reports its learning steps in
 ``<out>.parts/progress-<index>.json`` (``write_progress``/``read_progress``).
 
-Trained weights: a cell whose policy is an MFTT writes its learned parameters to
+Trained weights: a cell whose policy is an MFTT (or a population's shared policy) writes its learned parameters to
 ``<out>.weights/cell-<index>-<key>.safetensors`` (tensors ``agent.<j>.<k>``: agent j's k-th parameter in
 ``game.parameters_of(j)`` order; metadata: the cell's ``agents.play`` arguments). ``load_weights`` reads them
 back with safetensors (tensors only, never pickle); ``load_trained_game`` rebuilds the cell's game with them
@@ -1040,6 +1040,17 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
         "time": t_shown,
         "tokens": np.asarray(tokens.detach().cpu().numpy(), dtype=float),
     }
+
+
+def population_costs(game: Any) -> np.ndarray:
+    """Every agent's cost in a population game, ``[populations, agents]`` (mean over the noise replicas)."""
+    import torch  # the game side's tensors
+
+    if not hasattr(game, "agent_costs"):
+        raise ValidationError("game", "a population game (PopulationGame)", type(game).__name__)
+    with torch.no_grad():
+        J = game.agent_costs()  # [R, K, N]
+    return np.asarray(J.mean(0).detach().cpu().numpy(), dtype=float)
 
 
 # ---- progress of running cells -------------------------------------------------------------

@@ -112,15 +112,23 @@ with left:
     ss.setdefault(f"ex_concept_{scenario}", cls.default_concept)
     ss.setdefault("ex_steps", int(min(cls.default_steps, state.APP_STEPS)))
     c1, c2 = st.columns(2)
+    population = bool(getattr(cls, "population", False))
     n = int(
         c1.number_input(
-            "Number of agents",
+            "Agents per population" if population else "Number of agents",
             1,
-            16,
+            state.MAX_POPULATION if population else state.MAX_AGENTS,
             key=f"ex_n_{scenario}",
             persist_state="session",
+            help=(
+                "Exchangeable agents sharing their population's policy: a learning step costs O(N), so "
+                f"up to {state.MAX_POPULATION:,} per population (the run's budget is checked before it starts)."
+                if population
+                else None
+            ),
         )
     )
+    players = state.n_players(scenario, n)  # Λ is players × players: the agents, or the populations
     policy = c2.selectbox(
         "Policy",
         policies,
@@ -164,7 +172,12 @@ with left:
 
 with right:
     st.markdown("**Empathy matrix Λ**")
-    Lambda, Lambda_error = panels.lambda_editor("ex", n)
+    if population:
+        st.caption(
+            f"One row per population ({players}): Λ weighs the populations' mean costs; the {n:,} agents "
+            "of a population share its row."
+        )
+    Lambda, Lambda_error = panels.lambda_editor("ex", players)
     if Lambda is not None and not Lambda_error:
         Lambda_error = state.precheck(
             scenario, n, Lambda, law or "feedback", policy, concept, mftt_opts

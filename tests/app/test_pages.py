@@ -88,7 +88,11 @@ def test_explore_runs_a_small_scenario_and_shows_results(tmp_path_factory):
     _no_exception(at)
     assert not at.error, [e.value for e in at.error]
     keys = {c.key for c in _charts(at)}
-    assert {"res_traj", "res_learn", "res_expl", "res_costs", "res_attn"} <= keys
+    assert {"res_traj", "res_learn", "res_expl", "res_costs", "res_tattn"} <= keys
+    # the attention tab reads the trained weights the run stored, and says so
+    said = [s.value for s in at.success]
+    assert any("**Trained weights** from run `explore-" in s and "cell 0" in s for s in said), said
+    assert not any("Initial weights" in w.value for w in at.warning)
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Exploitability (NashConv)"]) >= 0
     # the Dataset is the runner's: one cell, the altruistic Λ we chose, written to the results folder
