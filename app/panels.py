@@ -531,7 +531,6 @@ def trained_attention(path, ds, cell: int, names: list[str], key: str) -> None:
             ),
             xaxis=f"key {token} j",
             yaxis=f"query {token} i",
-            zmax=1.0,
         ),
         width="stretch",
         key=f"{key}_tattn",
