@@ -217,7 +217,7 @@ def test_cli_quick_suite_json_and_report(tmp_path):
     assert "meanfield beats constant" in p.stdout and "[as expected]" in p.stdout
     d = json.loads(out.read_text())
     tasks = {t["task"]: t for t in d["tasks"]}
-    assert set(tasks) == {"lq_control", "lq_noise", "lq_game"}
+    assert set(tasks) == {"lq_control", "lq_game"}
     for t in tasks.values():
         for law in t["laws"].values():
             assert {"mean", "half", "lo", "hi", "n", "values", "deterministic"} <= set(law)

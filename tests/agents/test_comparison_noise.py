@@ -103,7 +103,7 @@ def test_lq_noise_known_answer_at_small_size():
     assert r.intervals["feedback"].mean < 0.1 * fl["noise"]
     for law in r.laws:
         assert not r.deterministic(law) and len(set(r.values(law))) == 6
-    assert "lq_noise" in SUITES["quick"] and "lq_noise" in SUITES["full"]
+    assert "lq_noise" in SUITES["full"] and "lq_noise" not in SUITES["quick"]  # too slow for quick
 
 
 def test_untied_in_lq_control_has_one_gain_per_step_and_an_exact_floor():
