@@ -371,8 +371,12 @@ def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) 
                 "Per population: the agents' states at each time, as the 5–95 % band, the median and "
                 "the mean (first noise replica)."
             )
-        else:
-            st.info("This cell recorded no distribution of states.")
+        else:  # a population game without per-agent states (e.g. routing's flows): its summary as is
+            st.plotly_chart(
+                figures.trajectory(one["times"].values, one["trajectory"].values),
+                width="stretch",
+                key=f"{key}_traj",
+            )
     with tabs[1]:
         hist = np.asarray(cell["history"].values, float)
         hist = hist.reshape(len(seeds), hist.shape[-2], hist.shape[-1])
@@ -398,8 +402,10 @@ def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) 
         if path is not None and idx is not None and state.has_weights(ds, idx):
             try:
                 J = state.population_costs(str(path), idx)
-            except ValidationError as exc:
-                st.error(str(exc))
+            except ValidationError:
+                st.info(
+                    "This population game has no per-agent costs to draw (its agents are flows)."
+                )
             else:
                 st.plotly_chart(
                     figures.histogram(
@@ -490,8 +496,10 @@ def trained_attention(path, ds, cell: int, names: list[str], key: str) -> None:
     )
     try:
         info = state.trained_attention(str(path), cell, int(agent), None)
-    except ValidationError as exc:
-        st.error(str(exc))
+    except (
+        ValidationError
+    ) as exc:  # e.g. a population's shared MFTT (its tokens are sampled agents)
+        st.info(f"No attention maps are drawn for this game's trained model ({exc}).")
         return
     k = None
     if info["times"]:
