@@ -19,7 +19,7 @@ from .empathy import PRESETS, classify, preset
 from .equilibrium import Equilibrium
 from .experiments.background import Job, get_job, list_jobs, submit_job
 from .experiments.config import Experiment, load_experiment
-from .experiments.fusion import FusedGame, play_fused, play_many
+from .experiments.fusion import play_fused, play_many
 from .experiments.results import (
     attention_maps,
     load_trained_game,
@@ -85,7 +85,6 @@ __all__ = [
     "DirectPolicy",
     "Equilibrium",
     "Exploitability",
-    "FusedGame",
     "Game",
     "LinearPolicy",
     "MFTTPolicy",

@@ -23,6 +23,8 @@ from control.laws import FEATURES, legendre
 
 POLICIES: tuple[str, ...] = ("mftt", "linear", "direct")
 LAWS: tuple[str, ...] = tuple(WEIGHT_LAWS)  # the weight-law registry, by name
+# the laws whose time parts LinearPolicy precomputes per rollout (θ₀, the untied pieces, Legendre terms)
+TABULATED = ("constant", "untied", "time", "feedback", "meanfield")
 
 
 class Policy(nn.Module):
@@ -48,6 +50,9 @@ class Policy(nn.Module):
     def template(self, k: int) -> Policy:
         """A policy of the same structure with leading ``batch=(k,)`` (its own values are unused)."""
         raise NotImplementedError
+
+    def tabulate(self, times: Tensor | None) -> None:
+        """Precompute what depends on time only on the solver's stage ``times`` (None: drop it); default none."""
 
 
 class LinearPolicy(Policy):
@@ -109,13 +114,17 @@ class LinearPolicy(Policy):
         state-dependent low-rank terms remain. Times outside the table fall back to the law itself.
         """
         self._table = None
-        if times is None:
-            return
+        if times is None or self.law not in TABULATED:
+            return  # other laws (e.g. untied) are evaluated as they are
 
         law, b = self.gains, len(self.batch)
         theta = law.theta0.unsqueeze(b)  # [*batch, 1, *shape]
         if self.law == "constant":
             self._table = ({}, theta, None, None, None)
+            return
+        if self.law == "untied":  # piecewise constant in t: the pieces at the stage times
+            keys = {round(float(tk), 12): k for k, tk in enumerate(times)}
+            self._table = (keys, law.theta_t(times), None, None, None)
             return
         s = 2 * times / law.T - 1
         basis = legendre(s, law.order)  # [K, order]
@@ -344,14 +353,12 @@ class PolicyStack:
 
         def wrapped():
             for tpl in self.templates:
-                if hasattr(tpl, "tabulate"):
-                    tpl.tabulate(times)
+                tpl.tabulate(times)
             try:
                 return fn()
             finally:
                 for tpl in self.templates:
-                    if hasattr(tpl, "tabulate"):
-                        tpl.tabulate(None)
+                    tpl.tabulate(None)
 
         return functional_call(self.runner, self.stacked(), (wrapped,))
 

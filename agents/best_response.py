@@ -35,6 +35,7 @@ from control.errors import ValidationError, number
 
 from .empathy import empathetic_costs
 from .game import ActionSpace, Game, MatrixGame
+from .learning import gradient_play
 
 
 @dataclass(frozen=True)
@@ -333,15 +334,12 @@ def own(game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget) -> Be
     """
     if budget.own_steps == 0 or not game.parameters_of(j) or game.players_are_populations:
         return None
-    # not at the top: agents.concepts imports exploitability, which imports this module
-    from .learning import gradient_play
-
     snap = game.state_dict()
     try:
         opt = game.solve_defaults.get("optimizer", "sgd")
-        _, _, _, hist = gradient_play(
+        hist = gradient_play(
             game, Lambda, [j], steps=budget.own_steps, lr=budget.own_lr, optimizer=opt
-        )
+        ).history
         seen = hist[:, j][np.isfinite(hist[:, j])]
         with torch.no_grad():
             last = float(_E(game.costs(), Lambda, j))

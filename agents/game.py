@@ -61,6 +61,7 @@ class Game:
     players_are_populations: bool = (
         False  # agents.population: each player is a population sharing a policy
     )
+    n_cells: int = 1  # independent copies of the game played at once (agents.differential.DifferentialGame.fuse)
     nfe: int = 0  # vector-field evaluations of the ODE solves made so far (differential games)
     _override: Profile | None = None
 
@@ -340,7 +341,7 @@ class MatrixGame(Game):
         if init is not None:
             self.set_strategies(init)
 
-    def set_strategies(self, strategies: Sequence) -> None:
+    def set_strategies(self, strategies: Sequence | np.ndarray) -> None:
         """Set mixed strategies (one probability vector per agent); refuses non-distributions."""
         if len(strategies) != self.n_agents:
             raise ValidationError("strategies", f"{self.n_agents} probability vectors", strategies)

@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +23,17 @@ OPTIMIZERS = ("sgd", "adam")
 BLOWUP = 1e12
 RTOL = 1e-3  # residual relative to the first one, the default stopping rule of gradient play
 POLISH_RTOL = 1e-2  # gradient play before best-response rounds only needs to get near
+
+
+class Learned(NamedTuple):
+    """What a learning run ends with: its status (converged / max_steps / diverged), the iterations used,
+    the last residual (or best-response gain after polishing) and the history [iterations, n] of Λ-costs."""
+
+    status: str
+    iterations: int
+    residual: float
+    history: np.ndarray
+
 
 # progress(step, total, costs) of the learning running in this context (``reporting``); costs are the
 # Λ-costs at that step, [n] for one game, [cells, n] for a game of independent cells
@@ -139,12 +151,12 @@ def gradient_play(
     optimizer: str = "sgd",
     progress: bool = False,
     rtol: float | None = None,
-) -> tuple[str, int, float, np.ndarray]:
+) -> Learned:
     """Simultaneous gradient play of the listed agents on their Λ-costs (the others stay frozen).
 
     gradient: θ ← P(θ − η g(θ)); extragradient: θ ← P(θ − η g(P(θ − η g(θ)))); optimistic:
     θ ← P(θ − η(2g_t − g_{t−1})). Stops when the step length / η (the projected-gradient residual) is
-    below ``tol``. Returns (status, iterations, residual, history [iterations, n] of Λ-costs).
+    below ``tol``. Returns ``Learned(status, iterations, residual, history [iterations, n] of Λ-costs)``.
     """
     if game.n_cells != 1:
         raise ValidationError(
@@ -198,7 +210,7 @@ def gradient_play_cells(
     progress: bool = False,
     rtol: float | None = None,
     anneal: bool = True,
-) -> list[tuple[str, int, float, np.ndarray]]:
+) -> list[Learned]:
     """``gradient_play`` on a game of ``game.n_cells`` independent cells (default 1), one result per cell.
 
     Every cell keeps its own optimiser state, stopping rule, status and history, so a cell's numbers are
@@ -291,7 +303,7 @@ def gradient_play_cells(
         if status[c] != "diverged" and not _finite(ps[c]):
             status[c] = "diverged"
         h = np.array(hist[c]).reshape(len(hist[c]), n)
-        out.append((status[c], its[c], res[c], h))
+        out.append(Learned(status[c], its[c], res[c], h))
     return out
 
 
@@ -380,16 +392,15 @@ def polish(
 def polished(
     game: Game,
     Lambda: np.ndarray,
-    learned: tuple[str, int, float, np.ndarray],
+    learned: Learned,
     rounds: int,
     steps: int,
-) -> tuple[str, int, float, np.ndarray]:
+) -> Learned:
     """Gradient play's (status, iterations, residual, history) followed by ``polish`` with the steps left
     (each L-BFGS iteration counts as a step): converged when it is."""
     status, it, res, hist = learned
+    unfinished = "max_steps" if status == "converged" else status
     if steps - it <= 0:
-        return ("max_steps" if status == "converged" else status), it, res, hist
+        return Learned(unfinished, it, res, hist)
     ok, r, gain, hist = polish(game, Lambda, hist, rounds=rounds, budget=steps - it, step0=it)
-    if ok:
-        return "converged", it + r, gain, hist
-    return ("max_steps" if status == "converged" else status), it + r, gain, hist
+    return Learned("converged" if ok else unfinished, it + r, gain, hist)

@@ -335,7 +335,7 @@ def _check_mftt(opts: dict | None) -> None:
     except (OverflowError, TypeError) as e:
         raise ValidationError("mftt", "finite MFTTConfig options", type(e).__name__) from None
     except ValidationError as e:
-        raise ValidationError(f"mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
+        raise e.under("mftt") from None
 
 
 def _reference(sc, L: np.ndarray) -> np.ndarray | None:

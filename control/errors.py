@@ -21,6 +21,20 @@ class ValidationError(ValueError):
             msg += f" ({reason})"
         super().__init__(" ".join(msg.split()))
 
+    def under(
+        self,
+        prefix: str = "",
+        *,
+        field: str | None = None,
+        kind: type[ValidationError] | None = None,
+    ):
+        """The same error named by a wider field path: ``e.under("sweep")`` reads ``sweep.<field>: ...``.
+
+        ``field`` replaces the path outright; ``kind`` re-raises as a subclass (e.g. a config's error type).
+        """
+        path = field if field is not None else (f"{prefix}.{self.field}" if prefix else self.field)
+        return (kind or type(self))(path, self.expected, self.got, reason=self.reason)
+
 
 class DivergenceError(RuntimeError):
     """A solve produced a non-finite state; ``t`` is the last time reached."""

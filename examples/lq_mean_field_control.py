@@ -40,7 +40,13 @@ MEANS = [
     1.5,
 ]  # initial means of the populations (symmetric), each with variance V0
 V0 = 0.5
-COLORS = {"constant": "#7f7f7f", "time": "#1f77b4", "feedback": "#ff7f0e", "meanfield": "#2ca02c"}
+COLORS = {
+    "constant": "#7f7f7f",
+    "time": "#1f77b4",
+    "feedback": "#ff7f0e",
+    "meanfield": "#2ca02c",
+    "untied": "#9467bd",
+}
 
 
 def parse(argv=None) -> argparse.Namespace:

@@ -175,7 +175,7 @@ def solve_stackelberg(
         if not math.isfinite(res) or any(float(p.detach().abs().max()) > BLOWUP for p in lps):
             status = "diverged"
             break
-        if res < tol and (mode == "unrolled" or fstat[0] == "converged"):
+        if res < tol and (mode == "unrolled" or fstat.status == "converged"):
             status = "converged"
             break
     if status != "diverged":  # polish the followers' best response to the final leader action

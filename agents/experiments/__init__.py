@@ -7,13 +7,12 @@ The only part of ``agents`` that imports Ray, xarray, typer, rich or plotting li
 
 from .background import Job, get_job, list_jobs, submit_job
 from .config import Experiment, load_experiment
-from .fusion import FusedGame, play_fused, play_many
+from .fusion import play_fused, play_many
 from .results import open_results, write_results
 from .runner import RunHandle, run_experiment, submit_experiment
 
 __all__ = [
     "Experiment",
-    "FusedGame",
     "Job",
     "RunHandle",
     "get_job",

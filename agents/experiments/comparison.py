@@ -589,11 +589,13 @@ LQ_GAME = Task(
         "matched (2 constant gains per player vs Legendre coefficients): the law class is the treatment."
     ),
     # untied (4 pieces): 0.38 % vs constant's 5.48 % at quick size, not an equilibrium (piecewise-constant
-    # gains cannot fall to 0 at T); it needs agents.LinearPolicy to tabulate untied gains before joining a size
+    # gains cannot fall to 0 at T)
     expected={"time": "better", "feedback": "better", "meanfield": "better", "untied": "better"},
     sizes={
         "quick": dict(seeds=6, laws=("constant", "time"), init_noise=0.1),
-        "full": dict(seeds=10, laws=("constant", "time", "feedback", "meanfield"), init_noise=0.1),
+        "full": dict(
+            seeds=10, laws=("constant", "untied", "time", "feedback", "meanfield"), init_noise=0.1
+        ),
     },
     run=_lq_game,
 )

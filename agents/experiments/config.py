@@ -276,7 +276,7 @@ class ScenarioSpec:
         except ValidationError as e:
             tail = e.field.split(".", 1)[-1]
             where = "agents.n" if tail == "n_agents" else f"scenarios.{self.name}.{tail}"
-            raise _err(where, e.expected, e.got, reason=e.reason) from None
+            raise e.under(field=where, kind=ExperimentError) from None
 
 
 DRY_BUILD_AGENTS = (
@@ -306,7 +306,7 @@ def _dry_build(scenario: str, params: str, n: int, law: str, policy: str | None,
     except ValidationError as e:
         tail = e.field.split(".", 1)[-1]
         where = f"scenarios.{scenario}.{tail}" if tail in cls.defaults else e.field
-        raise _err(where, e.expected, e.got, reason=e.reason) from None
+        raise e.under(field=where, kind=ExperimentError) from None
     except Exception as e:  # the scenario's own code failed on these values
         first = (str(e).splitlines() or [""])[0][:120]
         raise _err(
@@ -333,7 +333,7 @@ def _check_mftt_options(opts: dict) -> None:
     try:
         MFTTConfig(**opts)
     except ValidationError as e:
-        raise _err(f"agents.mftt.{e.field}", e.expected, e.got, reason=e.reason) from None
+        raise e.under("agents.mftt", kind=ExperimentError) from None
     except (ArithmeticError, TypeError) as e:  # a size too large to compute with
         raise _err(
             "agents.mftt", "sizes that fit in memory", opts, reason=type(e).__name__
@@ -659,7 +659,7 @@ class Experiment:
             try:
                 exp = Experiment.from_dict(d)
             except ValidationError as e:
-                raise _err(f"sweep.{e.field}", e.expected, e.got, reason=e.reason) from None
+                raise e.under("sweep", kind=ExperimentError) from None
             out.append(({sweep_dim(p): v for p, v in zip(self.sweep, combo, strict=True)}, exp))
         return out
 
@@ -723,13 +723,13 @@ class Experiment:
                     _set_path(d, path, v)
                     Experiment.from_dict(d)
                 except ValidationError as e:
-                    raise _err(f"sweep.{e.field}", e.expected, e.got, reason=e.reason) from None
+                    raise e.under("sweep", kind=ExperimentError) from None
 
     def _check_grid(self) -> None:
         try:
             check_budget(self)  # cells and memory vs [budget], refused before anything runs
         except ValidationError as e:
-            raise _err(e.field, e.expected, e.got, reason=e.reason) from None
+            raise e.under(kind=ExperimentError) from None
         if _registry("scenario") is None:
             return
         if self.agents.policy is not None:
@@ -747,7 +747,7 @@ class Experiment:
                 try:
                     k = s.n_agents(nn if isinstance(nn, int) else None)
                 except ValidationError as e:  # a swept value is named by its sweep path
-                    raise _err(where + e.field, e.expected, e.got, reason=e.reason) from None
+                    raise e.under(field=where + e.field, kind=ExperimentError) from None
                 for name, m in self.Lambda.matrices.items():
                     if len(m) != k:
                         raise _err(

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from control.errors import ValidationError
+from control.laws import LAW_OPTIONS
 
 from ..agent import Agent, make_policy
 
@@ -62,10 +63,4 @@ def make_agents(
 
 
 def _law_accepts(law: str, key: str) -> bool:
-    accepted = {
-        "constant": set(),
-        "time": {"order"},
-        "feedback": {"order", "rank"},
-        "meanfield": {"order", "rank", "mu_rank"},
-    }
-    return key in accepted[law]
+    return key in LAW_OPTIONS[law]

@@ -78,9 +78,7 @@ class SecurityScenario(Scenario):
         try:
             return HInfGame(**{k: float(p[k]) for k in keys})
         except ValidationError as e:
-            raise ValidationError(
-                f"security.{e.field}", e.expected, e.got, reason=e.reason
-            ) from None
+            raise e.under("security") from None
 
     @staticmethod
     def _saddle_scale(Lambda: np.ndarray) -> float | None:

@@ -62,7 +62,7 @@ def test_seeds_perturb_every_laws_initial_weights():
     start at 0 otherwise, and seeds 0 and 1 were bitwise equal)."""
     sc = get_scenario("lq_game")(None, qT=0.0)
     L = np.eye(2)
-    for law in ("constant", "time", "feedback", "meanfield"):
+    for law in ("constant", "untied", "time", "feedback", "meanfield"):
         params = []
         for seed in (0, 1, 1):
             torch.manual_seed(seed)

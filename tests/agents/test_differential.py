@@ -10,6 +10,8 @@ import torch
 
 from agents import Agent, DifferentialGame, LinearPolicy
 from agents.agent import PolicyStack
+from agents.differential import NotFusable
+from agents.scenarios import get_scenario
 from control import DivergenceError, ValidationError
 
 D = torch.float64
@@ -165,3 +167,34 @@ def test_state_dict_roundtrip_and_n_params():
     g.load_state_dict(s)
     assert float(g.costs()[0].detach()) == pytest.approx(c0, rel=1e-14)
     assert np.array_equal(g.n_params(), [2])
+
+
+def test_stacked_cells_are_one_simulation_with_each_cells_numbers():
+    """DifferentialGame.stack: C cells as one game of C·n agents, one ODE per evaluation, each cell's own
+    costs, gradients and trajectory; every cell counts the stacked solve's evaluations."""
+    sc = get_scenario("consensus")(3)
+    games = []
+    for seed in (0, 5, 9):
+        torch.manual_seed(seed)
+        games.append(sc.game(Lambda=np.eye(3), law="feedback", policy="linear", seed=seed))
+    alone = [g.costs() for g in games]
+    grads = [torch.autograd.grad(c.sum(), games[k].parameters_of(1)) for k, c in enumerate(alone)]
+    nfe0 = [g.nfe for g in games]
+    stacked = DifferentialGame.fuse(games)
+    assert (stacked.n_cells, stacked.n_per_cell, stacked.n_agents) == (3, 3, 9)
+    L = stacked.costs()
+    assert L.shape == (9,)
+    for k in range(3):
+        torch.testing.assert_close(L[3 * k : 3 * k + 3], alone[k], rtol=1e-12, atol=1e-12)
+        g = torch.autograd.grad(
+            L[3 * k : 3 * k + 3].sum(), stacked.parameters_of(3 * k + 1), retain_graph=True
+        )
+        for a, b in zip(g, grads[k], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert all(g.nfe - n0 == stacked.nfe > 0 for g, n0 in zip(games, nfe0, strict=True))
+    for (t, traj), g in zip(stacked.rollouts(), games, strict=True):
+        t1, traj1 = g.rollout()
+        np.testing.assert_array_equal(t, t1)
+        np.testing.assert_allclose(traj, traj1, rtol=1e-12, atol=1e-12)
+    with pytest.raises(NotFusable, match="at least two"):
+        DifferentialGame.fuse(games[:1])

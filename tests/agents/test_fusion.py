@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import agents.experiments.fusion as fusion
+import agents.differential as differential
 from agents import play, play_fused, play_many
+from agents.differential import DifferentialGame
 from agents.experiments.config import Experiment
-from agents.experiments.fusion import FusedGame, NotFusable, block_Lambda, plan
+from agents.experiments.fusion import NotFusable, block_Lambda, plan
 from agents.experiments.runner import run_experiment
 from agents.learning import gradient_play, gradient_play_cells
 from agents.scenarios import get_scenario
@@ -65,21 +66,24 @@ def test_fused_cells_reproduce_their_standalone_play(common):
 def test_one_solve_per_evaluation_for_all_cells(monkeypatch):
     """The fused game integrates one state [C, ·] per cost evaluation, as many solves as one cell alone."""
     shapes: list[tuple] = []
-    real = fusion.solve
+    real = differential.solve
 
     def counted(field, x0, t, **kw):
         shapes.append(tuple(x0.shape))
         return real(field, x0, t, **kw)
 
-    monkeypatch.setattr(fusion, "solve", counted)
+    monkeypatch.setattr(differential, "solve", counted)
     cells = _cells(scenario="lq_game", n_agents=3, law="constant", steps=5)
     outs = play_fused(cells)
     C = len(cells)
-    assert shapes and all(s[0] == C and len(s) == 2 for s in shapes)
-    # fused: at most 5 learning steps + the final evaluation; best-response rounds, certification and the
-    # rollout then run on each cell's own game (its agents are the fused ones)
-    assert len(shapes) <= 5 + 1
-    fused_nfe = len(shapes) * 4 * get_scenario("lq_game").defaults["n_steps"]  # rk4
+    # the one simulator: stacked solves integrate z [C, ·]; a single cell's (best-response rounds,
+    # certification, the rollout, on each cell's own game whose agents are the fused ones) z [·]
+    stacked = [s for s in shapes if len(s) == 2]
+    assert stacked and all(s[0] == C for s in stacked)
+    assert all(len(s) == 1 for s in shapes if len(s) != 2)
+    # fused: at most 5 learning steps + the final evaluation
+    assert len(stacked) <= 5 + 1
+    fused_nfe = len(stacked) * 4 * get_scenario("lq_game").defaults["n_steps"]  # rk4
     assert all(o.nfe > fused_nfe for o in outs)
 
 
@@ -92,7 +96,7 @@ def test_each_cell_stops_on_its_own_rule():
         torch.manual_seed(k)
         games.append(sc.game(Lambda=Ls[k], law="constant", policy="linear", seed=k))
     opts = dict(steps=60, lr=0.1, tol=0.05, optimizer="sgd")
-    fused = gradient_play_cells(FusedGame(games), block_Lambda(Ls), **opts)
+    fused = gradient_play_cells(DifferentialGame.fuse(games), block_Lambda(Ls), **opts)
     its = []
     for k in range(3):
         torch.manual_seed(k)
@@ -132,8 +136,8 @@ def test_structurally_different_cells_are_refused():
     sc = get_scenario("lq_game")
     a = sc(2).game(Lambda=np.eye(2), law="constant", policy="linear")
     b = sc(2, q=2.0).game(Lambda=np.eye(2), law="constant", policy="linear")  # other running cost
-    with pytest.raises(NotFusable):
-        FusedGame([a, b])
+    with pytest.raises(NotFusable, match="dynamics or costs"):
+        DifferentialGame.fuse([a, b])
 
 
 def test_plan_groups_fusable_cells_in_balanced_chunks():

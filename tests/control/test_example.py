@@ -18,13 +18,9 @@ def test_lq_example_quick(tmp_path, capsys):
     png = tmp_path / "lq_gains.png"
     assert png.exists() and png.stat().st_size > 10_000
     rows = {r["law"]: r for r in out["rows"]}
-    assert set(rows) == {"constant", "time", "feedback", "meanfield"}
-    assert [rows[n]["n_params"] for n in ("constant", "time", "feedback", "meanfield")] == [
-        2,
-        8,
-        26,
-        46,
-    ]
+    assert set(rows) == {"constant", "time", "feedback", "meanfield", "untied"}
+    names = ("constant", "time", "feedback", "meanfield", "untied")
+    assert [rows[n]["n_params"] for n in names] == [2, 8, 26, 46, 8]  # untied: 4 pieces of 2
     # even the quick run shows the point: only the mean-field law gets close to J*_h
     assert rows["meanfield"]["gap"] < 0.01 < rows["constant"]["gap"]
     assert out["J_star_h"] > out["J_star"] > 0
