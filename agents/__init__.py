@@ -13,6 +13,7 @@ from .agent import (
     make_policy,
 )
 from .best_response import BEST_RESPONSES, BestResponse, Budget, best_response
+from .cell import CellSpec
 from .concepts import SOLUTION_CONCEPTS, solve
 from .differential import DifferentialGame
 from .empathy import PRESETS, classify, preset
@@ -47,6 +48,7 @@ from .status import STATUSES
 from .verdict import Tolerance
 
 __all__ = [
+    "CellSpec",
     "LAWS",
     "Law",
     "LinearPopulationPolicy",

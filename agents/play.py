@@ -9,22 +9,17 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from control import limits
-from control.errors import DivergenceError, ValidationError, choice, number
-from mftt import MFTTConfig
+from control.errors import DivergenceError, ValidationError
 
-from .agent import LAWS
 from .best_response import Budget
-from .concepts import SOLUTION_CONCEPTS
+from .cell import CellSpec
 from .concepts import solve as _solve
-from .empathy import as_Lambda
 from .learning import reporting
-from .scenarios import get_scenario
 from .verdict import Tolerance, Verdict, measure, method_label
 
 
@@ -67,36 +62,10 @@ class Outcome:
 
 
 def check_play_kwargs(kw: dict):
-    """``_check_inputs`` on a dict of ``play`` keyword arguments, with ``play``'s defaults."""
-    return _check_inputs(
-        kw["scenario"], kw.get("n_agents"), kw.get("Lambda_alpha", 0.5), kw.get("law", "feedback"),
-        kw.get("policy"), kw.get("concept"), kw.get("steps"), kw.get("lr"), kw.get("seed", 0),
-        kw.get("params"),
-    )  # fmt: skip
-
-
-def _check_inputs(scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params):
-    cls = get_scenario(scenario)
-    choice("law", law, LAWS)
-    policy = cls.default_policy if policy is None else policy
-    choice("policy", policy, cls.policies)
-
-    concept = cls.default_concept if concept is None else concept
-    choice("concept", concept, sorted(SOLUTION_CONCEPTS))
-    steps = cls.default_steps if steps is None else steps
-    steps = int(number("steps", steps, low=1, integer=True))
-    lr = float(number("lr", cls.default_lr if lr is None else lr, low=0.0, strict_low=True))
-    try:  # numpy and torch seeds are 32-bit; 2**70 would overflow inside a cell
-        seed = int(number("seed", seed, low=0, high=2**32 - 1, integer=True))
-    except OverflowError:
-        raise ValidationError("seed", f"an integer in [0, {2**32 - 1}]", seed) from None
-    number("Lambda_alpha", Lambda_alpha)
-    if params is not None and not isinstance(params, dict):
-        raise ValidationError("params", "a dict of scenario parameters", type(params).__name__)
-    for k in ("n_agents", "n"):
-        if params and k in params:  # would clash with play's own n_agents
-            raise ValidationError(f"params.{k}", "no agent count here (pass n_agents)", params[k])
-    return cls, policy, concept, steps, lr, seed
+    """(scenario class, policy, concept, steps, lr, seed) of a dict of ``play`` keyword arguments, validated
+    with ``play``'s defaults (``CellSpec.of``)."""
+    spec = CellSpec.of(kw)
+    return spec.scenario_class, spec.policy, spec.concept, spec.steps, spec.lr, spec.seed
 
 
 def play(
@@ -137,21 +106,15 @@ def play(
         )
     solve = _solve if solver is None else solver
     t0 = time.perf_counter()
-    cls, policy, concept, steps, lr, seed = _check_inputs(
-        scenario, n_agents, Lambda_alpha, law, policy, concept, steps, lr, seed, params
-    )
-    if mftt is not None and not isinstance(mftt, dict):
-        raise ValidationError("mftt", "a dict of MFTTConfig options", type(mftt).__name__)
-    _check_mftt(mftt)
-    device = str(limits.device("device", device))
-    if torch.device(device).type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ValidationError("device", "a compute device (cpu, cuda[:k], mps, xpu)", device)
-    sc = cls(n_agents, **(params or {}))
-    L = as_Lambda(Lambda, sc.n_players, Lambda_alpha)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    game = sc.game(Lambda=L, law=law, policy=policy, mftt=mftt, seed=seed, device=device)
-    perturb(game, seed, float(number("init_noise", init_noise, low=0.0)))
+    spec = CellSpec.of(
+        scenario=scenario, n_agents=n_agents, Lambda=Lambda, Lambda_alpha=Lambda_alpha, law=law,
+        policy=policy, concept=concept, steps=steps, lr=lr, seed=seed, params=params, mftt=mftt,
+        device=device, init_noise=init_noise,
+    )  # fmt: skip
+    cls, policy, concept, steps, lr, seed = (
+        spec.scenario_class, spec.policy, spec.concept, spec.steps, spec.lr, spec.seed
+    )  # fmt: skip
+    sc, L, game = spec.build()
     names, n = list(game.agent_names), game.n_agents
     nan = np.full(n, np.nan)
     base = dict(
@@ -195,20 +158,6 @@ def play(
     return outcome(
         game, sc, L, eq, base, t0=t0, tolerance=tolerance, budget=br_budget(sc, game, steps, lr)
     )
-
-
-def perturb(game, seed: int, scale: float) -> None:
-    """Add scale·N(0, 1) to every trainable parameter of every agent, drawn from a generator seeded by ``seed``
-    (the global RNG is left alone). No-op for scale = 0 or a game without agents (static/finite games)."""
-    if not scale:
-        return
-    g = torch.Generator(device="cpu").manual_seed(int(seed) * 7919 + 104729)
-    with torch.no_grad():
-        for a in getattr(game, "agents", ()):
-            for p in a.policy.parameters():
-                if p.requires_grad:
-                    z = torch.randn(p.shape, generator=g, dtype=torch.float64)
-                    p.add_(z.to(dtype=p.dtype, device=p.device), alpha=scale)
 
 
 def br_budget(sc, game, steps: int, lr: float) -> Budget:
@@ -313,29 +262,6 @@ def _reference_grid(sc, L: np.ndarray, game) -> np.ndarray | None:
     except (ValidationError, RuntimeError, ArithmeticError, ValueError):
         return None
     return None if out is None or not np.all(np.isfinite(out)) else np.asarray(out, dtype=float)
-
-
-def _check_mftt(opts: dict | None) -> None:
-    """Validate MFTT options up front, naming them ``mftt.<field>``."""
-    if not opts:
-        return
-
-    known = {f.name for f in fields(MFTTConfig)}
-    for k in opts:
-        if k in ("weights", "d_in", "d_out"):
-            raise ValidationError(
-                f"mftt.{k}", "not set (the cell's law and the game set it)", opts[k]
-            )
-        if k not in known:
-            raise ValidationError(
-                f"mftt.{k}", f"an MFTTConfig field ({', '.join(sorted(known))})", "unknown option"
-            )
-    try:
-        MFTTConfig(**opts)
-    except (OverflowError, TypeError) as e:
-        raise ValidationError("mftt", "finite MFTTConfig options", type(e).__name__) from None
-    except ValidationError as e:
-        raise e.under("mftt") from None
 
 
 def _reference(sc, L: np.ndarray) -> np.ndarray | None:

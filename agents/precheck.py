@@ -15,8 +15,8 @@ import numpy as np
 
 from control.errors import ValidationError
 
-from .empathy import as_Lambda
-from .play import _check_inputs
+from .cell import CellSpec
+from .concepts import solve
 
 
 def precheck(
@@ -32,16 +32,13 @@ def precheck(
     mftt: dict | None = None,
 ) -> None:
     """Raise the ``ValidationError`` that ``agents.play`` would raise for these inputs before learning; else None."""
-    from .concepts import solve
-
-    cls, policy, concept, _, lr, _ = _check_inputs(
-        scenario, n_agents, Lambda_alpha, law, policy, concept, None, None, 0, params
-    )
-    sc = cls(n_agents, **(params or {}))
-    L = as_Lambda(Lambda, sc.n_players, Lambda_alpha)
-    game = sc.game(Lambda=L, law=law, policy=policy, mftt=mftt, seed=0, device="cpu")
+    spec = CellSpec.of(
+        scenario=scenario, n_agents=n_agents, Lambda=Lambda, Lambda_alpha=Lambda_alpha, law=law,
+        policy=policy, concept=concept, params=params, mftt=mftt,
+    )  # fmt: skip
+    _, L, game = spec.build()
     try:
-        solve(game, concept, L, steps=1, lr=lr)
+        solve(game, spec.concept, L, steps=1, lr=spec.lr)
     except ValidationError:
         raise
     except Exception:  # noqa: BLE001 (numerical trouble in one step is the run's business, not a refusal)

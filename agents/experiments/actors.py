@@ -7,6 +7,7 @@ cost (Λ L)_j with respect to its own variables only, (iii) takes its optimiser 
 ``agents.learning.gradient_play`` (method "gradient", plain steps θ_j ← P(θ_j − η ∂_j(ΛL)_j)),
 so for the same seed it reaches the same equilibrium bit for bit (docs/theory.md#empathy, docs/theory.md#patterns). A restarted actor
 rebuilds its game and continues from the profile it is sent, so worker deaths cost one retried call.
+The optimisers are gradient play's own (``agents.learning.make_optimizer``: plain step or Adam).
 """
 
 from __future__ import annotations
@@ -21,34 +22,26 @@ import xarray as xr
 
 from control.errors import ValidationError
 
+from ..cell import CellSpec
 from ..concepts._finish import finish
-from ..empathy import as_Lambda, require_self_regard
-from ..learning import BLOWUP, lambda_costs
-from ..play import check_play_kwargs, play
+from ..empathy import require_self_regard
+from ..learning import (
+    BLOWUP,
+    OPTIMIZERS,
+    lambda_costs,
+    make_optimizer,
+    own_grads,
+    squared_step,
+)
+from ..play import play
 from .results import failed_dataset, outcome_dataset
 
 
 def _build(kwargs: dict[str, Any]):
-    """(scenario instance, Λ, game, resolved inputs) exactly as ``agents.play`` builds them."""
-    cls, policy, concept, steps, lr, seed = check_play_kwargs(kwargs)
-    sc = cls(kwargs.get("n_agents"), **(kwargs.get("params") or {}))
-    L = as_Lambda(kwargs.get("Lambda", "selfish"), sc.n_players, kwargs.get("Lambda_alpha", 0.5))
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    game = sc.game(
-        Lambda=L,
-        law=kwargs.get("law", "feedback"),
-        policy=policy,
-        mftt=kwargs.get("mftt"),
-        seed=seed,
-        device=kwargs.get("device", "cpu"),
-    )
-    return (
-        sc,
-        L,
-        game,
-        {"policy": policy, "concept": concept, "steps": steps, "lr": lr, "seed": seed},
-    )
+    """(scenario instance, Λ, game, the validated cell) exactly as ``agents.play`` builds them."""
+    spec = CellSpec.of(kwargs)
+    sc, L, game = spec.build()
+    return sc, L, game, spec
 
 
 def _load(game, profile: list[list[np.ndarray]]) -> None:
@@ -60,67 +53,6 @@ def _load(game, profile: list[list[np.ndarray]]) -> None:
 
 def _own(game, j: int) -> list[np.ndarray]:
     return [p.detach().cpu().numpy().copy() for p in game.parameters_of(j)]
-
-
-class GradientStep:
-    """Agent j's optimiser: the plain projected gradient step θ_j ← θ_j − η g_j (as ``gradient_play``)."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float):
-        self.params, self.lr = params, lr
-
-    def step(self, grads: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for p, g in zip(self.params, grads, strict=True):
-                p.sub_(self.lr * g)
-
-    def state(self) -> None:
-        """Plain gradient steps carry no state."""
-        return None
-
-    def load(self, state) -> None:
-        pass
-
-
-class AdamStep:
-    """Agent j's own Adam (``torch.optim.Adam`` is elementwise, so per-agent Adams equal one joint Adam)."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float):
-        self.params, self.opt = params, torch.optim.Adam(params, lr=lr)
-
-    def step(self, grads: list[torch.Tensor]) -> None:
-        for p, g in zip(self.params, grads, strict=True):
-            p.grad = g.detach()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-
-    def state(self) -> list[tuple[float, np.ndarray, np.ndarray] | None]:
-        """(step, first moment, second moment) per variable: the driver keeps it to restore a restarted actor."""
-        out = []
-        for p in self.params:
-            st = self.opt.state.get(p)
-            out.append(
-                None
-                if not st
-                else (
-                    float(st["step"]),
-                    st["exp_avg"].cpu().numpy().copy(),
-                    st["exp_avg_sq"].cpu().numpy().copy(),
-                )
-            )
-        return out
-
-    def load(self, state: list | None) -> None:
-        """Restore the moments saved by ``state`` (an actor restarted by Ray continues exactly)."""
-        for p, st in zip(self.params, state or [], strict=False):
-            if st is not None:
-                self.opt.state[p] = {
-                    "step": torch.tensor(st[0]),
-                    "exp_avg": torch.as_tensor(st[1]).to(p),
-                    "exp_avg_sq": torch.as_tensor(st[2]).to(p),
-                }
-
-
-OPTIMISERS = {"sgd": GradientStep, "adam": AdamStep}
 
 
 class AgentWorker:
@@ -138,7 +70,7 @@ class AgentWorker:
         """Build agent j of this cell (seeded as ``agents.play``); returns its initial variables."""
         self.j, self.optimizer = j, optimizer
         _, self.Lambda, self.game, r = _build(kwargs)
-        self.opt = OPTIMISERS[optimizer](self.game.parameters_of(j), r["lr"])
+        self.opt = make_optimizer(optimizer, self.game.parameters_of(j), r.lr)
         self.cell = (json.dumps(kwargs, sort_keys=True, default=str), j, optimizer)
         return _own(self.game, j)
 
@@ -164,15 +96,14 @@ class AgentWorker:
         if not np.isfinite(e).all():
             return _own(self.game, self.j), e, float("nan"), self.opt.state()
         ps = self.game.parameters_of(self.j)
-        gs = torch.autograd.grad(E[self.j], ps, allow_unused=True)
-        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
+        (gs,) = own_grads(self.game, E, [self.j])
         before = [p.detach().clone() for p in ps]
-        self.opt.step(gs)
+        self.opt.step([g.detach() for g in gs])
         self.game.project()
         if self.optimizer == "adam":  # gradient_play's residual for Adam is the gradient norm
             sq = sum(float((g.detach() ** 2).sum()) for g in gs)
         else:
-            sq = sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(ps, before, strict=True))
+            sq = squared_step(ps, before)
         return _own(self.game, self.j), e, sq, self.opt.state()
 
 
@@ -272,7 +203,7 @@ def solve_distributed(
 
     opts = dict(getattr(game, "solve_defaults", {}) or {})
     method, optimizer = opts.get("method", "gradient"), opts.get("optimizer", "sgd")
-    if concept != "nash" or method != "gradient" or optimizer not in OPTIMISERS:
+    if concept != "nash" or method != "gradient" or optimizer not in OPTIMIZERS:
         raise ValidationError(
             "backend",
             "a nash cell with plain gradient play (sgd or adam) for backend 'actors'",

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from scipy.linalg import block_diag
 
-from control import DivergenceError, limits
+from control import DivergenceError
 from control.errors import ValidationError
 
+from ..cell import CellSpec
 from ..differential import DifferentialGame, NotFusable  # re-exported: the plan raises it too
-from ..empathy import as_Lambda, require_self_regard
+from ..empathy import require_self_regard
 from ..equilibrium import Equilibrium
 from ..learning import POLISH_RTOL, check_options, gradient_play_cells, lambda_costs, polished
-from ..play import _check_mftt, br_budget, check_play_kwargs, outcome, perturb
+from ..play import br_budget, outcome
 from ..scenarios import get_scenario
 
 # the play() arguments that may differ between fused cells; everything else must be equal
@@ -82,26 +83,17 @@ def play_fused(cells: Sequence[dict]) -> list:
         raise NotFusable("the cells differ in more than seed and Λ, or do not fuse")
     kw0 = cells[0]
     try:
-        cls, policy, concept, steps, lr, _ = check_play_kwargs(kw0)
-        _check_mftt(kw0.get("mftt"))
-        device = str(limits.device("device", kw0.get("device", "cpu")))
+        specs = [
+            CellSpec.of(kw) for kw in cells
+        ]  # validated once; every cell built as play builds it
+        spec0 = specs[0]
+        cls, policy, concept, steps, lr = (
+            spec0.scenario_class, spec0.policy, spec0.concept, spec0.steps, spec0.lr
+        )  # fmt: skip
         scs, Ls, games, seeds = [], [], [], []
-        for kw in cells:
-            seed = int(kw.get("seed", 0))
-            sc = cls(kw.get("n_agents"), **(kw.get("params") or {}))
-            L = as_Lambda(kw.get("Lambda", "selfish"), sc.n_players, kw.get("Lambda_alpha", 0.5))
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            game = sc.game(
-                Lambda=L,
-                law=kw0.get("law", "feedback"),
-                policy=policy,
-                mftt=kw0.get("mftt"),
-                seed=seed,
-                device=device,
-            )
-            perturb(game, seed, float(kw0.get("init_noise", 0.0)))
-            scs.append(sc), Ls.append(L), games.append(game), seeds.append(seed)
+        for spec in specs:
+            sc, L, game = spec.build()
+            scs.append(sc), Ls.append(L), games.append(game), seeds.append(spec.seed)
         fused = DifferentialGame.fuse(games)
         n = fused.n_per_cell
         Lb = block_Lambda(Ls)
@@ -159,7 +151,7 @@ def play_fused(cells: Sequence[dict]) -> list:
         base = dict(
             scenario=cls.name,
             Lambda=L,
-            law=kw0.get("law", "feedback"),
+            law=spec0.law,
             policy=policy,
             concept=concept,
             seed=seed,
