@@ -10,6 +10,7 @@ cell is written to ``<out>.parts/`` at once, so a killed run resumes without rec
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import shutil
@@ -135,7 +136,7 @@ def run_cells(
     status and message of its own ``play``). ``node``: record the Ray node it ran on (cluster runs).
     ``progress_dir``: where running cells report their learning steps (``run_cell``).
     """
-    dss = _run_cells(kwargs, keys, indices, threads, progress_dir)
+    dss = _run_cells(kwargs, keys, indices, threads, progress_dir or _PROGRESS_DIR.get())
     if node:
         label = node_label()
         for ds in dss:
@@ -183,6 +184,21 @@ def _run_cells(
         run_cell(kw, k, i, progress_dir=progress_dir)
         for kw, k, i in zip(kwargs, keys, indices, strict=True)
     ]
+
+
+# where in-process cells report their learning steps (set around the local backend's run_cells calls, so
+# that run_cells keeps its positional signature for callers and tests that substitute it)
+_PROGRESS_DIR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mftt_progress_dir", default=None
+)
+
+
+def _local_cells(t: list[Cell], progress_dir: Path | None) -> list[xr.Dataset]:
+    token = _PROGRESS_DIR.set(None if progress_dir is None else str(progress_dir))
+    try:
+        return run_cells([c.kwargs for c in t], [c.key for c in t], [c.index for c in t])
+    finally:
+        _PROGRESS_DIR.reset(token)
 
 
 def _steps(kwargs: dict[str, Any]) -> int:
@@ -340,12 +356,7 @@ def _execute(
                 raise RunCancelled("run cancelled")
             for c, ds in zip(
                 t,
-                run_cells(
-                    [c.kwargs for c in t],
-                    [c.key for c in t],
-                    [c.index for c in t],
-                    progress_dir=str(progress_dir) if progress_dir is not None else None,
-                ),
+                _local_cells(t, progress_dir),
                 strict=True,
             ):
                 on_result(c, ds)
