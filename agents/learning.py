@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -96,6 +96,19 @@ def _apply(ps: list[list[Tensor]], gs: list[list[Tensor]], lr: float) -> None:
                 p.sub_(lr * g)
 
 
+def squared_step(params: Sequence[Tensor], before: Sequence[Tensor]) -> float:
+    """‖θ − θ_before‖²: the squared length of the step just taken (the residual is its root over lr)."""
+    return sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(params, before, strict=True))
+
+
+def print_progress(it: int, steps: int, costs: np.ndarray, residual: float) -> None:
+    """The learning loops' progress line, printed at the first step and every tenth of the budget."""
+    if it % max(1, steps // 10) == 0 or it == 1:
+        print(
+            f"  iter {it:5d}  Λ-costs {np.array2string(costs, precision=5)}  residual {residual:.3e}"
+        )
+
+
 def _finite(ps: list[list[Tensor]]) -> bool:
     return all(
         bool(torch.isfinite(p).all()) and float(p.detach().abs().max()) < BLOWUP
@@ -122,6 +135,49 @@ class Adam:
             v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
             p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
 
+    def state(self) -> list[tuple[float, np.ndarray, np.ndarray]] | None:
+        """(steps taken, first moment, second moment) per tensor, None before the first step: what a
+        restarted copy needs (``load``) to continue exactly."""
+        if self.t == 0:
+            return None
+        return [
+            (float(self.t), m.cpu().numpy().copy(), v.cpu().numpy().copy())
+            for m, v in zip(self.m, self.v, strict=True)
+        ]
+
+    def load(self, state: list | None) -> None:
+        """Restore the moments saved by ``state`` (None: keep the fresh state)."""
+        if state:
+            self.t = int(state[0][0])
+            pairs = list(zip(self.params, state, strict=True))  # copies: ``state`` may be read-only
+            self.m = [torch.tensor(st[1], dtype=p.dtype, device=p.device) for p, st in pairs]
+            self.v = [torch.tensor(st[2], dtype=p.dtype, device=p.device) for p, st in pairs]
+
+
+class Descent:
+    """The plain gradient step θ ← θ − lr g on given tensors (optimiser ``sgd``); it carries no state."""
+
+    def __init__(self, params: list[Tensor], lr: float):
+        self.params, self.lr = params, lr
+
+    def step(self, grads: list[Tensor]) -> None:
+        """One update θ ← θ − lr g with the given gradients."""
+        _apply([self.params], [grads], self.lr)
+
+    def state(self) -> None:
+        """Plain gradient steps carry no state."""
+        return None
+
+    def load(self, state: object) -> None:
+        """Nothing to restore."""
+
+
+def make_optimizer(name: str, params: list[Tensor], lr: float) -> Adam | Descent:
+    """The optimiser ``name`` (one of ``OPTIMIZERS``) on the given tensors: ``step(grads)``, ``state()``,
+    ``load(state)``; the learning loops and the per-agent actors use these same classes."""
+    choice("optimizer", name, OPTIMIZERS)
+    return Adam(params, lr) if name == "adam" else Descent(params, lr)
+
 
 def check_options(steps: int, lr: float, method: str, tol: float, optimizer: str) -> None:
     """Validate the common learning options (one-line errors naming the option)."""
@@ -140,40 +196,21 @@ def check_options(steps: int, lr: float, method: str, tol: float, optimizer: str
 
 
 def gradient_play(
-    game: Game,
-    Lambda: np.ndarray,
-    agents: Sequence[int] | None = None,
-    *,
-    steps: int = 500,
-    lr: float = 0.05,
-    method: str = "gradient",
-    tol: float = 1e-8,
-    optimizer: str = "sgd",
-    progress: bool = False,
-    rtol: float | None = None,
+    game: Game, Lambda: np.ndarray, agents: Sequence[int] | None = None, **options: Any
 ) -> Learned:
     """Simultaneous gradient play of the listed agents on their Λ-costs (the others stay frozen).
 
     gradient: θ ← P(θ − η g(θ)); extragradient: θ ← P(θ − η g(P(θ − η g(θ)))); optimistic:
     θ ← P(θ − η(2g_t − g_{t−1})). Stops when the step length / η (the projected-gradient residual) is
-    below ``tol``. Returns ``Learned(status, iterations, residual, history [iterations, n] of Λ-costs)``.
+    below ``tol``. ``options``: those of ``gradient_play_cells`` (steps, lr, method, tol, optimizer,
+    progress, rtol, anneal), with its defaults. Returns ``Learned(status, iterations, residual,
+    history [iterations, n] of Λ-costs)``.
     """
     if game.n_cells != 1:
         raise ValidationError(
             "game", "a single game (use gradient_play_cells)", type(game).__name__
         )
-    return gradient_play_cells(
-        game,
-        Lambda,
-        agents,
-        steps=steps,
-        lr=lr,
-        method=method,
-        tol=tol,
-        optimizer=optimizer,
-        progress=progress,
-        rtol=rtol,
-    )[0]
+    return gradient_play_cells(game, Lambda, agents, **options)[0]
 
 
 def _cell_grads(game: Game, E: Tensor, agents: Sequence[int], n: int) -> dict[int, list[Tensor]]:
@@ -277,13 +314,7 @@ def gradient_play_cells(
             if optimizer == "adam":
                 res[c] = _norm([g[k] for k in mine[c]])
             else:
-                step = math.sqrt(
-                    sum(
-                        float(((p.detach() - b) ** 2).sum())
-                        for p, b in zip(flat[c], before[c], strict=True)
-                    )
-                )
-                res[c] = step / lr
+                res[c] = math.sqrt(squared_step(flat[c], before[c])) / lr
             if math.isnan(res0[c]):
                 res0[c] = res[c]
             if not math.isfinite(res[c]):
@@ -292,11 +323,8 @@ def gradient_play_cells(
                 status[c] = "converged"
             elif opt[c] is not None and anneal:  # cosine to 1 % of lr over the budget
                 opt[c].lr = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * it / steps)))
-        if progress and (it % max(1, steps // 10) == 0 or it == 1):
-            r = max(res[c] for c in live)
-            print(
-                f"  iter {it:5d}  Λ-costs {np.array2string(e[live[0]], precision=5)}  residual {r:.3e}"
-            )
+        if progress:
+            print_progress(it, steps, e[live[0]], max(res[c] for c in live))
         live = [c for c in live if status[c] == "max_steps"]
     out = []
     for c in range(C):

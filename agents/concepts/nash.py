@@ -49,23 +49,13 @@ def solve_nash(
     convex cost (docs/theory.md#self-regard). ``polish_rounds`` > 0 (differential games' default) follows gradient
     play with rounds of own-class best responses (``_play.polish``) until no agent gains.
     """
+    br = {"measure_exploitability": measure_exploitability, "steps": br_steps, "lr": br_lr or lr}
     if isinstance(game, MatrixGame):
         method = choice(
             "method", "exact" if method is None else method, [*FINITE_METHODS, *METHODS]
         )
         if method in FINITE_METHODS:
-            return _solve_finite(
-                game,
-                Lambda,
-                method,
-                steps=steps,
-                tol=tol,
-                solver=solver,
-                select=select,
-                progress=progress,
-                measure_exploitability=measure_exploitability,
-                br={"steps": br_steps, "lr": br_lr or lr},
-            )
+            return _solve_finite(game, Lambda, method, steps, tol, progress, solver, select, br)
     method = "gradient" if method is None else method
     check_options(steps, lr, method, tol, optimizer)
     if game.convex_own_cost:
@@ -76,7 +66,8 @@ def solve_nash(
             "its own convex cost over an unbounded action, so the best response is ill posed "
             "(docs/theory.md#self-regard)",
         )
-    status, it, res, hist = gradient_play(
+    rtol = POLISH_RTOL if polish_rounds else None
+    learned = gradient_play(
         game,
         Lambda,
         steps=steps,
@@ -85,42 +76,28 @@ def solve_nash(
         tol=tol,
         optimizer=optimizer,
         progress=progress,
-        rtol=POLISH_RTOL if polish_rounds else None,
+        rtol=rtol,
     )
-    if polish_rounds and status != "diverged":
-        status, it, res, hist = polished(
-            game, Lambda, (status, it, res, hist), polish_rounds, steps
-        )
-    return finish(
-        game,
-        Lambda,
-        "nash",
-        status,
-        it,
-        res,
-        hist,
-        measure_exploitability=measure_exploitability,
-        steps=br_steps,
-        lr=br_lr or lr,
-    )
+    if polish_rounds and learned.status != "diverged":
+        learned = polished(game, Lambda, learned, polish_rounds, steps)
+    return finish(game, Lambda, "nash", *learned, **br)
 
 
 def _solve_finite(
     game: MatrixGame,
     Lambda: np.ndarray,
     method: str,
-    *,
     steps: int,
     tol: float,
+    progress: bool,
     solver: str,
     select: str,
-    progress: bool,
-    measure_exploitability: bool,
     br: dict,
 ) -> Equilibrium:
     """An exact equilibrium (selected by ``select``) or the time average of learned dynamics, set into ``game``.
 
-    The residual is the largest gain of a pure deviation in Λ-payoffs (0 at a Nash equilibrium).
+    The residual is the largest gain of a pure deviation in Λ-payoffs (0 at a Nash equilibrium); ``br``: the
+    options of ``finish`` (whether and how to measure exploitability).
     """
     number("tol", tol, low=0.0)
     choice("solver", solver, ["auto", *finite.FINITE_SOLVERS])
@@ -167,16 +144,7 @@ def _solve_finite(
     game.set_strategies(profile)
     if progress:
         print(f"  nash on a finite game: {msg}")
+    status = "converged" if ok else "max_steps"
     return finish(
-        game,
-        Lambda,
-        "nash",
-        "converged" if ok else "max_steps",
-        iterations,
-        residual,
-        hist,
-        measure_exploitability=measure_exploitability,
-        message=msg,
-        info=info,
-        **br,
+        game, Lambda, "nash", status, iterations, residual, hist, message=msg, info=info, **br
     )

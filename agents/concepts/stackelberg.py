@@ -22,7 +22,16 @@ from control.errors import ValidationError, choice, number
 from ..empathy import empathetic_costs, require_self_regard
 from ..equilibrium import Equilibrium
 from ..game import Game
-from ..learning import BLOWUP, check_options, gradient_play, lambda_costs, own_grads
+from ..learning import (
+    BLOWUP,
+    Descent,
+    check_options,
+    gradient_play,
+    lambda_costs,
+    own_grads,
+    print_progress,
+    squared_step,
+)
 from ._finish import finish
 
 MODES = ("implicit", "unrolled")
@@ -146,6 +155,7 @@ def solve_stackelberg(
     gradient_play(game, Lambda, followers, steps=max(inner_steps, 200), lr=ilr, tol=tol)
     hist, status, res, it = [], "max_steps", float("inf"), 0
     lps = game.parameters_of(leader)
+    descent = Descent(lps, lr)  # the leader's plain projected gradient step
     for it in range(1, steps + 1):
         with torch.no_grad():
             _, E = lambda_costs(game, Lambda)
@@ -160,18 +170,11 @@ def solve_stackelberg(
         else:
             g = _unrolled_hypergrad(game, Lambda, leader, followers, ilr, inner_steps)
         before = [p.detach().clone() for p in lps]
-        with torch.no_grad():
-            for p, gg in zip(lps, g, strict=True):
-                p.sub_(lr * gg)
+        descent.step(g)
         game.project()
-        res = (
-            math.sqrt(
-                sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(lps, before, strict=True))
-            )
-            / lr
-        )
-        if progress and (it % max(1, steps // 10) == 0 or it == 1):
-            print(f"  iter {it:5d}  Λ-costs {np.array2string(e, precision=5)}  residual {res:.3e}")
+        res = math.sqrt(squared_step(lps, before)) / lr
+        if progress:
+            print_progress(it, steps, e, res)
         if not math.isfinite(res) or any(float(p.detach().abs().max()) > BLOWUP for p in lps):
             status = "diverged"
             break
