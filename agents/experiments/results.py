@@ -58,6 +58,7 @@ import os
 import platform
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -65,10 +66,13 @@ from typing import Any
 
 import h5py
 import numpy as np
+import torch
 import xarray as xr
 
 from control.errors import ValidationError
 
+from ..agent import MFTTPolicy
+from ..cell import CellSpec
 from ..status import PLAYED, STATUSES
 from .cluster import git_commit, source_hash  # the code version of a run
 
@@ -675,8 +679,6 @@ def device_description(device: str | None = None) -> str:
     desc = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     if device and device.startswith("cuda"):
         try:
-            import torch  # optional here: only to name a CUDA device
-
             if torch.cuda.is_available():
                 desc = f"{device} ({torch.cuda.get_device_name(0)})"
         except ImportError:
@@ -943,26 +945,12 @@ def load_trained_game(
 ):
     """The cell's game rebuilt as ``agents.play`` built it (same scenario, Λ, law, seed), holding the trained
     parameters of ``load_weights``. Returns ``(game, kwargs)``."""
-    import torch  # the game side's tensors
-
-    from ..empathy import as_Lambda
-    from ..play import check_play_kwargs
-
     meta = weights_metadata(results, cell, ds=ds)
     kw = meta["kwargs"]
     state = _tensors(meta["file"])
-    try:
-        cls, policy, _, _, _, seed = check_play_kwargs(kw)
-    except KeyError:
-        raise _weights_bad(meta["file"], "metadata without a scenario") from None
-    sc = cls(kw.get("n_agents"), **(kw.get("params") or {}))
-    L = as_Lambda(kw.get("Lambda", "selfish"), sc.n_players, kw.get("Lambda_alpha", 0.5))
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    game = sc.game(
-        Lambda=L, law=kw.get("law", "feedback"), policy=policy, mftt=kw.get("mftt"), seed=seed,
-        device="cpu",
-    )  # fmt: skip
+    if "scenario" not in kw:
+        raise _weights_bad(meta["file"], "metadata without a scenario")
+    _, _, game = CellSpec.of(kw, device="cpu").build()
     used = set()
     with torch.no_grad():
         for j in range(game.n_agents):
@@ -991,9 +979,6 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
     token, column: key token), ``depth_times`` (the transformer's depth times of the maps), ``token`` (what a
     token is: "particle", "agent", "window step"), ``times`` (the rollout's time grid, or []), ``time``.
     """
-    import torch  # the game side's tensors
-
-    from ..agent import MFTTPolicy
 
     j = int(agent)
     if not 0 <= j < game.n_agents:
@@ -1044,8 +1029,6 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
 
 def population_costs(game: Any) -> np.ndarray:
     """Every agent's cost in a population game, ``[populations, agents]`` (mean over the noise replicas)."""
-    import torch  # the game side's tensors
-
     if not hasattr(game, "agent_costs"):
         raise ValidationError("game", "a population game (PopulationGame)", type(game).__name__)
     with torch.no_grad():
@@ -1071,7 +1054,6 @@ class CellProgress:
     def __init__(
         self, parts_dir: str | Path, index: int, key: str = "", *, interval: float | None = None
     ):
-        import time
 
         self._time = time.time
         self.path = progress_path(parts_dir, index)

@@ -38,8 +38,8 @@ from rich.progress import (
 
 from control.errors import ValidationError, choice, number
 
+from ..cell import CellSpec
 from ..learning import reporting
-from ..play import check_play_kwargs
 from ..status import FAILED
 from . import cluster
 from .actors import ActorPool, run_cell_actors
@@ -204,7 +204,7 @@ def _local_cells(t: list[Cell], progress_dir: Path | None) -> list[xr.Dataset]:
 def _steps(kwargs: dict[str, Any]) -> int:
     """The learning step budget of a cell (its scenario's default when unset)."""
     try:
-        return int(check_play_kwargs(kwargs)[3])
+        return CellSpec.of(kwargs).steps
     except Exception:  # a bad cell fails on its own later
         return 0
 
