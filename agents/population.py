@@ -33,6 +33,7 @@ from torch import Tensor
 from control import DivergenceError, solve
 from control.errors import ValidationError, choice, number
 
+from .best_response import BestResponse, Budget
 from .deviations import population_best_response
 from .game import Game
 from .population_policy import (
@@ -62,6 +63,9 @@ SCHEMES = (
 )  # SDE steps (noise on); without noise control.solve's ``method`` is used
 EXACT_MAX_AGENTS = 512  # the exact own-gradient holds an [N, N, …] Jacobian block
 
+# agents per population whose whole trajectories a rollout keeps (PopulationGame.rollout)
+SAMPLED = 8
+
 
 class PopulationGame(Game):
     """K populations × N agents; players are the populations, costs the mean cost per population.
@@ -84,8 +88,8 @@ class PopulationGame(Game):
         *,
         T: float = 1.0,
         n_steps: int = 20,
-        sigma: Sequence[float] | float = 0.0,
-        sigma0: Sequence[float] | float = 0.0,
+        sigma: Sequence[float] | np.ndarray | float = 0.0,
+        sigma0: Sequence[float] | np.ndarray | float = 0.0,
         gradient: str = "mean_field",
         noise_seed: int = 0,
         bounds: tuple[float, float] | None = None,
@@ -269,7 +273,7 @@ class PopulationGame(Game):
         return self._finite(c + self.terminal_cost(g, flow[-1]))
 
     def _ode_costs(self, W, ghosts: Ghosts | None, states) -> Tensor:
-        g, play = (None, None) if ghosts is None else (ghosts.x0, ghosts.play)
+        g = None if ghosts is None else ghosts.x0
         R, K, N, d = self.x0.shape
         nx = self.x0.numel()
         M = 0 if g is None else g.shape[2]
@@ -280,9 +284,9 @@ class PopulationGame(Game):
             law = self.law(x)
             u = self._act(t, x, law, W)
             parts = [self.drift(t, x, u, law).reshape(-1)]
-            if g is not None:
+            if ghosts is not None:  # g is ghosts.x0
                 gx = z[nx : nx + ng].reshape(R, K, M, d)
-                ug = self._clip(play(t, gx, law))
+                ug = self._clip(ghosts.play(t, gx, law))
                 parts += [
                     self.drift(t, gx, ug, law).reshape(-1),
                     self.running_cost(t, gx, ug, law).reshape(-1),
@@ -333,7 +337,9 @@ class PopulationGame(Game):
     # ---- gradients ----------------------------------------------------------------------------
     def per_agent_weights(self) -> Tensor:
         """Leaf per-agent copies ``[K, N, order+1, m, f]`` of the shared gains."""
-        W = torch.stack([w.detach() for w in self.policy.W])
+        pol = self.policy
+        assert isinstance(pol, LinearPopulationPolicy)  # the exact gradient needs a linear policy
+        W = torch.stack([w.detach() for w in pol.W])
         return W.unsqueeze(1).expand(self.K, self.N, *W.shape[1:]).clone().requires_grad_(True)
 
     def own_gradients(self) -> tuple[Tensor, Tensor]:
@@ -368,13 +374,18 @@ class PopulationGame(Game):
         J, g = self.own_gradients()
         gk = g.mean(1)  # the representative agent's own-gradient [K, …]
         out = []
-        for k, w in enumerate(self.policy.W):
+        pol = self.policy
+        assert isinstance(pol, LinearPopulationPolicy)  # gradient "exact" is refused otherwise
+        for k, w in enumerate(pol.W):
             out.append(J[k].mean() + (gk[k] * (w - w.detach())).sum())
         return torch.stack(out)
 
     # ---- reporting ----------------------------------------------------------------------------
     def rollout(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times [T], per population: mean, 5 %, 50 %, 95 % quantiles of x_1 over agents, replica 0)."""
+        """(times [T], summary [T, 4·K + S·K]) of x_1 in noise replica 0: per population the mean and the
+        5 %, 50 %, 95 % quantiles over its agents, then a fixed sample of S = min(``SAMPLED``, N) agents'
+        trajectories per population (agents 0…S−1: exchangeable, so any fixed choice is a random sample).
+        O(T·N) to compute, O(T·K) to store whatever N is."""
         states: list[Tensor] = []
         with torch.no_grad():
             self.agent_costs(states=states)
@@ -383,9 +394,14 @@ class PopulationGame(Game):
             xs, torch.tensor([0.05, 0.5, 0.95], dtype=xs.dtype, device=xs.device), dim=-1
         )
         summary = torch.cat([xs.mean(-1, keepdim=True), q.permute(1, 2, 0)], -1)  # [T, K, 4]
-        return self.times.cpu().numpy(), summary.reshape(len(self.times), -1).cpu().numpy()
+        sample = xs[:, :, : min(SAMPLED, xs.shape[-1])]  # [T, K, S]
+        T = len(self.times)
+        out = torch.cat([summary.reshape(T, -1), sample.reshape(T, -1)], -1)
+        return self.times.cpu().numpy(), out.cpu().numpy()
 
     # ---- deviations ---------------------------------------------------------------------------
-    def deviation_response(self, j: int, Lambda: np.ndarray, e0: float, budget):
+    def deviation_response(
+        self, j: int, Lambda: np.ndarray, e0: float, budget: Budget
+    ) -> BestResponse:
         """Population j's best deviation (``agents.best_response`` calls this; see ``deviations``)."""
         return population_best_response(self, j, Lambda, e0, budget)

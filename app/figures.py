@@ -139,15 +139,27 @@ def quantile_bands(
     summary: np.ndarray,
     names: list[str],
     title: str = "Density of states over time",
+    samples: np.ndarray | None = None,
 ) -> go.Figure:
     """Per population the state's distribution over time: summary [T, 4·K] holds, per population, the mean
     and the 5 %, 50 %, 95 % quantiles over its agents (``PopulationGame.rollout``): a 5–95 % band, the median
-    (solid) and the mean (dotted)."""
+    (solid) and the mean (dotted); ``samples`` [T, K·S], a fixed sample of S agents' paths per population,
+    as thin lines."""
     fig = go.Figure()
     t = np.asarray(times, float)
     S = np.asarray(summary, float).reshape(len(t), -1, 4)
     ok = np.isfinite(t)
+    paths = None
+    if samples is not None and np.asarray(samples).size and S.shape[1]:
+        paths = np.asarray(samples, float).reshape(len(t), S.shape[1], -1)
     for k in range(S.shape[1]):
+        if paths is not None:
+            for i in range(paths.shape[2]):
+                fig.add_scatter(
+                    x=t[ok], y=paths[ok, k, i], mode="lines", line=dict(color=_color(k), width=0.6),
+                    opacity=0.35, showlegend=i == 0, legendgroup=f"sample{k}",
+                    name=f"{names[k] if k < len(names) else f'population {k + 1}'}: sample agents",
+                )  # fmt: skip
         c, name = _color(k), names[k] if k < len(names) else f"population {k + 1}"
         mean, q5, q50, q95 = (S[ok, k, i] for i in range(4))
         fig.add_scatter(

@@ -360,16 +360,19 @@ def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) 
         times = np.asarray(one["times"].values, float)
         summary = np.asarray(one["trajectory"].values, float)
         keep = np.isfinite(times)
-        summary = summary[keep][:, : 4 * n]
+        summary, samples = summary[keep][:, : 4 * n], summary[keep][:, 4 * n :]
+        samples = samples[:, np.isfinite(samples).all(0)] if samples.size else samples
+        if samples.shape[-1] % max(n, 1):
+            samples = samples[:, :0]  # not a whole sample per population: not drawn
         if summary.shape[-1] == 4 * n and np.isfinite(summary).any():
             st.plotly_chart(
-                figures.quantile_bands(times[keep], summary, names),
+                figures.quantile_bands(times[keep], summary, names, samples=samples),
                 width="stretch",
                 key=f"{key}_bands",
             )
             st.caption(
                 "Per population: the agents' states at each time, as the 5–95 % band, the median and "
-                "the mean (first noise replica)."
+                "the mean, and the paths of a fixed sample of agents (first noise replica)."
             )
         else:  # a population game without per-agent states (e.g. routing's flows): its summary as is
             st.plotly_chart(

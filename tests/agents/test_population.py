@@ -145,7 +145,29 @@ def test_play_systemic_risk_small_is_a_certified_cell():
     # on the cell's own samples and grid, learning reaches the closed form's cost (1 % here, 400 paths)
     assert o.costs[0] == pytest.approx(o.reference_grid_costs[0], rel=0.01)
     assert o.costs[0] == pytest.approx(o.reference_costs[0], rel=0.15)  # sampling: 400 paths
-    assert o.trajectory.shape == (11, 4)  # mean and three quantiles over time
+    # mean and three quantiles over time, then the paths of a fixed sample of 8 agents
+    assert o.trajectory.shape == (11, 4 + 8)
+    mean, q5, q50, q95 = o.trajectory[:, :4].T
+    assert np.all(q5 <= q50) and np.all(q50 <= q95) and np.all((q5 <= mean) & (mean <= q95))
+
+
+def test_rollout_keeps_a_fixed_sample_of_agent_paths_whatever_n():
+    """PopulationGame.rollout: per population 4 statistics and the paths of agents 0…7 (exactly theirs)."""
+    from agents.population import SAMPLED
+
+    for n in (5, 300):
+        game = get_scenario("systemic_risk")(n, **SR).game(
+            Lambda=np.eye(1), law="time", policy="linear", seed=1
+        )
+        times, summary = game.rollout()
+        states: list = []
+        with torch.no_grad():
+            game.agent_costs(states=states)
+        xs = torch.stack(states)[:, 0, :, :, 0].numpy()  # [T, K, N], replica 0
+        S = min(SAMPLED, n)
+        assert summary.shape == (len(times), 4 + S)
+        np.testing.assert_array_equal(summary[:, 4:], xs[:, 0, :S])
+        np.testing.assert_allclose(summary[:, 0], xs[:, 0].mean(-1), rtol=1e-12)
 
 
 @pytest.mark.slow
