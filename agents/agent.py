@@ -8,7 +8,7 @@ same-structured policies, by stacking their parameters into a batched template (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,12 +19,17 @@ import mftt
 from control import WEIGHT_LAWS, make_law
 from control import meanfield as mf
 from control.errors import ValidationError, choice
-from control.laws import FEATURES, legendre
+from control.laws import FEATURES, FeedbackLaw, MeanFieldLaw, TimeLaw, UntiedLaw, legendre
 
 POLICIES: tuple[str, ...] = ("mftt", "linear", "direct")
 LAWS: tuple[str, ...] = tuple(WEIGHT_LAWS)  # the weight-law registry, by name
 # the laws whose time parts LinearPolicy precomputes per rollout (θ₀, the untied pieces, Legendre terms)
 TABULATED = ("constant", "untied", "time", "feedback", "meanfield")
+# LinearPolicy's table: stage time -> index, θ at the stage times, (U(t), features φ) and U_μ(t) of the
+# feedback/meanfield laws (None for the others), and a last slot that is always None
+_Table = tuple[
+    dict[float, int], Tensor, tuple[Tensor, Callable[[Tensor], Tensor]] | None, Tensor | None, None
+]
 
 
 class Policy(nn.Module):
@@ -123,24 +128,29 @@ class LinearPolicy(Policy):
             self._table = ({}, theta, None, None, None)
             return
         if self.law == "untied":  # piecewise constant in t: the pieces at the stage times
+            assert isinstance(law, UntiedLaw)
             keys = {round(float(tk), 12): k for k, tk in enumerate(times)}
             self._table = (keys, law.theta_t(times), None, None, None)
             return
+        assert isinstance(law, TimeLaw)  # time, feedback, meanfield
         s = 2 * times / law.T - 1
         basis = legendre(s, law.order)  # [K, order]
         c = law.coef.flatten(b + 1)  # [*batch, order, size]
         theta = theta + (basis @ c).reshape(self.batch + (len(times),) + law.shape)
-        U = Umu = None
+        U: tuple[Tensor, Callable[[Tensor], Tensor]] | None = None
+        Umu: Tensor | None = None
         if self.law in ("feedback", "meanfield"):
+            assert isinstance(law, FeedbackLaw)
             basis0 = torch.cat([torch.ones_like(s).unsqueeze(-1), basis], -1)  # [K, order+1]
-            U = torch.einsum("kq,...qpr->...kpr", basis0, law.U)
+            Uk = torch.einsum("kq,...qpr->...kpr", basis0, law.U)
             if self.law == "meanfield":
+                assert isinstance(law, MeanFieldLaw)
                 Umu = torch.einsum("kq,...qpr->...kpr", basis0, law.Umu)
-            U = (U, FEATURES[law.features])
+            U = (Uk, FEATURES[law.features])
         keys = {round(float(tk), 12): k for k, tk in enumerate(times)}
         self._table = (keys, theta, U, Umu, None)
 
-    _table = None
+    _table: _Table | None = None
 
     def _theta(self, t: Tensor | float, obs: Tensor) -> Tensor:
         """Θ(t, x, μ) ``[*batch, P or 1, 2, m, d]``, from the table when t is a tabulated time."""
@@ -156,9 +166,11 @@ class LinearPolicy(Policy):
         th = theta.select(b, k).unsqueeze(b)  # [*batch, 1, *shape]
         if U is None:
             return th
+        assert isinstance(law, FeedbackLaw)  # only the feedback/meanfield laws tabulate U
         Ut, phi = U[0].select(b, k), U[1]  # [*batch, size, rank]
         delta = (phi(obs) @ law.V.transpose(-1, -2)) @ Ut.transpose(-1, -2)  # [*batch, P, size]
         if Umu is not None:
+            assert isinstance(law, MeanFieldLaw)
             m = obs.mean(-2, keepdim=True)
             psi = torch.cat([m, (obs - m).square().mean(-2, keepdim=True)], -1)  # [*batch, 1, 2d]
             delta = delta + (psi @ law.Vmu.transpose(-1, -2)) @ Umu.select(b, k).transpose(-1, -2)

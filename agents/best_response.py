@@ -33,6 +33,7 @@ from torch import Tensor
 from control import DivergenceError
 from control.errors import ValidationError, number
 
+from .differential import DifferentialGame
 from .empathy import empathetic_costs
 from .game import ActionSpace, Game, MatrixGame
 from .learning import gradient_play
@@ -176,9 +177,9 @@ def _box_quadratic(
         stat = torch.where(h > 0, z0 - g / torch.where(h > 0, h, torch.ones_like(h)), z0)
         cand = [torch.minimum(torch.maximum(stat, low), high)]
         cand += [low, high]
-        q = [(g * (c - z0) + 0.5 * h * (c - z0) ** 2) for c in cand]  # per-coordinate model change
+        dq = [(g * (c - z0) + 0.5 * h * (c - z0) ** 2) for c in cand]  # per-coordinate model change
         q = torch.stack(
-            [torch.where(torch.isfinite(x), x, torch.full_like(x, -math.inf)) for x in q]
+            [torch.where(torch.isfinite(x), x, torch.full_like(x, -math.inf)) for x in dq]
         )
         q = torch.where(
             torch.stack([torch.isfinite(c) for c in cand]), q, torch.full_like(q, math.inf)
@@ -270,7 +271,7 @@ def open_loop(
     game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
 ) -> BestResponse | None:
     """An open-loop control per particle on the time grid, within the game's action bounds (numerical)."""
-    if not hasattr(game, "deviation"):
+    if not isinstance(game, DifferentialGame):  # the games that take a deviation
         return None
     nodes = _nodes(game)
     init = _current_actions(game, j, nodes)
@@ -297,7 +298,7 @@ def linear_feedback(
     game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
 ) -> BestResponse | None:
     """u = c(t) − K(t)(o − Eo) − K̄(t)Eo on agent j's observation o, gains tabulated on the time grid."""
-    if not hasattr(game, "deviation"):
+    if not isinstance(game, DifferentialGame):  # the games that take a deviation
         return None
     nodes = _nodes(game)
     with torch.no_grad():
@@ -389,9 +390,10 @@ def _lbfgsb(
     lo = low.expand(shape).detach().cpu().numpy().reshape(-1)
     hi = high.expand(shape).detach().cpu().numpy().reshape(-1)
     x0 = np.clip(init.detach().cpu().numpy().reshape(-1).astype(float), lo, hi)
-    bounds = list(
-        zip(np.where(np.isfinite(lo), lo, None), np.where(np.isfinite(hi), hi, None), strict=True)
-    )
+    bounds = [
+        (a if np.isfinite(a) else None, b if np.isfinite(b) else None)
+        for a, b in zip(lo, hi, strict=True)
+    ]
     scale = max(1.0, abs(e0))
     res = minimize(
         fg,
@@ -415,7 +417,9 @@ def population(
     game: Game, Lambda: np.ndarray, j: int, e0: float, budget: Budget
 ) -> BestResponse | None:
     """A population game's deviation of population j (one small agent, or the whole population)."""
-    return game.deviation_response(j, Lambda, e0, budget)
+    r = game.deviation_response(j, Lambda, e0, budget)
+    assert r is None or isinstance(r, BestResponse)  # Game types it as object (no import cycle)
+    return r
 
 
 # open_loop contains every feedback deviation of a deterministic game, so linear_feedback is opt-in (a second

@@ -16,16 +16,42 @@ See docs/populations.md#population-best-responses.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .best_response import BestResponse, Budget, _lbfgsb, _result
-from .game import Game
-from .population_policy import Ghosts, Law, LinearPopulationPolicy
+from .population_policy import Ghosts, Law, LinearPopulationPolicy, Policy
 
-PopulationGame = Game  # read as an agents.population.PopulationGame, which imports this module
+
+class PopulationGame(Protocol):
+    """What the deviations read of an ``agents.population.PopulationGame`` (which imports this module)."""
+
+    K: int
+    N: int
+    d: int
+    T: float
+    x0: Tensor
+    device: torch.device
+    policy: Policy
+    gradient: str
+    noisy: bool
+    noise_seed: int
+    override: tuple[int, int | None, Callable[[Tensor, Tensor, Law], Tensor]] | None
+
+    def agent_costs(
+        self,
+        W: Tensor | None = None,
+        *,
+        ghosts: Ghosts | None = None,
+        states: list[Tensor] | None = None,
+    ) -> Tensor: ...
+
+    def flow(self) -> list[Law]: ...
+
 
 ORDER = 6  # Legendre order of the deviation's gains
 GHOSTS = 512  # ghost agents per replica (mean_field deviations)

@@ -57,6 +57,7 @@ class Policy(Protocol):
 
     kind: str
     samples: int
+    m: int  # action dimension
 
     def __call__(self, t: Tensor, x: Tensor, law: Law, W: Tensor | None = None) -> Tensor: ...
 

@@ -52,9 +52,9 @@ def lambda_warnings(Lambda: Any, *, big: float = 1e3) -> list[str]:
     n = L.shape[0]
     peak = float(np.abs(L).max()) if L.size else 0.0
     if peak > big:
-        i, j = np.unravel_index(int(np.abs(L).argmax()), L.shape)
+        i, k = np.unravel_index(int(np.abs(L).argmax()), L.shape)
         out.append(
-            f"Lambda[{i + 1},{j + 1}] = {L[i, j]:g} is very large (|λ| > {big:g}): costs are scaled by it, "
+            f"Lambda[{i + 1},{k + 1}] = {L[i, k]:g} is very large (|λ| > {big:g}): costs are scaled by it, "
             "so learning steps grow alike and the run may diverge."
         )
     for j in range(n):
