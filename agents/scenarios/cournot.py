@@ -41,7 +41,7 @@ class CournotMFTTGame(Game):
     """
 
     OUT_SCALE = 0.2
-    solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
+    solve_defaults: dict = {"optimizer": "adam"}  # an instance attribute of Game
 
     def __init__(
         self, *, n, alpha, beta, c, q_max, window, markets, spread, noise, law, mftt, seed, device

@@ -12,7 +12,7 @@ velocity moves only by the average of the idiosyncratic noise, and learning narr
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ class Flocking(Scenario):
     def n_players(self) -> int:
         return 1
 
-    def coefficients(self) -> dict:
-        p = {k: float(self.params[k]) for k in ("kappa", "gamma", "rho", "kappa_T", "u_max", "sigma", "T", "v0", "x0")}  # fmt: skip
+    def coefficients(self) -> dict[str, Any]:
+        # floats, and mean_velocity as an array [2]
+        p: dict[str, Any] = {k: float(self.params[k]) for k in ("kappa", "gamma", "rho", "kappa_T", "u_max", "sigma", "T", "v0", "x0")}  # fmt: skip
         for k in ("kappa", "gamma", "kappa_T", "sigma", "v0", "x0"):
             if p[k] < 0:
                 raise ValidationError(f"flocking.{k}", "a number ≥ 0", p[k])

@@ -16,6 +16,7 @@ G_k = b_k e_kᵀ P_k / (λ_kk r_k),  A_cl = A − Σ_l b_l e_l G_l,  ū_k = −G
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -66,7 +67,7 @@ class PopulationsLQ:
         return self.qT[l] * np.outer(e, e)
 
     # ---- fluctuations: one scalar Riccati equation per population ---------------------------------
-    def fluctuation(self) -> tuple[callable, np.ndarray]:
+    def fluctuation(self) -> tuple[Callable[[float], np.ndarray], np.ndarray]:
         """(P(t) [K] of y = x − m_k, the fluctuation cost per agent [K]: v0 P(0) + σ² ∫ P dt)."""
         a, b, q, r = self.a, self.b, self.q, self.r
 
@@ -82,7 +83,7 @@ class PopulationsLQ:
         return (lambda t: sol.sol(t)[: self.K]), self.v0 * y0[: self.K] + y0[self.K :]
 
     # ---- means: the coupled Riccati equations of the Λ-game --------------------------------------
-    def mean_game(self, Lambda: np.ndarray) -> tuple[callable, np.ndarray]:
+    def mean_game(self, Lambda: np.ndarray) -> tuple[Callable[[float], np.ndarray], np.ndarray]:
         """(G(t) [K, K] with ū = −G m, the mean part of each population's cost [K]) at the feedback Nash."""
         K, L = self.K, np.asarray(Lambda, dtype=float)
         if (np.diag(L) <= 0).any():
@@ -114,12 +115,12 @@ class PopulationsLQ:
 
         return G, self._mean_costs(G)
 
-    def social(self) -> tuple[callable, np.ndarray]:
+    def social(self) -> tuple[Callable[[float], np.ndarray], np.ndarray]:
         """The social optimum (min Σ_l J_l) by one Riccati equation: ū = −R⁻¹Bᵀ P m."""
         K = self.K
         A, B, Rinv = self.A(), np.diag(self.b), np.diag(1.0 / self.r)
-        Q = sum(self.Q(l) for l in range(K))
-        QT = sum(self.QT(l) for l in range(K))
+        Q = sum((self.Q(l) for l in range(K)), np.zeros((K, K)))
+        QT = sum((self.QT(l) for l in range(K)), np.zeros((K, K)))
 
         def rhs(t, y):
             P = y.reshape(K, K)

@@ -43,7 +43,7 @@ class RoutingGame(Game):
     """One population of N drivers; the player is the population, its cost the mean expected latency."""
 
     players_are_populations = True
-    solve_defaults: ClassVar[dict] = {"optimizer": "adam"}
+    solve_defaults: dict = {"optimizer": "adam"}  # an instance attribute of Game
 
     def __init__(self, alpha: Tensor, beta: Tensor, N: int, *, gradient: str, seed: int = 0):
         self.alpha, self.beta, self.N = alpha, beta, int(N)

@@ -20,14 +20,17 @@ converges in ~20 iterations within 30 steps to 2.4e-4 of the closed form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from control.errors import ValidationError, choice, number
 from control.hinf import HInfGame
 
+from ..agent import LinearPolicy
 from ..differential import DifferentialGame
 from ._common import DTYPE, make_agents, particles
 from .base import Scenario, register
@@ -153,17 +156,21 @@ class SecurityScenario(Scenario):
         if (
             policy == "linear"
         ):  # the defender starts from a stabilising gain, the attacker from no attack
+            defender = agents[0].policy
+            assert isinstance(defender, LinearPolicy)
             with torch.no_grad():
-                agents[0].policy.gains.theta0.fill_(1.0)
+                defender.gains.theta0.fill_(1.0)
         sign = torch.tensor([1.0, -1.0], dtype=DTYPE, device=device)
 
         built: list[DifferentialGame] = []
+        observe: Callable[[Tensor, Tensor], Tensor] | None = None  # None: every agent sees x
         if observation:
             attacker = agents[1].policy
 
             busy = [False]  # a deviation may itself call observe (to read the current actions)
 
-            def observe(t, x):  # the attacker sees x; the defender sees x + δ(x), |δ| ≤ δ_max
+            # the attacker sees x; the defender sees x + δ(x), |δ| ≤ δ_max
+            def observe_attacked(t, x):
                 dev = getattr(built[0], "deviation", None) if built else None
                 if dev is not None and dev[0] == 1 and not busy[0]:
                     busy[0] = True  # an attacker's deviation corrupts the observation too
@@ -176,6 +183,8 @@ class SecurityScenario(Scenario):
                 delta = dmax * torch.tanh(raw / dmax)
                 return torch.stack([x + delta, x])
 
+            observe = observe_attacked
+
             def attack(u):  # the attacker's action as played: the bounded δ
                 return dmax * torch.tanh(u[1] / dmax)
 
@@ -183,7 +192,6 @@ class SecurityScenario(Scenario):
                 return a * x + abar * x.mean(0, keepdim=True) + b * u[0]
 
         else:
-            observe = None
 
             def attack(u):
                 return u[1]

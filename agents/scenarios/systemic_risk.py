@@ -20,6 +20,7 @@ from control.errors import ValidationError
 
 from ..population import LinearPopulationPolicy, PopulationGame, sample_normal
 from ..population_mftt import MFTTPopulationPolicy
+from ..population_policy import Policy
 from ._common import DTYPE
 from .base import Scenario, register
 
@@ -109,6 +110,7 @@ class SystemicRisk(Scenario):
         a, q, eps, c = p["a"], p["q"], p["eps"], p["c"]
         R = int(self.params["replicas"])
         order = 0 if law == "constant" else int(self.params["order"])
+        pol: Policy
         if policy == "mftt":  # each bank attends to a fixed sample of 8 banks
             pol = MFTTPopulationPolicy(
                 1, 1, 1, law=law, config=mftt, seed=seed, dtype=DTYPE, device=device
