@@ -26,9 +26,21 @@ from .scenarios import Scenario, get_scenario
 
 # play()'s keyword arguments that describe the cell (the rest — progress, solver, tolerance — say how to play it)
 FIELDS = (
-    "scenario", "n_agents", "Lambda", "Lambda_alpha", "law", "policy", "concept", "steps", "lr", "seed",
-    "params", "mftt", "device", "init_noise",
-)  # fmt: skip
+    "scenario",
+    "n_agents",
+    "Lambda",
+    "Lambda_alpha",
+    "law",
+    "policy",
+    "concept",
+    "steps",
+    "lr",
+    "seed",
+    "params",
+    "mftt",
+    "device",
+    "init_noise",
+)
 
 
 @dataclass(frozen=True)
@@ -100,10 +112,21 @@ class CellSpec:
             raise ValidationError("device", "a compute device (cpu, cuda[:k], mps, xpu)", device)
         init_noise = float(number("init_noise", kw.get("init_noise", 0.0), low=0.0))
         return cls(
-            scenario=sc.name, n_agents=kw.get("n_agents"), Lambda=kw.get("Lambda", "selfish"),
-            Lambda_alpha=alpha, law=law, policy=policy, concept=concept, steps=steps, lr=lr, seed=seed,
-            params=dict(params or {}), mftt=mftt, device=device, init_noise=init_noise,
-        )  # fmt: skip
+            scenario=sc.name,
+            n_agents=kw.get("n_agents"),
+            Lambda=kw.get("Lambda", "selfish"),
+            Lambda_alpha=alpha,
+            law=law,
+            policy=policy,
+            concept=concept,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            params=dict(params or {}),
+            mftt=mftt,
+            device=device,
+            init_noise=init_noise,
+        )
 
     @property
     def scenario_class(self) -> type[Scenario]:

@@ -116,9 +116,11 @@ class PopulationGame(Game):
             self.solve_defaults = {"optimizer": "adam", "polish_rounds": 6}
         if self.gradient == "exact" and self.N > EXACT_MAX_AGENTS:
             raise ValidationError(
-                "gradient", f"mean_field or population above {EXACT_MAX_AGENTS} agents", "exact",
+                "gradient",
+                f"mean_field or population above {EXACT_MAX_AGENTS} agents",
+                "exact",
                 reason=f"the exact own-gradient costs O(N²) (N = {self.N})",
-            )  # fmt: skip
+            )
         self.sigma = self._per_population("sigma", sigma)
         self.sigma0 = self._per_population("sigma0", sigma0)
         # which state coordinates the noise drives (e.g. velocities, not positions): a multiplier per coordinate

@@ -156,19 +156,29 @@ def quantile_bands(
         if paths is not None:
             for i in range(paths.shape[2]):
                 fig.add_scatter(
-                    x=t[ok], y=paths[ok, k, i], mode="lines", line=dict(color=_color(k), width=0.6),
-                    opacity=0.35, showlegend=i == 0, legendgroup=f"sample{k}",
+                    x=t[ok],
+                    y=paths[ok, k, i],
+                    mode="lines",
+                    line=dict(color=_color(k), width=0.6),
+                    opacity=0.35,
+                    showlegend=i == 0,
+                    legendgroup=f"sample{k}",
                     name=f"{names[k] if k < len(names) else f'population {k + 1}'}: sample agents",
-                )  # fmt: skip
+                )
         c, name = _color(k), names[k] if k < len(names) else f"population {k + 1}"
         mean, q5, q50, q95 = (S[ok, k, i] for i in range(4))
         fig.add_scatter(
             x=t[ok], y=q95, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"
         )
         fig.add_scatter(
-            x=t[ok], y=q5, mode="lines", line=dict(width=0), fill="tonexty", fillcolor=_band(c),
+            x=t[ok],
+            y=q5,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor=_band(c),
             name=f"{name}: 5–95 %",
-        )  # fmt: skip
+        )
         fig.add_scatter(x=t[ok], y=q50, mode="lines", line=dict(color=c), name=f"{name}: median")
         fig.add_scatter(
             x=t[ok], y=mean, mode="lines", line=dict(color=c, dash="dot"), name=f"{name}: mean"
@@ -205,9 +215,11 @@ def step_curve(steps, cost, title: str = "Λ-cost over learning steps") -> go.Fi
         line=dict(color=_color(0)),
     )
     fig.update_layout(
-        title=title, xaxis_title="learning step", yaxis_title="total Λ-cost",
+        title=title,
+        xaxis_title="learning step",
+        yaxis_title="total Λ-cost",
         **{**LAYOUT, "height": 220, "margin": dict(l=40, r=10, t=40, b=35)},
-    )  # fmt: skip
+    )
     return fig
 
 

@@ -77,9 +77,11 @@ def check_magnitude(Lambda: np.ndarray) -> np.ndarray:
     if big.size:
         i, j = (int(v) for v in big[0])
         raise ValidationError(
-            f"Lambda[{i + 1},{j + 1}]", f"|λ| ≤ {MAX_ENTRY:g}", f"{L[i, j]:g}",
+            f"Lambda[{i + 1},{j + 1}]",
+            f"|λ| ≤ {MAX_ENTRY:g}",
+            f"{L[i, j]:g}",
             reason="costs scaled this much overflow and the run diverges",
-        )  # fmt: skip
+        )
     return L
 
 
@@ -103,9 +105,11 @@ def lambda_from_frame(df: pd.DataFrame, n: int) -> np.ndarray:
                 ) from None
             if not math.isfinite(v):
                 raise ValidationError(
-                    f"Lambda[{i + 1},{j + 1}]", "a finite number", v,
+                    f"Lambda[{i + 1},{j + 1}]",
+                    "a finite number",
+                    v,
                     reason="empty cell" if math.isnan(v) else "infinite entry",
-                )  # fmt: skip
+                )
             out[i, j] = v
     return check_magnitude(out)
 
@@ -337,9 +341,14 @@ def precheck(scenario, n, Lambda, law, policy, concept, mftt=None) -> str | None
 def _precheck(scenario, n, L, law, policy, concept, opts) -> str | None:
     try:
         agents.precheck(
-            scenario, n_agents=n, Lambda=np.asarray(L), law=law, policy=policy, concept=concept,
+            scenario,
+            n_agents=n,
+            Lambda=np.asarray(L),
+            law=law,
+            policy=policy,
+            concept=concept,
             mftt=dict(opts) or None,
-        )  # fmt: skip
+        )
     except ValidationError as exc:  # the API counts agents from 0, the grid from 1
         return re.sub(
             r"Lambda\[(\d+),(\d+)\]", lambda m: f"Lambda[{int(m[1]) + 1},{int(m[2]) + 1}]", str(exc)

@@ -88,8 +88,12 @@ def play_fused(cells: Sequence[dict]) -> list:
         ]  # validated once; every cell built as play builds it
         spec0 = specs[0]
         cls, policy, concept, steps, lr = (
-            spec0.scenario_class, spec0.policy, spec0.concept, spec0.steps, spec0.lr
-        )  # fmt: skip
+            spec0.scenario_class,
+            spec0.policy,
+            spec0.concept,
+            spec0.steps,
+            spec0.lr,
+        )
         scs, Ls, games, seeds = [], [], [], []
         for spec in specs:
             sc, L, game = spec.build()

@@ -992,9 +992,10 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
         policy = agents_[j].policy if agents_ else None
         if not isinstance(policy, MFTTPolicy) or not hasattr(game, "simulate"):
             raise ValidationError(
-                "policy", "an agent MFTT reading tokens (a differential game or Cournot)",
+                "policy",
+                "an agent MFTT reading tokens (a differential game or Cournot)",
                 type(policy).__name__ if policy is not None else type(game).__name__,
-            )  # fmt: skip
+            )
         with torch.no_grad():
             xs, _ = game.simulate(return_states=True)
         grid = game.times
@@ -1008,9 +1009,11 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
         tt = torch.full(obs.shape[:-1] + (1,), float(t), dtype=obs.dtype, device=obs.device)
         model, tokens, t_shown = policy.model, torch.cat([obs, tt], -1), float(t)
         default_obs = getattr(game, "observe_all", None) or getattr(game, "_observe_all", None)
-        token = "particle" if game.observe == default_obs else (
-            "agent" if obs.shape[0] == game.n_agents else "token"
-        )  # fmt: skip
+        token = (
+            "particle"
+            if game.observe == default_obs
+            else ("agent" if obs.shape[0] == game.n_agents else "token")
+        )
     with torch.no_grad():
         _, info = model(tokens, return_info=True)
     maps = np.stack([np.asarray(w.detach().cpu().numpy(), dtype=float) for w in info["attention"]])
@@ -1081,10 +1084,16 @@ class CellProgress:
             keep = np.unique(np.linspace(0, len(curve) - 1, _PROGRESS_POINTS).round().astype(int))
             curve, steps = curve[keep], steps[keep]
         data = {
-            "cell": self.index, "key": self.key, "step": self.step, "total": self.total,
-            "steps": steps.tolist(), "cost": [c if np.isfinite(c) else None for c in curve.tolist()],
-            "started": self.started, "updated": self._time(), "pid": os.getpid(),
-        }  # fmt: skip
+            "cell": self.index,
+            "key": self.key,
+            "step": self.step,
+            "total": self.total,
+            "steps": steps.tolist(),
+            "cost": [c if np.isfinite(c) else None for c in curve.tolist()],
+            "started": self.started,
+            "updated": self._time(),
+            "pid": os.getpid(),
+        }
         try:
             atomic_write_bytes(self.path, json.dumps(data).encode())
             self.writes += 1
@@ -1108,11 +1117,14 @@ def read_progress(parts_dir: str | Path) -> list[dict[str, Any]]:
                 continue
             p = json.loads(f.read_text())
             p = {
-                "cell": int(p["cell"]), "step": int(p["step"]), "total": int(p["total"]),
+                "cell": int(p["cell"]),
+                "step": int(p["step"]),
+                "total": int(p["total"]),
                 "steps": [int(s) for s in p.get("steps", [])],
                 "cost": [float("nan") if c is None else float(c) for c in p.get("cost", [])],
-                "started": float(p.get("started", 0.0)), "updated": float(p.get("updated", 0.0)),
-            }  # fmt: skip
+                "started": float(p.get("started", 0.0)),
+                "updated": float(p.get("updated", 0.0)),
+            }
         except (OSError, ValueError, TypeError, KeyError):
             continue
         out.append(p)

@@ -392,9 +392,13 @@ def _execute(
     def submit() -> None:
         while len(pending) < window and (t := next(queue, None)) is not None:
             ref = task.remote(
-                [c.kwargs for c in t], [c.key for c in t], [c.index for c in t], threads, on_cluster,
+                [c.kwargs for c in t],
+                [c.key for c in t],
+                [c.index for c in t],
+                threads,
+                on_cluster,
                 None if on_cluster or progress_dir is None else str(progress_dir),
-            )  # fmt: skip
+            )
             pending[ref] = t
 
     try:
@@ -565,9 +569,16 @@ def _run_grid(
 
     try:
         _execute(
-            todo, backend, experiment, address, on_result, state, fuse=fuse, grid=cells,
+            todo,
+            backend,
+            experiment,
+            address,
+            on_result,
+            state,
+            fuse=fuse,
+            grid=cells,
             progress_dir=parts_dir,
-        )  # fmt: skip
+        )
     finally:
         if bar is not None:
             bar.stop()

@@ -52,7 +52,10 @@ class Flocking(Scenario):
 
     def coefficients(self) -> dict[str, Any]:
         # floats, and mean_velocity as an array [2]
-        p: dict[str, Any] = {k: float(self.params[k]) for k in ("kappa", "gamma", "rho", "kappa_T", "u_max", "sigma", "T", "v0", "x0")}  # fmt: skip
+        p: dict[str, Any] = {
+            k: float(self.params[k])
+            for k in ("kappa", "gamma", "rho", "kappa_T", "u_max", "sigma", "T", "v0", "x0")
+        }
         for k in ("kappa", "gamma", "kappa_T", "sigma", "v0", "x0"):
             if p[k] < 0:
                 raise ValidationError(f"flocking.{k}", "a number ≥ 0", p[k])
@@ -77,7 +80,9 @@ class Flocking(Scenario):
             1, 4, 2, T=p["T"], order=order, seed=seed, dtype=DTYPE, device=device
         )
         pos = sample_normal(R, 1, self.n, 2, 0.0, math.sqrt(p["x0"]), seed=seed, device=device)
-        vel = sample_normal(R, 1, self.n, 2, p["mean_velocity"], math.sqrt(p["v0"]), seed=seed + 1, device=device)  # fmt: skip
+        vel = sample_normal(
+            R, 1, self.n, 2, p["mean_velocity"], math.sqrt(p["v0"]), seed=seed + 1, device=device
+        )
         x0 = torch.cat([pos, vel], -1)  # state (position, velocity) ∈ R⁴
         kappa, gamma, rho, kT = p["kappa"], p["gamma"], p["rho"], p["kappa_T"]
 
@@ -86,13 +91,26 @@ class Flocking(Scenario):
 
         def running(t, x, u, law):
             dev = x - law.mean.unsqueeze(2)
-            return 0.5 * (kappa * (dev[..., 2:] ** 2).sum(-1) + gamma * (dev[..., :2] ** 2).sum(-1) + rho * (u**2).sum(-1))  # fmt: skip
+            return 0.5 * (
+                kappa * (dev[..., 2:] ** 2).sum(-1)
+                + gamma * (dev[..., :2] ** 2).sum(-1)
+                + rho * (u**2).sum(-1)
+            )
 
         def terminal(x, law):
             return 0.5 * kT * ((x[..., 2:] - law.mean.unsqueeze(2)[..., 2:]) ** 2).sum(-1)
 
         return PopulationGame(
-            ["flock"], pol, x0, drift, running, terminal, T=p["T"], n_steps=int(self.params["n_steps"]),
-            sigma=p["sigma"], noise_dims=[0.0, 0.0, 1.0, 1.0], noise_seed=seed,
+            ["flock"],
+            pol,
+            x0,
+            drift,
+            running,
+            terminal,
+            T=p["T"],
+            n_steps=int(self.params["n_steps"]),
+            sigma=p["sigma"],
+            noise_dims=[0.0, 0.0, 1.0, 1.0],
+            noise_seed=seed,
             bounds=(-p["u_max"], p["u_max"]),
-        )  # fmt: skip
+        )

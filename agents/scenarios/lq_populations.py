@@ -76,9 +76,13 @@ class PopulationsLQ:
             return np.concatenate([-(2 * a * P - (b**2 / r) * P**2 + q), -(self.sigma**2) * P])
 
         sol = solve_ivp(
-            rhs, [self.T, 0.0], np.concatenate([self.qT, np.zeros(self.K)]),
-            rtol=RTOL, atol=ATOL, dense_output=True,
-        )  # fmt: skip
+            rhs,
+            [self.T, 0.0],
+            np.concatenate([self.qT, np.zeros(self.K)]),
+            rtol=RTOL,
+            atol=ATOL,
+            dense_output=True,
+        )
         y0 = sol.y[:, -1]
         return (lambda t: sol.sol(t)[: self.K]), self.v0 * y0[: self.K] + y0[self.K :]
 
@@ -225,8 +229,14 @@ class LQPopulations(Scenario):
         z = torch.randn(R, K, N, 1, generator=g, dtype=DTYPE)
         if N > 1:  # standardised: each population starts with its law's exact mean and variance
             z = (z - z.mean(2, keepdim=True)) / z.std(2, unbiased=False, keepdim=True)
-        t = {k: torch.as_tensor(getattr(lq, k), dtype=DTYPE, device=device).view(1, K, 1) for k in ("a", "b", "q", "s", "r", "qT")}  # fmt: skip
-        x0 = (torch.as_tensor(lq.m0, dtype=DTYPE).view(1, K, 1, 1) + torch.as_tensor(np.sqrt(lq.v0), dtype=DTYPE).view(1, K, 1, 1) * z).to(device)  # fmt: skip
+        t = {
+            k: torch.as_tensor(getattr(lq, k), dtype=DTYPE, device=device).view(1, K, 1)
+            for k in ("a", "b", "q", "s", "r", "qT")
+        }
+        x0 = (
+            torch.as_tensor(lq.m0, dtype=DTYPE).view(1, K, 1, 1)
+            + torch.as_tensor(np.sqrt(lq.v0), dtype=DTYPE).view(1, K, 1, 1) * z
+        ).to(device)
         C = torch.as_tensor(lq.c, dtype=DTYPE, device=device)
 
         def drift(t_, x, u, law):
@@ -243,7 +253,16 @@ class LQPopulations(Scenario):
             return t["qT"] * x[..., 0] ** 2
 
         game = PopulationGame(
-            [f"population{k}" for k in range(K)], pol, x0, drift, running, terminal, T=lq.T,
-            n_steps=int(p["n_steps"]), sigma=lq.sigma, gradient="population", noise_seed=seed,
-        )  # fmt: skip
+            [f"population{k}" for k in range(K)],
+            pol,
+            x0,
+            drift,
+            running,
+            terminal,
+            T=lq.T,
+            n_steps=int(p["n_steps"]),
+            sigma=lq.sigma,
+            gradient="population",
+            noise_seed=seed,
+        )
         return game

@@ -132,10 +132,19 @@ class SystemicRisk(Scenario):
             return 0.5 * c * ((law.mean.unsqueeze(2) - x)[..., 0]) ** 2
 
         return PopulationGame(
-            ["banks"], pol, x0, drift, running, terminal, T=p["T"], n_steps=int(self.params["n_steps"]),
-            sigma=p["sigma"] * math.sqrt(1 - p["rho"] ** 2), sigma0=p["sigma"] * p["rho"],
-            gradient=str(self.params["gradient"]), noise_seed=seed,
-        )  # fmt: skip
+            ["banks"],
+            pol,
+            x0,
+            drift,
+            running,
+            terminal,
+            T=p["T"],
+            n_steps=int(self.params["n_steps"]),
+            sigma=p["sigma"] * math.sqrt(1 - p["rho"] ** 2),
+            sigma0=p["sigma"] * p["rho"],
+            gradient=str(self.params["gradient"]),
+            noise_seed=seed,
+        )
 
     def reference_on_grid(self, Lambda: np.ndarray, game: PopulationGame) -> np.ndarray:
         """E J of the closed-form equilibrium played on ``game``'s own grid, samples and noise."""

@@ -55,7 +55,11 @@ def _restore(settings: dict) -> None:
     if sc not in SCENARIOS:
         return
     ss["ex_scenario"] = sc
-    for k, widget in (("n", f"ex_n_{sc}"), ("policy", f"ex_policy_{sc}"), ("concept", f"ex_concept_{sc}")):  # fmt: skip
+    for k, widget in (
+        ("n", f"ex_n_{sc}"),
+        ("policy", f"ex_policy_{sc}"),
+        ("concept", f"ex_concept_{sc}"),
+    ):
         if settings.get(k) is not None:
             ss[widget] = settings[k]
     for k, widget in (("law", "ex_law"), ("seeds", "ex_seeds"), ("steps", "ex_steps")):

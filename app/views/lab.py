@@ -70,7 +70,7 @@ with tab_sphere:
                 title="Energy E_β (non-decreasing)",
                 xaxis="depth t",
                 yaxis="energy E_β",
-            ),  # fmt: skip
+            ),
             width="stretch",
             key="lab_energy",
         )
@@ -113,9 +113,16 @@ with tab_mftt:
     continuous = c[3].toggle("continuous depth (ODE)", key="lab_cont", persist_state="session")
     try:
         opts = dict(
-            d_model=dm, heads=1, d_ff=8, depth=depth, attention=kernel, norm=norm,
-            weights=law, continuous=continuous, T=T_m,
-        )  # fmt: skip
+            d_model=dm,
+            heads=1,
+            d_ff=8,
+            depth=depth,
+            attention=kernel,
+            norm=norm,
+            weights=law,
+            continuous=continuous,
+            T=T_m,
+        )
         traj, n_params = lab.mftt_tokens(tuple(sorted(opts.items())), D, seed)
         st.plotly_chart(
             figures.tokens(

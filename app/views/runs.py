@@ -132,9 +132,12 @@ else:
             )
             d = st.columns(3)
             d[0].download_button(
-                "Download the TOML config", j.manifest, f"{j.id}.toml", "application/toml",
+                "Download the TOML config",
+                j.manifest,
+                f"{j.id}.toml",
+                "application/toml",
                 key=f"runs_dl_toml_{j.id}",
-            )  # fmt: skip
+            )
 
 st.subheader("Results files")
 
@@ -179,9 +182,10 @@ if ds is not None:
     c = st.columns(4)
     c[0].metric("Cells", status.size)
     c[1].metric(
-        "ok", int((status == "ok").sum()),
+        "ok",
+        int((status == "ok").sum()),
         help=", ".join(f"{int((status == k).sum())} {k}" for k in dict.fromkeys(status)),
-    )  # fmt: skip
+    )
     c[2].metric("Created", str(ds.attrs.get("created", "?"))[:10])
     c[3].metric("Commit", str(ds.attrs.get("git_commit", "?"))[:10])
     tab_sum, tab_man, tab_fig = st.tabs(["Summary", "Manifest", "Figure"])
