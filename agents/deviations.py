@@ -63,9 +63,15 @@ class LinearDeviation:
     def __init__(self, game: PopulationGame, k: int, order: int = ORDER):
         self.game, self.k = game, k
         self.basis = LinearPopulationPolicy(
-            game.K, game.d, game.policy.m, T=game.T, order=order, offset=True,
-            dtype=game.x0.dtype, device=game.device,
-        )  # fmt: skip
+            game.K,
+            game.d,
+            game.policy.m,
+            T=game.T,
+            order=order,
+            offset=True,
+            dtype=game.x0.dtype,
+            device=game.device,
+        )
         self.shape = (order + 1, game.policy.m, self.basis.f)
 
     def start(self) -> Tensor:

@@ -107,13 +107,29 @@ def play(
     solve = _solve if solver is None else solver
     t0 = time.perf_counter()
     spec = CellSpec.of(
-        scenario=scenario, n_agents=n_agents, Lambda=Lambda, Lambda_alpha=Lambda_alpha, law=law,
-        policy=policy, concept=concept, steps=steps, lr=lr, seed=seed, params=params, mftt=mftt,
-        device=device, init_noise=init_noise,
-    )  # fmt: skip
+        scenario=scenario,
+        n_agents=n_agents,
+        Lambda=Lambda,
+        Lambda_alpha=Lambda_alpha,
+        law=law,
+        policy=policy,
+        concept=concept,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        params=params,
+        mftt=mftt,
+        device=device,
+        init_noise=init_noise,
+    )
     cls, policy, concept, steps, lr, seed = (
-        spec.scenario_class, spec.policy, spec.concept, spec.steps, spec.lr, spec.seed
-    )  # fmt: skip
+        spec.scenario_class,
+        spec.policy,
+        spec.concept,
+        spec.steps,
+        spec.lr,
+        spec.seed,
+    )
     sc, L, game = spec.build()
     names, n = list(game.agent_names), game.n_agents
     nan = np.full(n, np.nan)

@@ -33,9 +33,16 @@ def precheck(
 ) -> None:
     """Raise the ``ValidationError`` that ``agents.play`` would raise for these inputs before learning; else None."""
     spec = CellSpec.of(
-        scenario=scenario, n_agents=n_agents, Lambda=Lambda, Lambda_alpha=Lambda_alpha, law=law,
-        policy=policy, concept=concept, params=params, mftt=mftt,
-    )  # fmt: skip
+        scenario=scenario,
+        n_agents=n_agents,
+        Lambda=Lambda,
+        Lambda_alpha=Lambda_alpha,
+        law=law,
+        policy=policy,
+        concept=concept,
+        params=params,
+        mftt=mftt,
+    )
     _, L, game = spec.build()
     try:
         solve(game, spec.concept, L, steps=1, lr=spec.lr)

@@ -165,9 +165,17 @@ def paired(
     d = (b - a if lower_is_better else a - b)[keep]
     pt, pw = _p_t(d), _p_wilcoxon(d)
     return Paired(
-        law=law, baseline=baseline, n=int(d.size), diff=t_interval(d, level), p_t=pt,
-        p_wilcoxon=pw, d_z=effect_size(d), alpha=alpha, p_t_adj=pt, p_wilcoxon_adj=pw,
-    )  # fmt: skip
+        law=law,
+        baseline=baseline,
+        n=int(d.size),
+        diff=t_interval(d, level),
+        p_t=pt,
+        p_wilcoxon=pw,
+        d_z=effect_size(d),
+        alpha=alpha,
+        p_t_adj=pt,
+        p_wilcoxon_adj=pw,
+    )
 
 
 def adjust(comparisons: Sequence[Paired]) -> list[Paired]:

@@ -225,10 +225,19 @@ def submit_job(
     log = open(d / "worker.log", "w")  # noqa: SIM115 (handed to the child)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from agents.experiments.background import main; sys.exit(main(sys.argv[1]))", str(d)],
-            cwd=root, env=penv, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import sys; from agents.experiments.background import main; sys.exit(main(sys.argv[1]))",
+                str(d),
+            ],
+            cwd=root,
+            env=penv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         log.close()
     _CHILDREN[proc.pid] = proc
@@ -282,9 +291,12 @@ def _worker(folder: Path) -> int:
                 d = time.time() + eta
                 deadline[0] = d if deadline[0] is None else min(deadline[0], d)
             info.update(
-                done=state.done, failed=state.failed, total=state.total or job.meta.get("total", 0),
-                deadline=deadline[0], updated=time.time(),
-            )  # fmt: skip
+                done=state.done,
+                failed=state.failed,
+                total=state.total or job.meta.get("total", 0),
+                deadline=deadline[0],
+                updated=time.time(),
+            )
             if final:
                 info.update(final)
             _write_json(status_path, info)
@@ -330,9 +342,14 @@ def _worker(folder: Path) -> int:
             flush=True,
         )
         write(
-            {"status": "cancelled", "ended": time.time(), "done": len(parts),
-             "message": f"cancelled: {len(parts)} finished cells kept", **summary}
-        )  # fmt: skip
+            {
+                "status": "cancelled",
+                "ended": time.time(),
+                "done": len(parts),
+                "message": f"cancelled: {len(parts)} finished cells kept",
+                **summary,
+            }
+        )
         return 0
     except BaseException as e:  # noqa: BLE001 (recorded for the app, then re-raised in the log)
         stop.set()
