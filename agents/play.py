@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,7 +134,7 @@ def play(
     sc, L, game = spec.build()
     names, n = list(game.agent_names), game.n_agents
     nan = np.full(n, np.nan)
-    base = dict(
+    base: dict[str, Any] = dict(
         scenario=cls.name,
         Lambda=L,
         law=law,
@@ -192,14 +193,14 @@ def measured_agents(concept: str, n: int) -> list[int]:
 
 
 def outcome(
-    game, sc, L: np.ndarray, eq, base: dict, *, t0: float, tolerance: Tolerance | None, budget
+    game, sc, L: np.ndarray, eq, base: dict[str, Any], *, t0: float, tolerance: Tolerance | None, budget
 ) -> Outcome:
     """Measure a learned game (certified exploitability, status rules, rollout) as an ``Outcome``."""
     n = game.n_agents
     nan = np.full(n, np.nan)
     ref = _reference(sc, L)
     hist = np.asarray(eq.history, dtype=float).reshape(-1, n)
-    common = dict(
+    common: dict[str, Any] = dict(
         reference_costs=ref,
         history=hist,
         iterations=int(eq.iterations),
