@@ -90,12 +90,14 @@ def compare_weight_laws(
     device: str | None = None,
     match: str | None = None,
     alpha: float = 0.05,
+    shift: float | None = 1.0,
 ) -> xr.Dataset:
     """Train one forecaster per (law, seed) and collect loss curves, test MSE/MAE, sizes and the statistics.
 
     ``match``: ``"params"`` (default; ``match_params=False`` means ``"none"``), ``"flops"`` (forward FLOPs on
     ``context`` tokens) or ``"none"``. A generated series (``data`` a generator name) is drawn with each
-    seed unless ``data_kw`` fixes its ``seed``.
+    seed unless ``data_kw`` fixes its ``seed``. ``shift``: each model is also scored under a shifted initial
+    law (``train_forecaster``'s ``shift``; None: not), in ``shifted_mse`` beside ``test_mse``.
     """
     choice("task", task, TASKS)
     match = ("params" if match_params else "none") if match is None else match
@@ -142,6 +144,7 @@ def compare_weight_laws(
     L, S = len(laws), len(seeds)
     loss = np.full((L, S, steps), np.nan)
     mse, mae, base_mse = np.full((L, S), np.nan), np.full((L, S), np.nan), np.full((L, S), np.nan)
+    shifted, shifted_base = np.full((L, S), np.nan), np.full((L, S), np.nan)
     n_params = np.zeros(L, dtype=int)
     flops = np.array([flops_counter(context)(cfgs[law]) for law in laws], dtype=np.int64)
     for i, law in enumerate(laws):
@@ -163,9 +166,12 @@ def compare_weight_laws(
                 seed=seed,
                 data_kw=kw,
                 device=device,
+                shift=shift,
             )
             loss[i, j, : len(r.losses)] = r.losses
             mse[i, j], mae[i, j], base_mse[i, j] = r.mse, r.mae, r.baseline_mse
+            shifted[i, j] = r.info.get("shifted_mse", np.nan)
+            shifted_base[i, j] = r.info.get("shifted_baseline_mse", np.nan)
             n_params[i] = r.n_params
     mean, spread = mse.mean(1), mse.std(1)
     order = [laws[k] for k in np.argsort(mean)]
@@ -208,6 +214,8 @@ def compare_weight_laws(
             "test_mse": (("law", "seed"), mse),
             "test_mae": (("law", "seed"), mae),
             "baseline_mse": (("law", "seed"), base_mse),
+            "shifted_mse": (("law", "seed"), shifted),
+            "shifted_baseline_mse": (("law", "seed"), shifted_base),
             "n_params": (("law",), n_params),
             "param_gap": (("law",), np.array([gaps[law] for law in laws])),
             "d_model": (("law",), np.array([cfgs[law].d_model for law in laws])),
@@ -217,6 +225,7 @@ def compare_weight_laws(
         attrs={
             "task": task,
             "data": data if isinstance(data, str) else "array",
+            "shift": "none" if shift is None else float(shift),
             "target_params": int(goal),
             "matched": int(match != "none"),
             "match": match,

@@ -168,14 +168,19 @@ def train_forecaster(
     data_kw: dict | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    shift: float | None = 1.0,
 ) -> ForecastResult:
     """Train an MFTT on the windows of a series (z-scored by the training part) and score the test part.
 
     The baseline is persistence (the value nearest in time inside the window) for forecast/backcast and the
-    previous step for nowcast.
+    previous step for nowcast. ``shift`` (None: skipped) also scores the model under a shifted initial law
+    (docs/theory.md#comparison): a fresh series of the same generator (another seed; for data given as an
+    array or CSV, the test part) whose level is moved by ``shift`` training standard deviations, in
+    ``info["shifted_mse"]`` and ``info["shifted_baseline_mse"]`` (persistence is shift-invariant).
     """
     y = series(data, **(data_kw or {}))
     number("split", split, low=0.0, high=1.0, strict_low=True)
+    shift = None if shift is None else float(number("shift", shift))
     cut = int(len(y) * split)
     mu, sd = y[:cut].mean(0), y[:cut].std(0) + 1e-8
     z = (y - mu) / sd
@@ -200,14 +205,17 @@ def train_forecaster(
     with torch.no_grad():
         pred = _read(model(Xt[nte0:]), task)
         err = pred - Yt[nte0:]
-        t_idx = torch.as_tensor(list(targets), device=Xt.device)
-        if task == "backcast":
-            naive = Xt[nte0:, 0][:, t_idx]
-        elif task == "forecast":
-            naive = Xt[nte0:, -1][:, t_idx]
-        else:
-            naive = Xt[nte0:, -2][:, t_idx]
+        naive = _naive(Xt[nte0:], task, targets)
         base_mse = float((naive - Yt[nte0:]).square().mean())
+    info = {"status": res.status, "n_train": ntr, "n_test": len(X) - nte0}
+    if shift is not None:
+        shifted = _shifted_series(data, data_kw, z, cut, mu, sd, shift)
+        X2, Y2 = windows(shifted, context=context, horizon=horizon, task=task, targets=targets)
+        X2t = torch.as_tensor(X2, dtype=dtype, device=device)
+        Y2t = torch.as_tensor(Y2, dtype=dtype, device=device)
+        with torch.no_grad():
+            info["shifted_mse"] = float((_read(model(X2t), task) - Y2t).square().mean())
+            info["shifted_baseline_mse"] = float((_naive(X2t, task, targets) - Y2t).square().mean())
     return ForecastResult(
         model=model,
         losses=list(res.losses),
@@ -215,5 +223,27 @@ def train_forecaster(
         mae=float(err.abs().mean()),
         baseline_mse=base_mse if math.isfinite(base_mse) else float("nan"),
         n_params=model.n_params,
-        info={"status": res.status, "n_train": ntr, "n_test": len(X) - nte0},
+        info=info,
     )
+
+
+SHIFT_SEED = 1_000_003  # the shifted series' seed offset: a trajectory the training never saw
+
+
+def _shifted_series(data, data_kw, z: np.ndarray, cut: int, mu, sd, shift: float) -> np.ndarray:
+    """The z-scored series under a shifted initial law: a fresh draw of the generator (or the test part of
+    given data), its level moved by ``shift`` (in the training part's standard deviations)."""
+    if isinstance(data, str) and data in GENERATORS:
+        kw = dict(data_kw or {})
+        kw["seed"] = int(kw.get("seed", 0)) + SHIFT_SEED
+        fresh = (series(data, **kw) - mu) / sd
+    else:
+        fresh = z[cut:]
+    return fresh + shift
+
+
+def _naive(X: Tensor, task: str, targets) -> Tensor:
+    """Persistence: the value nearest in time inside the window (nowcast: the previous step)."""
+    t_idx = torch.as_tensor(list(targets), device=X.device)
+    col = {"backcast": 0, "forecast": -1}.get(task, -2)
+    return X[:, col][:, t_idx]
