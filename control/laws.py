@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import meanfield as mf
 from .errors import ValidationError, choice, number
+from .limits import check_size
 
 FEATURES = {"linear": lambda x: x, "tanh": torch.tanh}
 
@@ -343,8 +344,6 @@ def make_law(name: str, shape: int | Sequence[int], d_state: int = 1, **kw) -> W
 
 def _check_law_size(name: str, shape, d_state, kw: dict) -> None:
     """Refuse a law whose parameters cannot fit the memory budget before allocating them."""
-    from .limits import check_size
-
     dims = [shape] if isinstance(shape, int) else shape
     vals = [d_state, kw.get("order", 3), kw.get("rank", 2), kw.get("mu_rank", kw.get("rank", 2))]
     vals.append(kw.get("layers", 4))

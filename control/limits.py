@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import torch
 
 from .errors import ValidationError
 
@@ -72,8 +73,6 @@ def real_array(field: str, value: Any, *, ndim: int | None = None) -> np.ndarray
 
 def device(field: str, value: Any) -> Any:
     """A torch device that exists here (``cpu``, ``cuda``, ``cuda:0`` …); unknown or absent ones are refused."""
-    import torch
-
     if value is None or isinstance(value, torch.device):
         d = value
     elif isinstance(value, str) and value.strip():

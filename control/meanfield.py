@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import ValidationError
+
 
 def _weights(x: Tensor, masses: Tensor | None) -> Tensor:
     if masses is None:
@@ -17,8 +19,6 @@ def _weights(x: Tensor, masses: Tensor | None) -> Tensor:
         return x.new_full(x.shape[:-2] + (n, 1), 1.0 / n)
     w = masses.to(x)
     if w.shape[-1] != x.shape[-2]:
-        from .errors import ValidationError
-
         raise ValidationError("masses", f"length {x.shape[-2]} (particles)", tuple(w.shape))
     w = w / w.sum(-1, keepdim=True)
     return w.unsqueeze(-1)

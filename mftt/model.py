@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from control import METHODS, WEIGHT_LAWS, make_law, solve
 from control.errors import ValidationError, choice, number
+from control.limits import check_size
 
 from .attention import ATTENTION, FAST_PATH
 from .block import Block
@@ -114,8 +115,6 @@ class MFTTConfig:
 
     def _check_size(self) -> None:
         """Refuse a transformer whose weights cannot fit the memory budget, before allocating."""
-        from control.limits import check_size
-
         number("depth", self.depth, low=1, high=100_000, integer=True)
         dims = {
             f: getattr(self, f) or 0

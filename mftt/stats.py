@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats as _st
@@ -180,8 +180,6 @@ def paired(
 
 def adjust(comparisons: Sequence[Paired]) -> list[Paired]:
     """The comparisons with Holm-adjusted p-values over the family (one baseline vs several laws)."""
-    from dataclasses import replace
-
     pt = holm([c.p_t for c in comparisons])
     pw = holm([c.p_wilcoxon for c in comparisons])
     return [

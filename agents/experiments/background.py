@@ -27,9 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from control.errors import ValidationError
 
 from .config import Experiment
+from .results import (
+    assemble,
+    attach_weights,
+    open_results,
+    read_parts,
+    read_progress,
+    write_results,
+)
+from .runner import RunCancelled, RunState, parts_dir_for, run_experiment
 
 JOBS = "jobs"
 ACTIVE = ("queued", "running")
@@ -144,8 +155,6 @@ class Job:
     def cells_progress(self) -> list[dict[str, Any]]:
         """The running cells' learning progress: ``cell`` (grid index), ``step`` k of ``total`` K, ``steps`` and
         ``cost`` (the total Λ-cost per step, thinned), ``started``/``updated`` (epoch s)."""
-        from .results import read_progress
-
         return read_progress(Path(str(self.out) + ".parts"))
 
     @property
@@ -169,8 +178,6 @@ class Job:
 
     def result(self):
         """The results Dataset (``agents.experiments.results.open_results``); ValidationError before there is one."""
-        from .results import open_results
-
         if not self.out.exists():
             raise ValidationError("job", "a finished job", f"{self.id} ({self.status})")
         return open_results(self.out)
@@ -265,8 +272,6 @@ def get_job(results: str | Path, job_id: str) -> Job | None:
 
 # ---- the worker ----------------------------------------------------------------------------
 def _worker(folder: Path) -> int:
-    from .results import assemble, attach_weights, read_parts, read_progress, write_results
-    from .runner import RunCancelled, RunState, parts_dir_for, run_experiment
 
     job = Job(folder)
     out = job.out
@@ -363,8 +368,6 @@ def _worker(folder: Path) -> int:
 
 def _summary(ds) -> dict[str, Any]:
     """What the runs table shows without opening the file: cells per status, the best gap to the closed form."""
-    import numpy as np
-
     out: dict[str, Any] = {}
     if "status" in ds:
         st = np.asarray(ds["status"].values).astype(str).ravel()
