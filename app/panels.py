@@ -6,8 +6,11 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+import torch
 
 import mftt
+from agents import empathy, lambda_warnings
+from agents.agent import MFTTPolicy
 from agents.status import PLAYED
 from app import figures, state
 from control.errors import ValidationError
@@ -15,8 +18,6 @@ from control.errors import ValidationError
 
 def _set_lambda(prefix: str, name: str, n: int) -> None:
     """Preset button callback: replace the Λ grid by ``agents.empathy.preset(name, n, alpha)``."""
-    from agents import empathy
-
     alpha = float(st.session_state.get(f"{prefix}_alpha", 0.5))
     try:
         L = empathy.preset(name, n, alpha)
@@ -46,8 +47,6 @@ def _alpha_changed(prefix: str, n: int) -> None:
 
 def _fill_from_text(prefix: str, n: int) -> None:
     """Text callback: a valid typed Λ fills the grid and the text is cleared; a bad one stays with its message."""
-    from agents import empathy
-
     text = st.session_state.get(f"{prefix}_Lambda_text", "")
     if not text.strip():
         st.session_state.pop(f"{prefix}_text_error", None)
@@ -90,8 +89,6 @@ def lambda_editor(prefix: str, n: int) -> tuple[np.ndarray | None, str | None]:
     Returns (Λ, None) when valid, (None, one-line message) otherwise; the message is also shown inline,
     with warnings for extreme or degenerate matrices.
     """
-    from agents import empathy, lambda_warnings
-
     key = f"{prefix}_Lambda"
     if key not in st.session_state or np.shape(st.session_state[key]) != (n, n):
         st.session_state[key] = np.eye(n)
@@ -563,10 +560,6 @@ def _attention_maps(opts: tuple, law: str, traj: np.ndarray, seed: int) -> list[
 
     Tokens are the rollout's mean states with their time appended, as the policy reads its observations.
     """
-    import torch
-
-    from agents.agent import MFTTPolicy
-
     torch.manual_seed(seed)
     policy = MFTTPolicy(traj.shape[-1] - 1, 1, law, config=dict(opts), dtype=torch.float64)
     with torch.no_grad():

@@ -6,11 +6,14 @@ values into their arguments, keeps run handles in the session, and turns bad inp
 
 from __future__ import annotations
 
+import difflib
 import io
 import math
+import os
 import re
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,17 @@ import streamlit as st
 
 import agents
 from agents.experiments.config import Experiment
-from agents.experiments.results import open_results
+from agents.experiments.results import (
+    attention_maps,
+    cell_index,
+    load_trained_game,
+    open_results,
+    weights_index,
+)
+from agents.experiments.results import (
+    population_costs as agent_costs,
+)
+from app import figures
 from control.errors import ValidationError
 
 RESULTS_DIR = Path("results")
@@ -144,7 +157,6 @@ def agent_names(n: int) -> list[str]:
 
 def results_dir() -> Path:
     """Where the app's runs are written and browsed: ``MFTT_RESULTS_DIR`` when set (tests), else ``results/``."""
-    import os
 
     return Path(os.environ.get("MFTT_RESULTS_DIR", RESULTS_DIR))
 
@@ -284,7 +296,6 @@ def cell_progress_text(c: dict[str, Any]) -> str:
 
 def cell_progress(cells: list[dict[str, Any]], key: str) -> None:
     """Each running cell: step k of K and its live Λ-cost curve (written by the runner every ~0.5 s)."""
-    from app import figures
 
     for c in cells[:4]:
         total = max(int(c["total"]), 1)
@@ -448,7 +459,6 @@ def runs_metrics(dss: dict[str, Any]) -> pd.DataFrame:
 
 def config_diff(a, b) -> str:
     """Unified diff of two jobs' TOML configs."""
-    import difflib
 
     return "".join(
         difflib.unified_diff(
@@ -525,7 +535,6 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def cell_of(ds, one) -> int | None:
     """The flat grid index of the cell ``one`` (a selection of ``ds`` holding its labels as coords)."""
-    from agents.experiments.results import cell_index
 
     coords = {}
     for d in grid_dims(ds):
@@ -540,7 +549,6 @@ def cell_of(ds, one) -> int | None:
 
 def has_weights(ds, cell: int) -> bool:
     """Whether the run stored trained weights for ``cell`` (``attrs['weights']``)."""
-    from agents.experiments.results import weights_index
 
     try:
         return int(cell) in weights_index(ds)
@@ -550,7 +558,6 @@ def has_weights(ds, cell: int) -> bool:
 
 def weights_cells(ds) -> list[int]:
     """The cells of a run that have trained weights."""
-    from agents.experiments.results import weights_index
 
     try:
         return sorted(weights_index(ds))
@@ -590,7 +597,6 @@ def has_weights_dir(path) -> bool:
 
 @st.cache_resource(show_spinner="Rebuilding the trained model…", max_entries=8)
 def _trained_game(path: str, mtime: float, cell: int):
-    from agents.experiments.results import load_trained_game
 
     return load_trained_game(path, cell, ds=_load(path, mtime))[0]
 
@@ -602,9 +608,8 @@ def population_costs(path: str, cell: int) -> np.ndarray:
 
 @st.cache_data(show_spinner="Computing every agent's cost…", max_entries=16)
 def _population_costs(path: str, mtime: float, cell: int) -> np.ndarray:
-    from agents.experiments.results import population_costs as costs
 
-    return costs(_trained_game(path, mtime, cell))
+    return agent_costs(_trained_game(path, mtime, cell))
 
 
 def is_population(ds) -> bool:
@@ -622,7 +627,6 @@ def trained_attention(path: str, cell: int, agent: int, time_index: int | None) 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _trained_attention(path: str, mtime: float, cell: int, agent: int, time_index: int | None):
-    from agents.experiments.results import attention_maps
 
     return attention_maps(_trained_game(path, mtime, cell), agent, time_index)
 
@@ -774,7 +778,6 @@ def _half_width(x: np.ndarray) -> float:
 
 def max_upload_mb() -> float:
     """Upload cap in MB: ``MFTT_MAX_UPLOAD_MB`` when set (tests lower it), else 50."""
-    import os
 
     try:
         return float(os.environ.get("MFTT_MAX_UPLOAD_MB", MAX_UPLOAD_MB))
@@ -784,7 +787,6 @@ def max_upload_mb() -> float:
 
 def experiment_from_manifest(manifest: str, steps: int | None = None):
     """The Experiment recorded in a manifest, run locally, with the learning steps optionally overridden."""
-    import tomllib
 
     try:
         data = tomllib.loads(manifest)
