@@ -67,17 +67,8 @@ def solve_nash(
             "(docs/theory.md#self-regard)",
         )
     rtol = POLISH_RTOL if polish_rounds else None
-    learned = gradient_play(
-        game,
-        Lambda,
-        steps=steps,
-        lr=lr,
-        method=method,
-        tol=tol,
-        optimizer=optimizer,
-        progress=progress,
-        rtol=rtol,
-    )
+    opts = dict(steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer, progress=progress)
+    learned = gradient_play(game, Lambda, rtol=rtol, **opts)
     if polish_rounds and learned.status != "diverged":
         learned = polished(game, Lambda, learned, polish_rounds, steps)
     return finish(game, Lambda, "nash", *learned, **br)

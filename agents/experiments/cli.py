@@ -5,11 +5,14 @@ Config errors print one line (field path, expected, got) and exit with code 2, n
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import itertools
 import os
 import subprocess
 import sys
+import typing
 import warnings
 from collections.abc import Callable
 from html import escape as html_escape
@@ -109,19 +112,6 @@ def _out_for(exp, out: str | None) -> Path:
     return Path(out) if out else Path(exp.output or f"results/{exp.name}.nc")
 
 
-def _run(exp, out: Path, address, resume, backend, keep_parts, quiet, wait=False):
-    return run_experiment(
-        exp,
-        address=address,
-        backend=backend,
-        progress=not quiet,
-        resume=resume,
-        out=out,
-        keep_parts=keep_parts,
-        wait=wait,
-    )
-
-
 def _exit_if_failed(ds) -> None:
     """Exit 1 when any cell's status is in ``agents.status.FAILED`` (the summary was printed): scripts notice."""
     n = int(np.isin(np.asarray(ds["status"].values, dtype=str), FAILED).sum())
@@ -176,33 +166,80 @@ _FigDir = Annotated[
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """The options of the commands that run a grid of cells (run, compare, sweep): where and how it runs."""
+
+    out: _Out = None
+    address: _Address = None
+    resume: _Resume = True
+    backend: _Backend = None
+    keep_parts: _Keep = False
+    quiet: _Quiet = False
+    wait: _Wait = False
+
+    def run(self, exp, path: Path):
+        """Run ``exp`` into the NetCDF ``path`` (a progress bar unless quiet)."""
+        return run_experiment(
+            exp,
+            address=self.address,
+            backend=self.backend,
+            progress=not self.quiet,
+            resume=self.resume,
+            out=path,
+            keep_parts=self.keep_parts,
+            wait=self.wait,
+        )
+
+    def run_and_print(self, exp) -> None:
+        """Run ``exp`` into its output, print the summary table and exit 1 when a cell failed or diverged."""
+        path = _out_for(exp, self.out)
+        ds = self.run(exp, path)
+        _print_table(ds)
+        typer.echo(f"wrote {path}")
+        _exit_if_failed(ds)
+
+
+def grid_options(fn: Callable) -> Callable:
+    """Give a command the options of ``_Grid`` in place of its parameter ``grid`` (which receives them).
+
+    Typer reads a command's options from its signature: the wrapper's signature lists ``_Grid``'s fields
+    instead of ``grid``, so the three commands declare these options once.
+    """
+    sig = inspect.signature(fn, eval_str=True)
+    hints = typing.get_type_hints(_Grid, include_extras=True)
+    params = []
+    for p in sig.parameters.values():
+        if p.name != "grid":
+            params.append(p)
+            continue
+        for f in dataclasses.fields(_Grid):
+            params.append(p.replace(name=f.name, annotation=hints[f.name], default=f.default))
+    names = [f.name for f in dataclasses.fields(_Grid)]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        grid = _Grid(**{k: kwargs.pop(k) for k in names if k in kwargs})
+        return fn(*args, grid=grid, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
+
+
 @app.command()
 @guarded
-def run(
-    config: _Config,
-    out: _Out = None,
-    address: _Address = None,
-    resume: _Resume = True,
-    backend: _Backend = None,
-    set_: _SetOpt = None,
-    keep_parts: _Keep = False,
-    quiet: _Quiet = False,
-    wait: _Wait = False,
-) -> None:
+@grid_options
+def run(config: _Config, grid: _Grid = _Grid(), set_: _SetOpt = None) -> None:
     """Run an experiment config and write its results NetCDF (exit 1 when a cell failed or diverged).
 
     Example: mftt run examples/configs/cournot.toml --out results/cournot.nc --set training.steps=50
     """
-    exp = _load(config, set_)
-    path = _out_for(exp, out)
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
-    _print_table(ds)
-    typer.echo(f"wrote {path}")
-    _exit_if_failed(ds)
+    grid.run_and_print(_load(config, set_))
 
 
 @app.command()
 @guarded
+@grid_options
 def compare(
     config: Annotated[
         str | None, typer.Argument(help="Experiment TOML file (may be omitted with --suite).")
@@ -231,14 +268,8 @@ def compare(
             "--readme", help="With --suite: rewrite the suite's block of this file (README.md)."
         ),
     ] = None,
-    out: _Out = None,
-    address: _Address = None,
-    resume: _Resume = True,
-    backend: _Backend = None,
+    grid: _Grid = _Grid(),
     set_: _SetOpt = None,
-    keep_parts: _Keep = False,
-    quiet: _Quiet = False,
-    wait: _Wait = False,
     png: _Png = None,
     html: _Html = None,
     figures: _FigDir = None,
@@ -256,16 +287,16 @@ def compare(
     failed_expectations = 0
     if suite is not None:
         failed_expectations = _compare_suite(
-            suite, json_out, seeds, workers, figures, quiet, readme
+            suite, json_out, seeds, workers, figures, grid.quiet, readme
         )
         if config is None:
             if failed_expectations:
                 raise typer.Exit(1)
             return
     exp = _load(config, set_)
-    path = check_output(_out_for(exp, out))
+    path = check_output(_out_for(exp, grid.out))
     png_path, html_path = _figures(path, png, html, figures)  # checked before any cell runs
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
+    ds = grid.run(exp, path)
     _print_table(ds)
     for line in grid_conclusions(ds):
         typer.echo(line)
@@ -350,6 +381,7 @@ def _compare_suite(suite, json_out, seeds, workers, figures, quiet, readme=None)
 
 @app.command()
 @guarded
+@grid_options
 def sweep(
     config: _Config,
     set_: Annotated[
@@ -358,24 +390,13 @@ def sweep(
             "--set", help="Sweep a dotted field over comma-separated values (repeatable)."
         ),
     ] = None,
-    out: _Out = None,
-    address: _Address = None,
-    resume: _Resume = True,
-    backend: _Backend = None,
-    keep_parts: _Keep = False,
-    quiet: _Quiet = False,
-    wait: _Wait = False,
+    grid: _Grid = _Grid(),
 ) -> None:
     """Run a config over a grid of extra values (added to its [sweep]).
 
     Example: mftt sweep examples/configs/cournot.toml --set agents.n=2,4,8
     """
-    exp = _load(config, set_, sweep=True)
-    path = _out_for(exp, out)
-    ds = _run(exp, path, address, resume, backend, keep_parts, quiet, wait)
-    _print_table(ds)
-    typer.echo(f"wrote {path}")
-    _exit_if_failed(ds)
+    grid.run_and_print(_load(config, set_, sweep=True))
 
 
 @app.command()
@@ -744,26 +765,9 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
                         color="#333333" if nok == p["n_seeds"] else "#C44E52",
                     )
                 if not np.isfinite(v):  # no played seed: say so instead of leaving a silent gap
-                    ax.text(
-                        xi,
-                        0,
-                        "failed",
-                        rotation=90,
-                        ha="center",
-                        va="bottom",
-                        fontsize=9,
-                        color="#C44E52",
-                    )
-                    bx.text(
-                        xi,
-                        1e-12,
-                        "failed",
-                        rotation=90,
-                        ha="center",
-                        va="bottom",
-                        fontsize=9,
-                        color="#C44E52",
-                    )
+                    style = dict(rotation=90, ha="center", va="bottom", fontsize=9, color="#C44E52")
+                    ax.text(xi, 0, "failed", **style)
+                    bx.text(xi, 1e-12, "failed", **style)
         if np.isfinite(p["ref"]).any():
             ax.hlines(
                 p["ref"], x - 0.42, x + 0.42, colors="black", linewidth=2, label="closed form"
@@ -820,27 +824,12 @@ def _html(ds, panels) -> str:
             c = _COLORS.get(law)
             first = law not in shown
             shown.add(law)
-            fig.add_bar(
-                x=p["Lambda"],
-                y=p["cost"][:, j],
-                name=law,
-                marker_color=c,
-                legendgroup=law,
-                showlegend=first,
-                error_y={"type": "data", "array": np.nan_to_num(p["spread"][:, j])},
-                row=1,
-                col=k,
+            bar = functools.partial(
+                fig.add_bar, x=p["Lambda"], name=law, marker_color=c, legendgroup=law, col=k
             )
-            fig.add_bar(
-                x=p["Lambda"],
-                y=p["expl"][:, j],
-                name=law,
-                marker_color=c,
-                legendgroup=law,
-                showlegend=False,
-                row=2,
-                col=k,
-            )
+            spread = {"type": "data", "array": np.nan_to_num(p["spread"][:, j])}
+            bar(y=p["cost"][:, j], showlegend=first, error_y=spread, row=1)
+            bar(y=p["expl"][:, j], showlegend=False, row=2)
         if np.isfinite(p["ref"]).any():
             fig.add_scatter(
                 x=p["Lambda"],

@@ -26,17 +26,33 @@ The suite (``SUITES``; ``mftt compare --suite quick|full``):
 
 from __future__ import annotations
 
+import base64
+import html as _html
 import json
 import math
+import multiprocessing as mp
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from control import LQProblem, ParticleLQ, RiccatiLaw
 from control.errors import ValidationError, choice
+from control.laws import LAW_OPTIONS
+from control.training import fit
+from mftt import MFTTConfig
+from mftt.compare import compare_weight_laws, flops_counter
 from mftt.stats import MIN_SEEDS_FOR_TEST, Interval, Paired, adjust, conclusion, paired, t_interval
+
+from ..status import PLAYED
+from ..verdict import cost_scale
+from .fusion import play_many
 
 BASELINE = "constant"
 
@@ -224,8 +240,6 @@ def _law_options(law: str, s: dict) -> dict:
 def _fit_particles(make: Callable, laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
     """Every law fitted by L-BFGS on the particles of ``make(seed)`` under a common rollout cap, then its gap
     to the optimum measured on fresh noise shared with the optimal law."""
-    from control.training import fit
-
     out: dict = {law: [] for law in laws}
     for seed in seeds:
         # the seed fixes the training particles and noise, each law's initial perturbation and the
@@ -257,9 +271,28 @@ def _fit_particles(make: Callable, laws: Sequence[str], seeds: Sequence[int], s:
     return out
 
 
-def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
-    from control import LQProblem, ParticleLQ
+def _particle_budget(bound: str) -> str:
+    """The budget rule of the particle tasks (lq_control, lq_noise); ``bound``: what their exact floors bound."""
+    return (
+        "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
+        "to tune) with the same cap on rollouts of the particle system (each n_steps field evaluations), "
+        "stopping earlier when the loss improves by less than 1e-6 over 2 steps (status ok); parameters are "
+        f"not matched: the law class is the treatment, and the exact floors bound {bound} whatever its size."
+    )
 
+
+def _particle_sizes(quick_laws: tuple[str, ...]) -> dict:
+    """The sizes of the particle tasks (lq_control, lq_noise): the same budgets, the quick suite's laws differ."""
+    return {
+        "quick": dict(seeds=6, laws=quick_laws, particles=64, n_steps=10, iters=6, rollouts=400,
+                      eval_particles=4000, init_noise=0.1),
+        "full": dict(seeds=10, laws=("constant", "untied", "time", "feedback", "meanfield"),
+                     particles=256, n_steps=25, iters=20, rollouts=600, eval_particles=20_000,
+                     init_noise=0.1),
+    }  # fmt: skip
+
+
+def _lq_control(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
     prob = LQProblem(**LQ_PROBLEM)
 
     def make(seed: int) -> ParticleLQ:
@@ -277,9 +310,6 @@ def _lq_control_floors(s: dict) -> dict:
     ``untied`` class with one piece per step is exactly this class (its floor), the ``time`` class a subset
     (Legendre in t; the floor bounds it). The ``meanfield`` class contains the optimum (floor 0).
     """
-    from control import LQProblem, ParticleLQ
-    from control.training import fit
-
     pl = ParticleLQ(
         LQProblem(**LQ_PROBLEM), list(LQ_MEANS), LQ_V0, n_particles=2, n_steps=s["n_steps"]
     )
@@ -310,36 +340,9 @@ LQ_CONTROL = Task(
         "exact floors of the classes: best constant law {constant:+.2f} %, best open-loop gains per step "
         "(the untied law's, one piece per step; a floor for the time law) {time:+.2f} %, meanfield 0 %"
     ),
-    budget=(
-        "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
-        "to tune) with the same cap on rollouts of the particle system (each n_steps field evaluations), "
-        "stopping earlier when the loss improves by less than 1e-6 over 2 steps (status ok); parameters are "
-        "not matched: the law class is the treatment, and the exact floors bound every law of a class "
-        "whatever its size."
-    ),
+    budget=_particle_budget("every law of a class"),
     expected={"time": "any", "feedback": "any", "meanfield": "better", "untied": "any"},
-    sizes={
-        "quick": dict(
-            seeds=6,
-            laws=("constant", "time", "feedback", "meanfield"),
-            particles=64,
-            n_steps=10,
-            iters=6,
-            rollouts=400,
-            eval_particles=4000,
-            init_noise=0.1,
-        ),
-        "full": dict(
-            seeds=10,
-            laws=("constant", "untied", "time", "feedback", "meanfield"),
-            particles=256,
-            n_steps=25,
-            iters=20,
-            rollouts=600,
-            eval_particles=20_000,
-            init_noise=0.1,
-        ),
-    },  # fmt: skip
+    sizes=_particle_sizes(("constant", "time", "feedback", "meanfield")),
     run=_lq_control,
     floors=_lq_control_floors,
 )
@@ -358,9 +361,6 @@ def action_particles(problem, m0, cov0, **kw):
     A ``constant``, ``time`` or ``untied`` law is then an open-loop control (the same u for every particle,
     blind to the noise), a ``feedback``/``meanfield`` law a state feedback (docs/theory.md#open-loop-gap).
     """
-    from torch import nn
-
-    from control import ParticleLQ, RiccatiLaw
 
     class _Action(nn.Module):
         """The Riccati optimum u* = −K(x − Ex) − K̄Ex as an action law: θ = K(x − Ex) + K̄Ex."""
@@ -456,8 +456,6 @@ def _open_loop_basis(law, n: int, h: float, d: int) -> np.ndarray:
 
 
 def _lq_noise(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
-    from control import LQProblem
-
     prob = LQProblem(**NOISE_PROBLEM)
 
     def make(seed: int):
@@ -470,8 +468,6 @@ def _lq_noise(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
 def _lq_noise_floors(s: dict) -> dict:
     """Exact gaps (%) of the best constant, time and untied (one piece per step) open-loop controls; ``noise``
     is the untied one's, the price of open loop under noise alone (docs/theory.md#open-loop-gap)."""
-    from control import LQProblem
-
     prob = LQProblem(**NOISE_PROBLEM)
     pl = action_particles(prob, [NOISE_M0], 0.0, n_particles=2, n_steps=s["n_steps"])
     laws = {
@@ -501,36 +497,9 @@ LQ_NOISE = Task(
         "best constant {constant:+.2f} %, best time {time:+.2f} %; feedback and meanfield contain the "
         "optimum up to their polynomial-in-t gains"
     ),
-    budget=(
-        "Compute budget matched: every law is fitted by L-BFGS (strong-Wolfe line search, no learning rate "
-        "to tune) with the same cap on rollouts of the particle system (each n_steps field evaluations), "
-        "stopping earlier when the loss improves by less than 1e-6 over 2 steps (status ok); parameters are "
-        "not matched: the law class is the treatment, and the exact floors bound every open-loop law "
-        "whatever its size."
-    ),
+    budget=_particle_budget("every open-loop law"),
     expected={"time": "better", "untied": "better", "feedback": "better", "meanfield": "better"},
-    sizes={
-        "quick": dict(
-            seeds=6,
-            laws=("constant", "untied", "feedback"),
-            particles=64,
-            n_steps=10,
-            iters=6,
-            rollouts=400,
-            eval_particles=4000,
-            init_noise=0.1,
-        ),
-        "full": dict(
-            seeds=10,
-            laws=("constant", "untied", "time", "feedback", "meanfield"),
-            particles=256,
-            n_steps=25,
-            iters=20,
-            rollouts=600,
-            eval_particles=20_000,
-            init_noise=0.1,
-        ),
-    },  # fmt: skip
+    sizes=_particle_sizes(("constant", "untied", "feedback")),
     run=_lq_noise,
     floors=_lq_noise_floors,
 )
@@ -541,9 +510,6 @@ LQ_GAME_PARAMS = {"qT": 0.0}
 
 
 def _lq_game(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
-    from ..verdict import cost_scale
-    from .fusion import play_many
-
     out: dict = {}
     for law in laws:
         cells = [
@@ -612,10 +578,6 @@ FORECAST_BASE = {
 
 def _forecast_target(s: dict) -> int:
     """The common compute budget: the largest forward FLOPs (on ``context`` tokens) of the laws' base widths."""
-    from control.laws import LAW_OPTIONS
-    from mftt import MFTTConfig
-    from mftt.compare import flops_counter
-
     base = dict(FORECAST_BASE)
     opts = base.pop("law_options")
     count = flops_counter(s["context"])
@@ -627,8 +589,6 @@ def _forecast_target(s: dict) -> int:
 
 
 def _forecast(laws: Sequence[str], seeds: Sequence[int], s: dict) -> dict:
-    from mftt.compare import compare_weight_laws
-
     goal = _forecast_target(s)
     kw = dict(steps=s["steps"], data_kw={"n": s["n"]}, context=s["context"], base=FORECAST_BASE,
               target=goal, match="flops")  # fmt: skip
@@ -737,9 +697,6 @@ def run_suite(
     if workers <= 1:
         done = [_run_job(j) for j in jobs]
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
             done = list(ex.map(_run_job, jobs))
     by = {(j[0], j[1], j[3]): d for j, d in zip(jobs, done, strict=True)}
@@ -790,8 +747,6 @@ def suite_json(results: Sequence[TaskResult], suite: str) -> dict:
 
 
 def write_json(results: Sequence[TaskResult], suite: str, path) -> None:
-    from pathlib import Path
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(suite_json(results, suite), indent=2, default=_jsonable) + "\n")
@@ -838,19 +793,13 @@ def report_lines(r: TaskResult) -> list[str]:
 def plot_suite(results: Sequence[TaskResult], suite: str, png) -> tuple:
     """PNG and HTML report: per task, the metric per law (mean, 95 % t-interval, exact floors), the paired
     differences with constant (interval; filled when significant), the budget and the conclusion lines."""
-    import base64
-    import html as _html
-    from pathlib import Path
-
-    import matplotlib
+    import matplotlib  # heavy (matplotlib): only for the suite's figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy (matplotlib): only for the suite's figures
 
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    import textwrap
-
     n = max(1, len(results))
     fig = plt.figure(figsize=(12, 5.6 * n))
     gs = fig.add_gridspec(2 * n, 2, height_ratios=[3, 1.3] * n, hspace=0.45, wspace=0.25)
@@ -919,8 +868,6 @@ def from_cells(cell, name: str = "cell", alpha: float = 0.05) -> TaskResult | st
     a sentence instead when the comparison is meaningless: a policy on which the law has no effect, or no
     ``constant`` law. Cells whose status is not a played profile (diverged/failed) have no metric.
     """
-    from ..status import PLAYED
-
     policies = {str(v) for v in np.asarray(cell["policy"].values).ravel() if str(v)}
     if policies and policies <= set(LAW_FREE_POLICIES):
         return (
@@ -1008,8 +955,6 @@ def readme_block(results: Sequence[TaskResult], suite: str) -> str:
 
 def update_readme(path, results: Sequence[TaskResult], suite: str) -> None:
     """Replace the text between the suite's markers (``readme_markers``) in ``path`` with ``readme_block``."""
-    from pathlib import Path
-
     start, end = readme_markers(suite)
     p = Path(path)
     text = p.read_text() if p.exists() else ""

@@ -1,4 +1,5 @@
-"""Helpers shared by the differential-game scenarios: particles with exact moments, agents from a policy kind."""
+"""Helpers shared by the differential-game scenarios: particles with exact moments, agents from a policy kind,
+and ``ParticleScenario``, the base of the scenarios played by linear or MFTT agents over a horizon ``T``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from control.errors import ValidationError
 from control.laws import LAW_OPTIONS
 
 from ..agent import Agent, make_policy
+from ..differential import DifferentialGame
+from .base import Scenario
 
 DTYPE = torch.float64
 
@@ -64,3 +67,41 @@ def make_agents(
 
 def _law_accepts(law: str, key: str) -> bool:
     return key in LAW_OPTIONS[law]
+
+
+class ParticleScenario(Scenario):
+    """A fusable differential game of linear or MFTT agents (its dynamics and costs depend on its parameters
+    only) whose parameters include the horizon ``T``, the ``n_steps`` of its time grid and the laws' ``order``."""
+
+    fusable = True
+    policies = ("linear", "mftt")
+
+    def agents(
+        self, name: str, role: str, d: int, policy: str, law: str, mftt, seed: int, device, init=0.0
+    ) -> list[Agent]:
+        """One agent per player, ``{name}{j}`` with ``role``, observing and acting in ``d`` dimensions."""
+        p, n = self.params, self.n
+        return make_agents(
+            [f"{name}{j}" for j in range(n)],
+            [role] * n,
+            policy=policy,
+            law=law,
+            d_obs=d,
+            d_act=d,
+            T=float(p["T"]),
+            seed=seed,
+            mftt=mftt,
+            law_options={"order": p["order"]},
+            init=init,
+            device=device,
+        )
+
+    def differential_game(
+        self, agents: list[Agent], x0: Tensor, dynamics, running, terminal, **options
+    ) -> DifferentialGame:
+        """The ``DifferentialGame`` on the scenario's horizon ``T`` and grid of ``n_steps`` steps."""
+        p = self.params
+        T, n_steps = float(p["T"]), int(p["n_steps"])
+        return DifferentialGame(
+            agents, x0, dynamics, running, terminal, T=T, n_steps=n_steps, **options
+        )

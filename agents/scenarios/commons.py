@@ -15,12 +15,12 @@ from typing import ClassVar
 import torch
 
 from ..differential import DifferentialGame
-from ._common import DTYPE, make_agents, particles
-from .base import Scenario, register
+from ._common import DTYPE, ParticleScenario, particles
+from .base import register
 
 
 @register
-class CommonsScenario(Scenario):
+class CommonsScenario(ParticleScenario):
     """Renewable resource with mean-field stock dynamics and harvesting agents."""
 
     name = "commons"
@@ -41,10 +41,6 @@ class CommonsScenario(Scenario):
         "self_abnegating": "λ_jj < 0: a harvester works against its own profit (bounded effort)",
         "spiteful": "harvesters gain when the others lose: a race to deplete",
     }
-    default_concept = "nash"
-    fusable = True
-    default_policy = "linear"
-    policies = ("linear", "mftt")
     default_steps = 50
     default_lr = 0.05
 
@@ -62,29 +58,9 @@ class CommonsScenario(Scenario):
         def terminal(s):
             return (-w * s.mean()).expand(n)
 
-        init = torch.tensor([[[0.0]], [[-0.3]]], dtype=DTYPE)  # effort e = 0.3 E s/E s at the start
-        agents = make_agents(
-            [f"harvester{j}" for j in range(n)],
-            ["harvester"] * n,
-            policy=policy,
-            law=law,
-            d_obs=1,
-            d_act=1,
-            T=float(p["T"]),
-            seed=seed,
-            mftt=mftt,
-            law_options={"order": p["order"]},
-            init=init if policy == "linear" else 0.0,
-            device=device,
-        )
+        # linear policies start at effort e = 0.3 E s/E s
+        init = torch.tensor([[[0.0]], [[-0.3]]], dtype=DTYPE) if policy == "linear" else 0.0
+        agents = self.agents("harvester", "harvester", 1, policy, law, mftt, seed, device, init)
         x0 = particles(float(p["s0"]), float(p["v0"]), int(p["particles"]), device)
-        return DifferentialGame(
-            agents,
-            x0,
-            dynamics,
-            running,
-            terminal,
-            T=float(p["T"]),
-            n_steps=int(p["n_steps"]),
-            bounds=(0.0, float(p["e_max"])),
-        )
+        bounds = (0.0, float(p["e_max"]))
+        return self.differential_game(agents, x0, dynamics, running, terminal, bounds=bounds)

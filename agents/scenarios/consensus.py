@@ -20,12 +20,12 @@ import torch
 from scipy.integrate import solve_ivp
 
 from ..differential import DifferentialGame
-from ._common import DTYPE, make_agents
-from .base import Scenario, register
+from ._common import DTYPE, ParticleScenario
+from .base import register
 
 
 @register
-class ConsensusScenario(Scenario):
+class ConsensusScenario(ParticleScenario):
     """Mean-field-coupled agreement / formation at least energy."""
 
     name = "consensus"
@@ -45,10 +45,6 @@ class ConsensusScenario(Scenario):
         "altruistic": "agents also weigh the others' errors and energy",
         "spiteful": "agents want the others to stay far from the mean",
     }
-    default_concept = "nash"
-    fusable = True
-    default_policy = "linear"
-    policies = ("linear", "mftt")
     default_steps = 50
     default_lr = 0.05  # 0.1 lets the meanfield law diverge under the team Λ
 
@@ -118,27 +114,13 @@ class ConsensusScenario(Scenario):
         def terminal(x):
             return qT * err(x).square().sum(-1)
 
-        agents = make_agents(
-            [f"agent{j}" for j in range(n)],
-            ["member"] * n,
-            policy=policy,
-            law=law,
-            d_obs=d,
-            d_act=d,
-            T=float(p["T"]),
-            seed=seed,
-            mftt=mftt,
-            law_options={"order": p["order"]},
-            device=device,
-        )
-        return DifferentialGame(
+        agents = self.agents("agent", "member", d, policy, law, mftt, seed, device)
+        return self.differential_game(
             agents,
             x0,
             dynamics,
             running,
             terminal,
-            T=float(p["T"]),
-            n_steps=int(p["n_steps"]),
             observe=observe,
             summarize=lambda xs: xs.flatten(-2),
             convex_own_cost=True,

@@ -11,12 +11,12 @@ from control.errors import ValidationError
 from control.riccati import LQGame
 
 from ..differential import DifferentialGame
-from ._common import DTYPE, make_agents, particles, per_entity
-from .base import Scenario, register
+from ._common import DTYPE, ParticleScenario, particles, per_entity
+from .base import register
 
 
 @register
-class LQGameScenario(Scenario):
+class LQGameScenario(ParticleScenario):
     """dx = (ax + āEx + Σ b_i u_i)dt; J_i = E∫(q_i x² + q̄_i (Ex)² + r_i u_i²)dt + q_T,i x_T² + q̄_T,i (Ex_T)².
 
     The law of x is carried by P particles with mean m0 and variance v0 (σ = 0: the randomness is in x0), so
@@ -42,10 +42,6 @@ class LQGameScenario(Scenario):
         "zero_sum": "λ_ji = −1/(n−1): the others' costs count against mine (may have no equilibrium)",
         "berge": "λ_jj = 0: refused (the LQ best response is unbounded, docs/theory.md#self-regard)",
     }
-    default_concept = "nash"
-    fusable = True
-    default_policy = "linear"
-    policies = ("linear", "mftt")
     default_steps = 400  # a safety net: learning stops on its own rule first (about 300 steps)
     default_lr = 0.1
 
@@ -109,7 +105,7 @@ class LQGameScenario(Scenario):
             game.deviation = old
 
     def game(self, *, Lambda, law, policy, mftt=None, seed=0, device="cpu") -> DifferentialGame:
-        c, n, p = self.coefficients(), self.n, self.params
+        c, p = self.coefficients(), self.params
         b = torch.as_tensor(c["b"], dtype=DTYPE, device=device)
         q, qbar, r = (torch.as_tensor(c[k], dtype=DTYPE, device=device) for k in ("q", "qbar", "r"))
         qT, qTbar = (torch.as_tensor(c[k], dtype=DTYPE, device=device) for k in ("qT", "qTbar"))
@@ -125,27 +121,6 @@ class LQGameScenario(Scenario):
         def terminal(x):
             return qT * x.square().mean() + qTbar * x.mean(0).square()
 
-        agents = make_agents(
-            [f"player{j}" for j in range(n)],
-            ["player"] * n,
-            policy=policy,
-            law=law,
-            d_obs=1,
-            d_act=1,
-            T=c["T"],
-            seed=seed,
-            mftt=mftt,
-            law_options={"order": p["order"]},
-            device=device,
-        )
+        agents = self.agents("player", "player", 1, policy, law, mftt, seed, device)
         x0 = particles(c["m0"], c["v0"], int(p["particles"]), device)
-        return DifferentialGame(
-            agents,
-            x0,
-            dynamics,
-            running,
-            terminal,
-            T=c["T"],
-            n_steps=int(p["n_steps"]),
-            convex_own_cost=True,
-        )
+        return self.differential_game(agents, x0, dynamics, running, terminal, convex_own_cost=True)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.cell import perturb
 from agents.experiments.comparison import (
     TASKS,
     Task,
@@ -17,7 +18,6 @@ from agents.experiments.comparison import (
     run_task,
     suite_json,
 )
-from agents.play import perturb
 from agents.scenarios import get_scenario
 from control.errors import ValidationError
 

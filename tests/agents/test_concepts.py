@@ -9,7 +9,7 @@ import torch
 from agents.concepts import SOLUTION_CONCEPTS, solve
 from agents.empathy import empathetic_costs
 from agents.game import StaticGame
-from agents.learning import own_grads
+from agents.learning import Adam, Descent, make_optimizer, own_grads
 from agents.scenarios import get_scenario
 from agents.scenarios._static import QuadraticGame
 from control.errors import ValidationError
@@ -153,3 +153,26 @@ def test_registry_and_bad_names():
         solve(g, "minimax")  # Cournot is not zero-sum
     with pytest.raises(ValidationError, match=r"^Lambda.*3x3"):
         solve(cell("cournot", n_agents=3)[1], "nash", np.eye(2))
+
+
+def test_one_optimiser_implementation_saves_and_restores_its_state():
+    """make_optimizer gives gradient play's own classes (the actors use them too); Adam's saved moments let a
+    fresh copy take exactly the step the first one takes."""
+    assert isinstance(make_optimizer("sgd", [], 0.1), Descent)
+    with pytest.raises(ValidationError, match=r"^optimizer"):
+        make_optimizer("rmsprop", [], 0.1)
+    g = [torch.tensor([0.3, -1.0], dtype=torch.float64)]
+    p = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    a = make_optimizer("adam", [p], 0.1)
+    assert isinstance(a, Adam) and a.state() is None
+    for _ in range(3):
+        a.step(g)
+    q = p.clone()
+    b = Adam([q], 0.1)
+    b.load(a.state())
+    a.step(g)
+    b.step(g)
+    assert torch.equal(p, q)
+    d = Descent([p], 0.5)
+    d.step(g)
+    assert torch.equal(p, q - 0.5 * g[0]) and d.state() is None
