@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from control import DivergenceError, solve
 from control.errors import ValidationError, choice, number
@@ -96,6 +97,7 @@ class PopulationGame(Game):
         method: str = "rk4",
         scheme: str = "heun",
         noise_dims: Sequence[float] | None = None,
+        checkpoint: bool | None = None,
     ):
         if not isinstance(x0, Tensor) or x0.dim() != 4 or not x0.is_floating_point():
             raise ValidationError(
@@ -110,6 +112,15 @@ class PopulationGame(Game):
         self.T = float(number("T", T, low=0.0, strict_low=True))
         self.n_steps = int(number("n_steps", n_steps, low=1, integer=True))
         self.gradient = choice("gradient", gradient, GRADIENTS)
+        # recompute each SDE step in the backward pass instead of keeping its activations: memory O(R·K·N·d) per
+        # step instead of the policy's internals (an MFTT's depth solve) for every step; same numbers
+        if checkpoint is not None and not isinstance(checkpoint, bool):
+            raise ValidationError(
+                "checkpoint", "True, False or None (on for MFTT policies)", checkpoint
+            )
+        self.checkpoint = (
+            getattr(policy, "kind", "") == "mftt" if checkpoint is None else checkpoint
+        )
         if (
             self.gradient == "population"
         ):  # values and gradients agree: best-response rounds (L-BFGS) apply
@@ -193,16 +204,16 @@ class PopulationGame(Game):
             return self._ghost_costs(ghosts)
         x = self.x0
         c = x.new_zeros(x.shape[:3])
+        act = lambda t, x, law: self._act(t, x, law, W)  # noqa: E731
+        recompute = self.checkpoint and torch.is_grad_enabled()
         for t, h, dW, dW0 in self._noise(x.shape):
             if states is not None:
                 states.append(x.detach())
-            x, dc = self._step(
-                t,
-                h,
-                x,
-                h.sqrt() * (self._s * dW + self._s0 * dW0),
-                lambda t, x, law: self._act(t, x, law, W),
-            )
+            noise = h.sqrt() * (self._s * dW + self._s0 * dW0)
+            if recompute:
+                x, dc = checkpoint(self._step, t, h, x, noise, act, use_reentrant=False)
+            else:
+                x, dc = self._step(t, h, x, noise, act)
             c = c + dc
         if states is not None:
             states.append(x.detach())

@@ -5,8 +5,12 @@
   per agent, and the ratio of the per-agent time at the largest N to that at N = 1,000 (linear scaling: ≈ 1).
 * At N = 256: the one-pass gradient against the N-player own-gradients, computed as one batched backward over
   agents and as a loop of N backward passes.
+* The same learning step with an MFTT as the population's policy (d_model 16, each agent attending to a sample
+  of 8 agents; SDE steps recomputed in the backward pass, ``PopulationGame.checkpoint``) for N = 100 … 10,000:
+  seconds per step and per agent, the per-agent ratio at the largest N to N = 1,000, and the process's peak
+  resident memory after each N (N ascending, so the peak so far is that N's).
 
-``python -m benchmarks.populations [--quick] [--out benchmarks/populations.json]``. Ratios are measured in one
+``python -m benchmarks.populations [--quick] [--mftt-only] [--out benchmarks/populations.json]``. Ratios are measured in one
 run; absolute times depend on the machine (2 cores here) and its load.
 """
 
@@ -42,6 +46,19 @@ def step_time(N: int, repeats: int) -> float:
     return _best(lambda: g.mean_field_gradients(), repeats)
 
 
+def mftt_step(N: int) -> dict:
+    """One learning step with an MFTT population policy (d_model 16) of N banks: time and peak memory."""
+    import resource  # POSIX only: the benchmark's memory column
+
+    sc = get_scenario("systemic_risk")(N, replicas=1)
+    g = sc.game(Lambda=np.eye(1), law="feedback", policy="mftt", mftt={"d_model": 16}, seed=0)
+    t = time.perf_counter()
+    g.mean_field_gradients()
+    s = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return {"N": N, "step_s": s, "per_agent_ms": 1e3 * s / N, "peak_rss_mb": rss}
+
+
 def gradients_at(N: int, repeats: int) -> dict:
     """One-pass vs per-agent own-gradients at N agents (σ = 0: the same deterministic costs for all three)."""
     sc = get_scenario("systemic_risk")(N, replicas=1, sigma=0.0, n_steps=20)
@@ -68,8 +85,30 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N up to 10,000 and one repeat")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/populations.json"))
+    ap.add_argument(
+        "--mftt-only", action="store_true", help="only the MFTT policy rows (merged into --out)"
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    mftt_rows = []
+    for N in [100, 1_000] if a.quick else [100, 1_000, 10_000]:
+        r = mftt_step(N)
+        mftt_rows.append(r)
+        print(
+            f"MFTT policy, N = {N:>6,}: {r['step_s']:8.1f} s per learning step, "
+            f"{r['per_agent_ms']:7.2f} ms per agent, peak RSS {r['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+    base = next(r for r in mftt_rows if r["N"] == 1_000)["per_agent_ms"]
+    mftt = {"steps": mftt_rows, "scaling_largest_vs_1000": mftt_rows[-1]["per_agent_ms"] / base}
+    print(
+        f"MFTT per-agent time at N = {mftt_rows[-1]['N']:,} / at N = 1,000: {mftt['scaling_largest_vs_1000']:.2f}"
+    )
+    if a.mftt_only:
+        out = json.loads(a.out.read_text()) if a.out.exists() else {}
+        out["mftt"] = mftt
+        a.out.write_text(json.dumps(out, indent=2))
+        return out
     Ns = [100, 1_000, 10_000] if a.quick else [100, 1_000, 10_000, 100_000]
     rep = 1 if a.quick else 3
     rows = []
@@ -90,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     out = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "steps": rows, "scaling_largest_vs_1000": scaling, "gradients": grads,
+        "steps": rows, "scaling_largest_vs_1000": scaling, "gradients": grads, "mftt": mftt,
     }  # fmt: skip
     a.out.write_text(json.dumps(out, indent=2))
     return out

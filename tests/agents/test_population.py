@@ -318,3 +318,17 @@ def test_mftt_population_policy_attends_to_a_sample_and_learns():
         get_scenario("systemic_risk")(40, gradient="exact").game(
             Lambda=np.eye(1), law="feedback", policy="mftt", mftt=dict(d_model=8), seed=0
         )
+
+
+def test_checkpointed_steps_give_the_same_costs_and_gradients():
+    """PopulationGame.checkpoint recomputes each SDE step in the backward pass: bitwise the same numbers."""
+    out = []
+    for ck in (True, False):
+        sc = get_scenario("systemic_risk")(12, replicas=2, n_steps=6, **SR)
+        g = sc.game(Lambda=np.eye(1), law="feedback", policy="mftt", mftt={"d_model": 8}, seed=0)
+        assert g.checkpoint  # on by default for an MFTT policy
+        g.checkpoint = ck
+        c = g.costs()
+        out.append((c.detach(), torch.autograd.grad(c.sum(), g.parameters_of(0))))
+    (c1, g1), (c2, g2) = out
+    assert torch.equal(c1, c2) and all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
