@@ -193,7 +193,15 @@ def measured_agents(concept: str, n: int) -> list[int]:
 
 
 def outcome(
-    game, sc, L: np.ndarray, eq, base: dict[str, Any], *, t0: float, tolerance: Tolerance | None, budget
+    game,
+    sc,
+    L: np.ndarray,
+    eq,
+    base: dict[str, Any],
+    *,
+    t0: float,
+    tolerance: Tolerance | None,
+    budget,
 ) -> Outcome:
     """Measure a learned game (certified exploitability, status rules, rollout) as an ``Outcome``."""
     n = game.n_agents

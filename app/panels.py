@@ -496,9 +496,7 @@ def trained_attention(path, ds, cell: int, names: list[str], key: str) -> None:
     )
     try:
         info = state.trained_attention(str(path), cell, int(agent), None)
-    except (
-        ValidationError
-    ) as exc:  # e.g. a population's shared MFTT (its tokens are sampled agents)
+    except ValidationError as exc:  # a model that reads no tokens (e.g. linear agents)
         st.info(f"No attention maps are drawn for this game's trained model ({exc}).")
         return
     k = None

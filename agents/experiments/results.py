@@ -73,6 +73,7 @@ from control.errors import ValidationError
 
 from ..agent import MFTTPolicy
 from ..cell import CellSpec
+from ..population_mftt import MFTTPopulationPolicy
 from ..status import PLAYED, STATUSES
 from .cluster import git_commit, source_hash  # the code version of a run
 
@@ -981,12 +982,43 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
     """
 
     j = int(agent)
+    batched = (
+        False  # tokens carry the model's own batch axis (a population's shared MFTT: batch (1,))
+    )
     if not 0 <= j < game.n_agents:
         raise ValidationError("agent", f"an agent in [0, {game.n_agents - 1}]", agent)
     times: list[float] = []
     t_shown = None
     if hasattr(game, "models") and hasattr(game, "tokens"):  # Cournot's MFTT firms
         model, tokens, token = game.models[j], game.tokens[0], "window step"
+    elif isinstance(
+        getattr(game, "policy", None), MFTTPopulationPolicy
+    ):  # population j's shared MFTT
+        states: list = []
+        with torch.no_grad():
+            game.agent_costs(states=states)
+        times = [float(t) for t in game.times.cpu()]
+        k = 0 if time_index is None else int(time_index)
+        if not 0 <= k < len(times):
+            raise ValidationError("time_index", f"a time step in [0, {len(times) - 1}]", time_index)
+        x = states[k]  # [R, K, N, d]
+        law = game.law(x)
+        m = law.mean[0, j]  # [d]
+        sample = law.sample[0, j]  # [S, d]
+        obs = torch.cat(  # agent 0 of the population, then the agents it attends to (as the policy reads them)
+            [
+                torch.cat([x[0, j, :1] - m, m[None]], -1),
+                torch.cat([sample - m, m.expand_as(sample)], -1),
+            ]
+        )
+        t_shown = times[k]
+        tt = torch.full(obs.shape[:-1] + (1,), t_shown, dtype=obs.dtype, device=obs.device)
+        model, tokens = (
+            game.policy.nets[j].model,
+            torch.cat([obs, tt], -1)[None],
+        )  # the model's batch (1)
+        batched = True
+        token = "agent (0: the agent itself, then its sampled agents)"
     else:
         agents_ = getattr(game, "agents", None)
         policy = agents_[j].policy if agents_ else None
@@ -1017,6 +1049,8 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
     with torch.no_grad():
         _, info = model(tokens, return_info=True)
     maps = np.stack([np.asarray(w.detach().cpu().numpy(), dtype=float) for w in info["attention"]])
+    if batched:
+        maps, tokens = maps[:, 0], tokens[0]
     if maps.ndim == 3:  # one head: [depth, D, D]
         maps = maps[:, None]
     depth = np.asarray(info["times"].detach().cpu().numpy(), dtype=float)

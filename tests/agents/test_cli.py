@@ -16,6 +16,7 @@ import xarray as xr
 from agents.experiments.config import Experiment
 from agents.experiments.results import open_results
 from agents.experiments.runner import run_experiment
+from control import WEIGHT_LAWS
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = """
@@ -158,9 +159,8 @@ def test_a_config_error_in_a_real_process_is_one_line_and_code_2(tmp_path):
     cfg.write_text('[scenarios.cournot]\n[agents]\nweights = "fedback"\n')
     r = mftt("run", str(cfg), check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
-    assert r.stderr.strip() == (
-        "error: agents.weights: expected one of constant, time, feedback, meanfield, got 'fedback'"
-    )
+    laws = ", ".join(WEIGHT_LAWS)  # the registry's names
+    assert r.stderr.strip() == f"error: agents.weights: expected one of {laws}, got 'fedback'"
 
 
 def test_other_input_errors_exit_2(tmp_path, tiny_file):

@@ -332,3 +332,23 @@ def test_checkpointed_steps_give_the_same_costs_and_gradients():
         out.append((c.detach(), torch.autograd.grad(c.sum(), g.parameters_of(0))))
     (c1, g1), (c2, g2) = out
     assert torch.equal(c1, c2) and all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
+
+
+def test_attention_of_a_populations_shared_mftt_reads_the_agent_and_its_sample():
+    """agents.attention_maps on a population's MFTT: token 0 is agent 0's (x − m, m, t), then its 8 sampled
+    agents; every row of every head is a distribution over those 9 tokens."""
+    from agents import attention_maps
+
+    g = get_scenario("systemic_risk")(30, replicas=1, n_steps=5, **SR).game(
+        Lambda=np.eye(1), law="feedback", policy="mftt", mftt={"d_model": 8, "heads": 2}, seed=0
+    )
+    r = attention_maps(g, 0, 2)
+    D = 1 + 8
+    assert r["maps"].shape[1:] == (2, D, D) and r["token"].startswith("agent")
+    np.testing.assert_allclose(r["maps"].sum(-1), 1.0, rtol=1e-10)
+    states: list = []
+    with torch.no_grad():
+        g.agent_costs(states=states)
+    x = states[2][0, 0, :, 0].numpy()
+    m = x.mean()
+    np.testing.assert_allclose(r["tokens"][0], [x[0] - m, m, r["times"][2]], rtol=1e-12)
