@@ -225,8 +225,8 @@ def _cell_grads(game: Game, E: Tensor, agents: Sequence[int], n: int) -> dict[in
     for ks in by_j.values():
         target = E[ks[0]] if len(ks) == 1 else E[ks].sum()
         ps = [p for k in ks for p in game.parameters_of(k)]
-        gs = torch.autograd.grad(target, ps, retain_graph=True, allow_unused=True)
-        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs, strict=True)]
+        raw = torch.autograd.grad(target, ps, retain_graph=True, allow_unused=True)
+        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, raw, strict=True)]
         at = 0
         for k in ks:
             m = len(game.parameters_of(k))
@@ -306,7 +306,9 @@ def gradient_play_cells(
             prev.update({k: g[k] for k in ks})
         elif optimizer == "adam":
             for c in live:
-                opt[c].step([x.detach() for k in mine[c] for x in g[k]])
+                oc = opt[c]
+                assert oc is not None  # one Adam per cell with the adam optimizer
+                oc.step([x.detach() for k in mine[c] for x in g[k]])
         else:
             _apply(moving, [g[k] for k in ks], lr)
         game.project()
@@ -321,8 +323,8 @@ def gradient_play_cells(
                 status[c] = "diverged"
             elif res[c] < tol + rtol * res0[c]:
                 status[c] = "converged"
-            elif opt[c] is not None and anneal:  # cosine to 1 % of lr over the budget
-                opt[c].lr = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * it / steps)))
+            elif (oc := opt[c]) is not None and anneal:  # cosine to 1 % of lr over the budget
+                oc.lr = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * it / steps)))
         if progress:
             print_progress(it, steps, e[live[0]], max(res[c] for c in live))
         live = [c for c in live if status[c] == "max_steps"]

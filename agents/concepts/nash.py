@@ -7,6 +7,8 @@ enumeration / Lemke–Howson / n-player enumeration), or learned dynamics (``"fi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from control.errors import choice, number
@@ -49,7 +51,11 @@ def solve_nash(
     convex cost (docs/theory.md#self-regard). ``polish_rounds`` > 0 (differential games' default) follows gradient
     play with rounds of own-class best responses (``_play.polish``) until no agent gains.
     """
-    br = {"measure_exploitability": measure_exploitability, "steps": br_steps, "lr": br_lr or lr}
+    br: dict[str, Any] = {
+        "measure_exploitability": measure_exploitability,
+        "steps": br_steps,
+        "lr": br_lr or lr,
+    }
     if isinstance(game, MatrixGame):
         method = choice(
             "method", "exact" if method is None else method, [*FINITE_METHODS, *METHODS]
@@ -67,7 +73,9 @@ def solve_nash(
             "(docs/theory.md#self-regard)",
         )
     rtol = POLISH_RTOL if polish_rounds else None
-    opts = dict(steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer, progress=progress)
+    opts: dict[str, Any] = dict(
+        steps=steps, lr=lr, method=method, tol=tol, optimizer=optimizer, progress=progress
+    )
     learned = gradient_play(game, Lambda, rtol=rtol, **opts)
     if polish_rounds and learned.status != "diverged":
         learned = polished(game, Lambda, learned, polish_rounds, steps)

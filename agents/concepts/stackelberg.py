@@ -50,9 +50,12 @@ def _implicit_hypergrad(
     fps = [p for j in followers for p in game.parameters_of(j)]
     lps = game.parameters_of(leader)
     F = _flat(own_grads(game, E, followers, create_graph=True))
-    b = torch.autograd.grad(E[leader], fps, retain_graph=True, allow_unused=True)
+    raw = torch.autograd.grad(E[leader], fps, retain_graph=True, allow_unused=True)
     b = torch.cat(
-        [(torch.zeros_like(p) if x is None else x).reshape(-1) for p, x in zip(fps, b, strict=True)]
+        [
+            (torch.zeros_like(p) if x is None else x).reshape(-1)
+            for p, x in zip(fps, raw, strict=True)
+        ]
     )
     m = F.numel()
 

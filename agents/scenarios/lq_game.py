@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class LQGameScenario(ParticleScenario):
     def coefficients(self) -> dict:
         """The LQ coefficients, one entry per player where the game has one."""
         p, n = self.params, self.n
-        out = {k: float(p[k]) for k in ("a", "abar", "T", "m0", "v0")}
+        out: dict[str, Any] = {k: float(p[k]) for k in ("a", "abar", "T", "m0", "v0")}
         for k in ("b", "q", "qbar", "r", "qT", "qTbar"):
             out[k] = per_entity(f"lq_game.{k}", p[k], n)
         if np.any(out["r"] <= 0):
