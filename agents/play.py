@@ -18,6 +18,7 @@ import torch
 from control.errors import DivergenceError, ValidationError
 
 from .best_response import Budget
+from .cell import FIELDS as CELL_FIELDS
 from .cell import CellSpec
 from .concepts import solve as _solve
 from .learning import reporting
@@ -101,28 +102,14 @@ def play(
     ``progress``: True prints the learning's progress; a callable ``progress(step, total, costs)`` is called
     at every learning step instead (``total`` = ``steps``, ``costs`` the Λ-costs [n]; it only observes).
     """
+    given = dict(locals())  # play's arguments, before any other name is bound
     if solver is not None and not callable(solver):
         raise ValidationError(
             "solver", "None or a callable like agents.solve", type(solver).__name__
         )
     solve = _solve if solver is None else solver
     t0 = time.perf_counter()
-    spec = CellSpec.of(
-        scenario=scenario,
-        n_agents=n_agents,
-        Lambda=Lambda,
-        Lambda_alpha=Lambda_alpha,
-        law=law,
-        policy=policy,
-        concept=concept,
-        steps=steps,
-        lr=lr,
-        seed=seed,
-        params=params,
-        mftt=mftt,
-        device=device,
-        init_noise=init_noise,
-    )
+    spec = CellSpec.of({k: v for k, v in given.items() if k in CELL_FIELDS})
     cls, policy, concept, steps, lr, seed = (
         spec.scenario_class,
         spec.policy,

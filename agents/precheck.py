@@ -32,17 +32,7 @@ def precheck(
     mftt: dict | None = None,
 ) -> None:
     """Raise the ``ValidationError`` that ``agents.play`` would raise for these inputs before learning; else None."""
-    spec = CellSpec.of(
-        scenario=scenario,
-        n_agents=n_agents,
-        Lambda=Lambda,
-        Lambda_alpha=Lambda_alpha,
-        law=law,
-        policy=policy,
-        concept=concept,
-        params=params,
-        mftt=mftt,
-    )
+    spec = CellSpec.of(dict(locals()))  # the arguments, as play takes them
     _, L, game = spec.build()
     try:
         solve(game, spec.concept, L, steps=1, lr=spec.lr)
