@@ -170,6 +170,16 @@ def max_read_mb() -> float:
     return v if v > 0 and v == v else 1024.0
 
 
+def _unreadable(path, e: BaseException) -> ValidationError:
+    """The one-line error for a results file that h5py/h5netcdf cannot read."""
+    return ValidationError(
+        "results",
+        "a readable NetCDF file",
+        str(path),
+        reason=f"{type(e).__name__}: corrupt or truncated",
+    )
+
+
 def open_results(path: str | Path, *, max_mb: float | None = None) -> xr.Dataset:
     """Read a results file into memory, treating it as untrusted; one clear line for anything else.
 
@@ -189,12 +199,7 @@ def open_results(path: str | Path, *, max_mb: float | None = None) -> xr.Dataset
             ds = raw[keep]
             ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims]).load()
     except Exception as e:  # h5py/h5netcdf raise many kinds on corrupt files
-        raise ValidationError(
-            "results",
-            "a readable NetCDF file",
-            str(path),
-            reason=f"{type(e).__name__}: corrupt or truncated",
-        ) from None
+        raise _unreadable(path, e) from None
     return _check_schema(ds, path)
 
 
@@ -275,12 +280,7 @@ def _probe(path: Path, max_bytes: int = 2**30) -> None:
     except ValidationError:
         raise
     except Exception as e:  # truncated or damaged HDF5
-        raise ValidationError(
-            "results",
-            "a readable NetCDF file",
-            str(path),
-            reason=f"{type(e).__name__}: corrupt or truncated",
-        ) from None
+        raise _unreadable(path, e) from None
 
 
 def _attr_bytes(obj: Any) -> int:
