@@ -225,7 +225,7 @@ def submit_job(
         "pid": None,
     }
     _write_json(d / "job.json", meta)
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     penv = {**os.environ, **(env or {})}
     penv["PYTHONPATH"] = root + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
     penv.setdefault("OMP_NUM_THREADS", "1")

@@ -45,7 +45,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _SetOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -69,7 +69,7 @@ def git_commit() -> str:
     shipped = os.environ.get(COMMIT_VAR, "").strip().lower()
     if shipped and len(shipped) <= 64 and all(c in "0123456789abcdef" for c in shipped):
         return shipped
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         r = subprocess.run(
             ["git", "rev-parse", "HEAD"],

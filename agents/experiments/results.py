@@ -426,7 +426,7 @@ _CODE_PACKAGES = ("control", "mftt", "agents")
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """SHA-256 (16 hex) of the source of ``control``, ``mftt`` and ``agents``: a part from other code is recomputed."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     for pkg in _CODE_PACKAGES:
         for f in sorted((root / pkg).rglob("*.py")):

@@ -235,7 +235,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, threads
     common = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address in (None, "", "local"):
         # workers of the embedded Ray inherit this environment: make sure they import this checkout
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])

@@ -133,6 +133,10 @@ def test_scenarios_and_app_dry_run():
         assert name in out
     cmd = mftt("app", "--dry-run").stdout
     assert "streamlit" in cmd and "--server.address 127.0.0.1" in cmd and "streamlit_app.py" in cmd
+    scripts = [w for w in cmd.split() if w.endswith(".py")]
+    assert len(scripts) == 2 and all(Path(w).is_file() for w in scripts), (
+        cmd
+    )  # serve.py, streamlit_app.py
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,9 @@ def test_forecast_task_matches_flops_and_reports_without_a_known_sign():
     assert max(f) - min(f) <= 0.05 * max(f) and r.budget_match()["compute"] <= 0.05
     (c,) = r.comparisons
     assert r.as_expected(c) is None and all(math.isfinite(v) for v in r.values("feedback"))
+    # the shifted-initial-law score is reported beside the metric, for every law and seed
+    shifted = r.to_dict()["laws"]["feedback"]["extras"]["shifted"]
+    assert math.isfinite(shifted) and shifted > 0
 
 
 def test_config_training_init_noise_reaches_the_cells():

@@ -43,7 +43,6 @@ def test_every_scenario_runs_with_defaults(name):
     _check(o, cls(None).n_players)
     assert o.policy == cls.default_policy and o.concept == cls.default_concept
     print(f"{name}: wall {o.wall_time:.2f}s costs {o.costs} expl {o.exploitability:.2e}")
-    assert o.wall_time < 120  # loose: shared CI machines
     if name == "lq_game":  # the default LQ cell reaches its certified equilibrium
         assert o.status == "ok", o.message
 

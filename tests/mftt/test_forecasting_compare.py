@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from control import WEIGHT_LAWS
 from control.errors import ValidationError
 from mftt import MFTTConfig
+from mftt.attention import ATTENTION
 from mftt.compare import _count, compare_weight_laws, match_widths
 from mftt.forecasting import GENERATORS, load_csv, train_forecaster, windows
+from mftt.norms import NORMS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +99,9 @@ def _example(name):
 @pytest.mark.slow
 def test_example_transformer_lab():
     rows = _example("transformer_lab").main(["--tokens", "4"])
-    assert len(rows) == 3 * 8 * 4 and all(np.isfinite(r["gain"]) for r in rows)
+    # every attention kernel × norm × weight law of the registries
+    assert len(rows) == len(ATTENTION) * len(NORMS) * len(WEIGHT_LAWS)
+    assert all(np.isfinite(r["gain"]) for r in rows)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ an ``ok`` cell are checked on resume; anything else is recomputed, and the run s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -122,6 +123,7 @@ def test_code_change_discards_every_part(tmp_path, cells, monkeypatch):
 def test_code_version_hashes_the_packages_source():
     v = R.code_version()
     assert len(v) == 16 and int(v, 16) >= 0 and v == R.code_version()
+    assert v != hashlib.sha256().hexdigest()[:16]  # not the hash of no files (a wrong package root)
 
 
 def _rewrite(path, edit) -> None:
