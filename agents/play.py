@@ -62,6 +62,16 @@ class Outcome:
     # the k-th parameter of agent (population) j (``game.parameters_of(j)`` order, CPU copies); else None
     weights: dict[str, np.ndarray] | None = None
 
+    @classmethod
+    def failed(cls, status: str, message: str) -> Outcome:
+        """A cell that produced no numbers (it raised before measuring): its status and message, all else empty."""
+        e1, e2 = np.zeros(0), np.zeros((0, 0))
+        return cls(
+            scenario="", Lambda=e2, law="", policy="", concept="", seed=0, agent_names=[], costs=e1,
+            empathetic_costs=e1, exploitability=float("nan"), reference_costs=None, history=e2, times=e1,
+            trajectory=e2, n_params=np.zeros(0, dtype=int), status=status, message=message,
+        )  # fmt: skip
+
 
 def check_play_kwargs(kw: dict):
     """(scenario class, policy, concept, steps, lr, seed) of a dict of ``play`` keyword arguments, validated

@@ -73,6 +73,7 @@ from control.errors import ValidationError
 
 from ..agent import MFTTPolicy
 from ..cell import CellSpec
+from ..play import Outcome
 from ..population_mftt import MFTTPopulationPolicy
 from ..status import PLAYED, STATUSES
 from .cluster import git_commit, source_hash  # the code version of a run
@@ -352,51 +353,46 @@ def _arr(x: Any, ndim: int) -> np.ndarray:
     return a
 
 
-def outcome_dataset(outcome: Any, *, key: str = "", index: int = -1) -> xr.Dataset:
+def outcome_dataset(outcome: Outcome, *, key: str = "", index: int = -1) -> xr.Dataset:
     """One ``agents.Outcome`` as a small Dataset over (agent, agent_j, iteration, time, state)."""
-    g = lambda name, default=None: getattr(outcome, name, default)  # noqa: E731
-    ref = g("reference_costs")
-    cost = _arr(g("costs"), 1)
+    o = outcome
+    cost = _arr(o.costs, 1)
     n = cost.shape[0]
+
+    def per_agent(x: np.ndarray | None) -> np.ndarray:
+        return _arr(x, 1) if x is not None else np.full(n, np.nan)
+
     data = {
         "cost": (("agent",), cost),
-        "empathetic_cost": (("agent",), _arr(g("empathetic_costs"), 1)),
-        "reference_cost": (("agent",), _arr(ref, 1) if ref is not None else np.full(n, np.nan)),
-        "exploitability": (
-            (),
-            float(g("exploitability", np.nan) if g("exploitability") is not None else np.nan),
-        ),
-        "history": (("iteration", "agent"), _arr(g("history"), 2)),
-        "trajectory": (("time", "state"), _arr(g("trajectory"), 2)),
-        "times": (("time",), _arr(g("times"), 1)),
-        "n_params": (("agent",), _arr(g("n_params"), 1)),
-        "Lambda_matrix": (("agent", "agent_j"), _arr(g("Lambda"), 2)),
-        "wall_time": ((), float(g("wall_time", 0.0) or 0.0)),
-        "nfe": ((), float(g("nfe")) if g("nfe") is not None else np.nan),
-        "gain": (("agent",), _arr(g("gains"), 1) if g("gains") is not None else np.full(n, np.nan)),
-        "reference_grid_cost": (
-            ("agent",),
-            _arr(g("reference_grid_costs"), 1)
-            if g("reference_grid_costs") is not None
-            else np.full(n, np.nan),
-        ),
-        "iterations": ((), float(g("iterations", 0) or 0)),
-        "exploitability_method": ((), str(g("exploitability_method", "") or "")),
-        "node": ((), str(g("node", "") or "")),
-        "status": ((), str(g("status", "failed"))),
-        "message": ((), " ".join(str(g("message", "") or "").split())),
-        "policy": ((), str(g("policy", "") or "")),
-        "concept": ((), str(g("concept", "") or "")),
+        "empathetic_cost": (("agent",), _arr(o.empathetic_costs, 1)),
+        "reference_cost": (("agent",), per_agent(o.reference_costs)),
+        "exploitability": ((), float(o.exploitability if o.exploitability is not None else np.nan)),
+        "history": (("iteration", "agent"), _arr(o.history, 2)),
+        "trajectory": (("time", "state"), _arr(o.trajectory, 2)),
+        "times": (("time",), _arr(o.times, 1)),
+        "n_params": (("agent",), _arr(o.n_params, 1)),
+        "Lambda_matrix": (("agent", "agent_j"), _arr(o.Lambda, 2)),
+        "wall_time": ((), float(o.wall_time or 0.0)),
+        "nfe": ((), float(o.nfe)),
+        "gain": (("agent",), per_agent(o.gains)),
+        "reference_grid_cost": (("agent",), per_agent(o.reference_grid_costs)),
+        "iterations": ((), float(o.iterations or 0)),
+        "exploitability_method": ((), str(o.exploitability_method or "")),
+        "node": ((), ""),  # set by the runner for cluster runs (run_cells(node=True))
+        "status": ((), str(o.status)),
+        "message": ((), " ".join(str(o.message or "").split())),
+        "policy": ((), str(o.policy or "")),
+        "concept": ((), str(o.concept or "")),
         "agent_name": (
             ("agent",),
-            np.array([str(a) for a in (g("agent_names") or [])] or [""] * n, dtype=object),
+            np.array([str(a) for a in o.agent_names] or [""] * n, dtype=object),
         ),
     }
     attrs: dict[str, Any] = {"cell_key": key, "cell_index": index}
-    if g(
-        "weights"
+    if (
+        o.weights
     ):  # trained MFTT parameters, written beside the results by the runner (write_weights)
-        attrs["weights"] = {k: np.asarray(v) for k, v in g("weights").items()}
+        attrs["weights"] = {k: np.asarray(v) for k, v in o.weights.items()}
     return xr.Dataset(data, attrs=attrs)
 
 
@@ -404,13 +400,9 @@ def failed_dataset(
     message: str, status: str = "failed", *, key: str = "", index: int = -1
 ) -> xr.Dataset:
     """A cell that produced no outcome (the cell raised): status and message only."""
-
-    class _O:
-        pass
-
-    o = _O()
-    o.status, o.message = status, message
-    return outcome_dataset(o, key=key, index=index)
+    ds = outcome_dataset(Outcome.failed(status, message), key=key, index=index)
+    ds["nfe"] = np.nan  # no solve was counted
+    return ds
 
 
 def part_path(parts_dir: str | Path, index: int, key: str) -> Path:

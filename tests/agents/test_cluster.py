@@ -28,6 +28,7 @@ from agents.experiments.cli import app
 from agents.experiments.config import Experiment
 from agents.experiments.results import open_results, outcome_dataset, read_part
 from agents.experiments.runner import check_address, run_experiment
+from agents.play import Outcome
 from control.errors import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_a_pinned_worker_environment_with_other_code_is_refused(monkeypatch):
 
 
 def test_cells_and_manifest_record_node_and_code_version():
-    ds = outcome_dataset(object(), key="k", index=0)
+    ds = outcome_dataset(Outcome.failed("ok", ""), key="k", index=0)
     assert str(ds["node"].values) == ""
     exp = Experiment.from_toml(
         'name = "n"\nseeds = [0]\n[scenarios.cournot]\n[agents]\nweights = ["constant"]\n'

@@ -20,6 +20,7 @@ from agents.experiments.results import (
     write_results,
 )
 from agents.experiments.runner import run_experiment
+from agents.play import Outcome
 from agents.status import PLAYED, STATUSES
 from control.errors import ValidationError
 
@@ -123,15 +124,14 @@ def test_netcdf_round_trip_is_identical(tiny, tmp_path):
 
 
 def test_part_files_round_trip(tiny, tmp_path):
-    class FakeOutcome:
-        status, message, costs = "ok", "converged", np.array([1.0, 2.0])
-        empathetic_costs, reference_costs, exploitability = np.array([1.5, 2.5]), None, 0.25
-        history, times, trajectory = np.ones((4, 2)), np.linspace(0, 1, 3), np.zeros((3, 2))
-        n_params, Lambda, agent_names, policy, concept, wall_time = (
-            np.array([3, 3]), np.eye(2), ["a", "b"], "linear", "nash", 0.5,
-        )  # fmt: skip
-
-    ds = outcome_dataset(FakeOutcome(), key="k", index=7)
+    o = Outcome(
+        scenario="lq_game", Lambda=np.eye(2), law="constant", policy="linear", concept="nash", seed=0,
+        agent_names=["a", "b"], costs=np.array([1.0, 2.0]), empathetic_costs=np.array([1.5, 2.5]),
+        exploitability=0.25, reference_costs=None, history=np.ones((4, 2)), times=np.linspace(0, 1, 3),
+        trajectory=np.zeros((3, 2)), n_params=np.array([3, 3]), status="ok", message="converged",
+        wall_time=0.5,
+    )  # fmt: skip
+    ds = outcome_dataset(o, key="k", index=7)
     p = write_part(tmp_path, 7, "k", ds)
     back = read_part(p)
     xr.testing.assert_equal(back, ds)

@@ -3,6 +3,7 @@ an ``ok`` cell are checked on resume; anything else is recomputed, and the run s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ from agents.experiments.results import (
     write_part,
 )
 from agents.experiments.runner import RunState, parts_dir_for, run_experiment
+from agents.play import Outcome
 
 TOML = """
 name = "parts"
@@ -39,13 +41,13 @@ steps = 5
 """
 
 
-class Fake:
-    status, message = "ok", "converged"
-    costs, empathetic_costs, reference_costs = np.array([1.0, 2.0]), np.array([1.5, 2.5]), None
-    exploitability, history = 0.25, np.ones((4, 2))
-    times, trajectory = np.linspace(0, 1, 3), np.zeros((3, 2))
-    n_params, Lambda, agent_names = np.array([3, 3]), np.eye(2), ["a", "b"]
-    policy, concept, wall_time, nfe = "direct", "nash", 0.5, 0
+# a two-agent outcome with known numbers (written and read back as a part)
+BASE = Outcome(
+    scenario="cournot", Lambda=np.eye(2), law="constant", policy="direct", concept="nash", seed=0,
+    agent_names=["a", "b"], costs=np.array([1.0, 2.0]), empathetic_costs=np.array([1.5, 2.5]),
+    exploitability=0.25, reference_costs=None, history=np.ones((4, 2)), times=np.linspace(0, 1, 3),
+    trajectory=np.zeros((3, 2)), n_params=np.array([3, 3]), status="ok", message="converged", wall_time=0.5,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,7 @@ def cells(exp):
 
 
 def _fake(**changes) -> xr.Dataset:
-    o = Fake()
-    for k, v in changes.items():
-        setattr(o, k, v)
-    return outcome_dataset(o)
+    return outcome_dataset(dataclasses.replace(BASE, **changes))
 
 
 def _read(tmp_path, cells):
