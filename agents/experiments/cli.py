@@ -681,9 +681,41 @@ def _panels(ds):
                 .values,
                 "n_seeds": d.sizes["seed"],
                 "ylabel": label,
+                "bands": _bands(d, okd)
+                if getattr(SCENARIOS.get(str(s)), "population", False)
+                else None,
             }
         )
     return out
+
+
+def _bands(d, okd) -> dict | None:
+    """A population scenario's distribution of states over time in its first played cell: per population the
+    mean, 5/50/95 % quantiles and the sampled agents' paths (``PopulationGame.rollout``); None if none played."""
+    cells = okd.stack(cell=("Lambda", "law", "seed"))
+    played = [i for i, v in enumerate(cells.values) if v]
+    if not played:
+        return None
+    one = d.stack(cell=("Lambda", "law", "seed")).isel(cell=played[0])
+    times, summary = (
+        np.asarray(one["times"].values, float),
+        np.asarray(one["trajectory"].values, float),
+    )
+    names = [str(x) for x in one["agent_name"].values if str(x)]
+    K = len(names)
+    keep = np.isfinite(times)
+    summary = summary[keep]
+    summary = summary[:, np.isfinite(summary).all(0)] if summary.size else summary
+    if K == 0 or summary.shape[-1] < 4 * K or (summary.shape[-1] - 4 * K) % K:
+        return None  # e.g. routing's flows: no per-agent states
+    lam, law, seed = (str(one[c].item()) for c in ("Lambda", "law", "seed"))
+    return {
+        "times": times[keep],
+        "stats": summary[:, : 4 * K].reshape(-1, K, 4),
+        "paths": summary[:, 4 * K :].reshape(len(summary), K, -1),
+        "names": names,
+        "cell": f"Λ {lam}, {law}, seed {seed}",
+    }
 
 
 def _texts(panels: list[dict], f: Callable[[str], str]) -> list[dict]:
@@ -722,9 +754,15 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
     panels = _texts(all_panels, _mpl_text)
     name = _mpl_text(ds.attrs.get("name", "results"))
     n = len(panels)
+    rows = (
+        3 if any(p["bands"] is not None for p in panels) else 2
+    )  # populations: their distributions
     fig, axes = plt.subplots(
-        2, n, figsize=(max(4.2 * n, 6), 7.2), squeeze=False, constrained_layout=True
+        rows, n, figsize=(max(4.2 * n, 6), 3.6 * rows), squeeze=False, constrained_layout=True
     )
+    if rows == 3:
+        for k, p in enumerate(panels):
+            _draw_bands(axes[2, k], p["bands"])
     for k, p in enumerate(panels):
         ax, bx = axes[0, k], axes[1, k]
         nl, nw = len(p["Lambda"]), len(p["law"])
@@ -806,6 +844,40 @@ def _report(ds, png: Path, html: Path) -> tuple[Path, Path]:
     os.replace(tmp, png)
     atomic_write_bytes(html, _html(ds, _texts(all_panels, _html_text)).encode())
     return png, html
+
+
+def _draw_bands(ax, b: dict | None) -> None:
+    """Quantile bands (5–95 %), median, mean and sampled agents' paths per population over time."""
+    if b is None:
+        ax.axis("off")
+        note = "no distribution of agents' states\n(not a population game)"
+        ax.text(
+            0.5,
+            0.5,
+            note,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="#666",
+            transform=ax.transAxes,
+        )
+        return
+    t = b["times"]
+    for k, name in enumerate(b["names"]):
+        c = f"C{k}"
+        mean, q5, q50, q95 = (b["stats"][:, k, i] for i in range(4))
+        ax.fill_between(
+            t, q5, q95, color=c, alpha=0.2, linewidth=0, label=f"{_mpl_text(name)}: 5–95 %"
+        )
+        ax.plot(t, q50, color=c, linewidth=1.6, label=f"{_mpl_text(name)}: median")
+        ax.plot(t, mean, color=c, linewidth=1.2, linestyle=":", label=f"{_mpl_text(name)}: mean")
+        for i in range(b["paths"].shape[2]):
+            ax.plot(t, b["paths"][:, k, i], color=c, linewidth=0.5, alpha=0.45)
+    ax.set_xlabel("time t", fontsize=10)
+    ax.set_ylabel("agents' state x\n(quantiles, sampled paths)", fontsize=10)
+    ax.set_title(f"distribution of states ({_mpl_text(b['cell'])})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
 
 
 def _html(ds, panels) -> str:

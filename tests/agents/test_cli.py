@@ -226,3 +226,25 @@ def test_sigkill_then_resume_gives_the_same_dataset_without_recomputing(tmp_path
         open_results(out),
         run_experiment(Experiment.from_toml(cfg), backend="local", progress=False),
     )
+
+
+def test_report_draws_a_population_scenarios_distribution(tmp_path):
+    """A population cell's report panel carries its quantile bands and sampled paths, read from the results."""
+    from agents.experiments.cli import _panels, _report
+
+    exp = Experiment.from_toml(
+        'name = "p"\nseeds = [0]\n[scenarios.systemic_risk]\nn_steps = 5\nreplicas = 1\n'
+        '[scenarios.cournot]\n[agents]\nn = 20\nweights = ["time"]\n[Lambda]\npresets = ["selfish"]\n'
+        "[training]\nsteps = 2\n"
+    )
+    ds = run_experiment(exp, backend="local", progress=False)
+    panels = {p["scenario"]: p for p in _panels(ds)}
+    b = panels["systemic_risk"]["bands"]
+    assert panels["cournot"]["bands"] is None
+    traj = ds["trajectory"].sel(scenario="systemic_risk").values.reshape(-1, ds.sizes["state"])
+    assert b["stats"].shape == (6, 1, 4) and b["paths"].shape == (6, 1, 8)
+    np.testing.assert_array_equal(b["stats"][:, 0, :], traj[:6, :4])
+    mean, q5, q50, q95 = b["stats"][:, 0].T
+    assert np.all(q5 <= q50) and np.all(q50 <= q95)
+    png, html = _report(ds, tmp_path / "p.png", tmp_path / "p.html")
+    assert png.stat().st_size > 10_000 and html.is_file()
