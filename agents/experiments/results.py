@@ -1032,7 +1032,7 @@ def attention_maps(game: Any, agent: int, time_index: int | None = None) -> dict
             obs = game.stack.run(lambda: game.observe(t, xs[k]))[j]  # [P_obs, d_obs]
         tt = torch.full(obs.shape[:-1] + (1,), float(t), dtype=obs.dtype, device=obs.device)
         model, tokens, t_shown = policy.model, torch.cat([obs, tt], -1), float(t)
-        default_obs = getattr(game, "observe_all", None) or getattr(game, "_observe_all", None)
+        default_obs = getattr(game, "observe_all", None)
         token = (
             "particle"
             if game.observe == default_obs

@@ -170,7 +170,7 @@ def test_state_dict_roundtrip_and_n_params():
 
 
 def test_stacked_cells_are_one_simulation_with_each_cells_numbers():
-    """DifferentialGame.stack: C cells as one game of C·n agents, one ODE per evaluation, each cell's own
+    """DifferentialGame.fuse: C cells as one game of C·n agents, one ODE per evaluation, each cell's own
     costs, gradients and trajectory; every cell counts the stacked solve's evaluations."""
     sc = get_scenario("consensus")(3)
     games = []
