@@ -259,7 +259,12 @@ def test_config_is_data_never_code(tmp_path):
         expect_family(lambda n=name: Experiment.from_dict(mutate("name", n)), {"name"})
     assert not marker.exists()
     root = Path(__file__).resolve().parents[2]
-    for f in [*root.glob("agents/*.py"), *root.glob("app/**/*.py"), *root.glob("control/*.py")]:
+    for f in [
+        *root.glob("agents/**/*.py"),
+        *root.glob("app/**/*.py"),
+        *root.glob("control/*.py"),
+        *root.glob("mftt/*.py"),
+    ]:
         src = f.read_text()
         for bad in (
             "eval(",

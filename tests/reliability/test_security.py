@@ -62,7 +62,7 @@ def test_streamlit_and_cli_default_to_loopback():
     make = (REPO / "Makefile").read_text()
     app_rule = make.split("\napp:", 1)[1].split("\n\n", 1)[0]
     assert "--server.address 127.0.0.1" in app_rule
-    src = (REPO / "agents" / "runner.py").read_text()
+    src = (REPO / "agents" / "experiments" / "runner.py").read_text()
     assert "include_dashboard=False" in src and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in src
 
 
