@@ -35,10 +35,10 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 test-slow: install  # exit 5 (no test selected) is not a failure; the Ray clusters run alone, the rest on 2 workers
-	$(BIN)/python -m pytest -q -n 2 -m "slow and not ray"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "slow and not ray"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 	$(BIN)/python -m pytest -q -m "slow and ray"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 e2e: install

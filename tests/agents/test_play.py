@@ -29,14 +29,12 @@ def _check(o: Outcome, n: int) -> None:
     assert (o.n_params > 0).all()
 
 
-def _default_marks(name: str):
-    # population scenarios simulate hundreds of agents per cell: their defaults run in the slow suite
-    return [pytest.mark.slow] if agents.SCENARIOS[name].population else []
+# population scenarios (default cells of 1,000 to 100,000 agents) are played by their own tests against closed
+# forms (tests/agents/test_population.py, N = 10 … 100,000) and their example configs by the runner's smoke test
+N_PLAYER = sorted(s for s in agents.SCENARIOS if not agents.SCENARIOS[s].population)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(s, marks=_default_marks(s)) for s in sorted(agents.SCENARIOS)]
-)
+@pytest.mark.parametrize("name", N_PLAYER)
 def test_every_scenario_runs_with_defaults(name):
     o = play(name)
     cls = agents.SCENARIOS[name]

@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 import agents.experiments.runner as runner
+from agents.cell import CellSpec
 from agents.experiments.config import Experiment, load_experiment
 from agents.experiments.results import open_results
 from agents.experiments.runner import RunState, run_experiment, submit_experiment
@@ -169,17 +170,18 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "examples" / "configs").
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_example_config_smoke_run(path):
-    """Every shipped config loads and its first cell of each scenario plays (steps overridden to 2, and a
-    population scenario's agents to 64: the full sizes are measured in benchmarks/populations.py)."""
+    """Every shipped config loads, its cells validate as play's arguments, and the first cell of each N-player
+    scenario plays (steps overridden to 2). Population scenarios' cells are played by their own tests
+    (tests/agents/test_population.py) and by the report test of tests/agents/test_cli.py."""
     exp = load_experiment(path).with_values({"training.steps": 2, "seeds": [0]})
     firsts = {}
     for c in exp.cells():
+        CellSpec.of(c.kwargs)  # every cell's arguments are valid as they stand
         firsts.setdefault(c.coords["scenario"], c)
     for c in firsts.values():
-        kwargs = dict(c.kwargs)
-        if get_scenario(kwargs["scenario"]).population:
-            kwargs["n_agents"] = min(int(kwargs["n_agents"]), 64)
-        ds = runner.run_cell(kwargs, c.key, c.index)
+        if get_scenario(c.kwargs["scenario"]).population:
+            continue
+        ds = runner.run_cell(c.kwargs, c.key, c.index)
         assert ds["status"].item() in PLAYED, (c.label, ds["message"].item())
         assert np.isfinite(ds["cost"].values).all() and ds.sizes["iteration"] >= 1
 

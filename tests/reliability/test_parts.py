@@ -256,7 +256,7 @@ def test_fuzz_parts(tmp_path_factory, cells, which, code_changed):
 
 
 @pytest.mark.slow
-@settings(max_examples=600, **_FUZZ)
+@settings(max_examples=300, **_FUZZ)
 @given(which=_WHICH, code_changed=st.booleans())
 def test_fuzz_parts_slow(tmp_path_factory, cells, which, code_changed):
     _fuzz_parts(tmp_path_factory, cells, which, code_changed)

@@ -313,7 +313,7 @@ def test_fuzz_crafted_files(good, tmp_path_factory, edits):
 
 
 @pytest.mark.slow
-@settings(max_examples=200, **_FUZZ)
+@settings(max_examples=100, **_FUZZ)
 @given(edits=_EDITS)
 def test_fuzz_crafted_files_slow(good, tmp_path_factory, edits):
     _fuzz_crafted(good, tmp_path_factory, edits)
