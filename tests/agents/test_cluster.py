@@ -273,7 +273,7 @@ def test_workers_cannot_import_the_checkout_and_get_the_drivers_code(loopback_cl
     )  # fmt: skip
     assert r.stdout.strip() == "no agents", r.stdout
     probe = (
-        "from agents.experiments.runner import init_ray\nfrom agents import cluster\nimport json\n"
+        "from agents.experiments.runner import init_ray\nfrom agents.experiments import cluster\nimport json\n"
         f"init_ray({loopback_cluster.address!r})\nprint(json.dumps(cluster.probe_workers()))\n"
     )
     r = subprocess.run(
