@@ -40,7 +40,7 @@ from .finite import (
 )
 from .game import Game, MatrixGame, StaticGame
 from .play import Outcome, play
-from .population import Law, LinearPopulationPolicy, PopulationGame
+from .population import Law, LinearPopulationPolicy, PopulationGame, rollout_parts
 from .population_mftt import MFTTPopulationPolicy
 from .precheck import lambda_warnings, precheck
 from .scenarios import SCENARIOS, Scenario, get_scenario
@@ -54,6 +54,7 @@ __all__ = [
     "LinearPopulationPolicy",
     "MFTTPopulationPolicy",
     "PopulationGame",
+    "rollout_parts",
     "Job",
     "get_job",
     "list_jobs",

@@ -68,6 +68,22 @@ EXACT_MAX_AGENTS = 512  # the exact own-gradient holds an [N, N, …] Jacobian b
 SAMPLED = 8
 
 
+def rollout_parts(summary: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Split a population rollout's summary ``[T, 4·K + S·K]`` (``PopulationGame.rollout``, as stored in the
+    results' ``trajectory``) into the statistics ``[T, K, 4]`` (mean, 5 %, 50 %, 95 %) and the sampled
+    agents' paths ``[T, K, S]``. Columns that are NaN throughout (padding of a results file) are dropped;
+    None when the summary is not of that form (e.g. routing's flows)."""
+    a = np.asarray(summary, float)
+    if a.ndim != 2 or K < 1 or a.shape[1] < 4 * K:
+        return None
+    stats, paths = a[:, : 4 * K], a[:, 4 * K :]
+    paths = paths[:, np.isfinite(paths).any(0)] if paths.size else paths
+    if paths.shape[1] % K:
+        return None
+    T = len(a)
+    return stats.reshape(T, K, 4), paths.reshape(T, K, -1)
+
+
 class PopulationGame(Game):
     """K populations × N agents; players are the populations, costs the mean cost per population.
 

@@ -136,22 +136,20 @@ def bars(
 
 def quantile_bands(
     times: np.ndarray,
-    summary: np.ndarray,
+    stats: np.ndarray,
     names: list[str],
     title: str = "Density of states over time",
-    samples: np.ndarray | None = None,
+    paths: np.ndarray | None = None,
 ) -> go.Figure:
-    """Per population the state's distribution over time: summary [T, 4·K] holds, per population, the mean
-    and the 5 %, 50 %, 95 % quantiles over its agents (``PopulationGame.rollout``): a 5–95 % band, the median
-    (solid) and the mean (dotted); ``samples`` [T, K·S], a fixed sample of S agents' paths per population,
-    as thin lines."""
+    """Per population the state's distribution over time: ``stats [T, K, 4]`` holds the mean and the 5 %,
+    50 %, 95 % quantiles over its agents (``agents.rollout_parts``): a 5–95 % band, the median (solid) and
+    the mean (dotted); ``paths [T, K, S]``, a fixed sample of S agents' paths per population, as thin lines."""
     fig = go.Figure()
     t = np.asarray(times, float)
-    S = np.asarray(summary, float).reshape(len(t), -1, 4)
+    S = np.asarray(stats, float)
     ok = np.isfinite(t)
-    paths = None
-    if samples is not None and np.asarray(samples).size and S.shape[1]:
-        paths = np.asarray(samples, float).reshape(len(t), S.shape[1], -1)
+    if paths is not None and not np.asarray(paths).size:
+        paths = None
     for k in range(S.shape[1]):
         if paths is not None:
             for i in range(paths.shape[2]):

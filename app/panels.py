@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 import mftt
-from agents import empathy, lambda_warnings
+from agents import empathy, lambda_warnings, rollout_parts
 from agents.agent import MFTTPolicy
 from agents.status import PLAYED
 from app import figures, state
@@ -334,17 +334,23 @@ def show_results(ds, ran: dict[str, Any] | None = None, key: str = "res", path=N
             key=f"{key}_expl",
         )
     with tabs[2]:
-        ref = None
-        if "reference_cost" in cell:
-            ref = np.asarray(cell["reference_cost"].values, float).reshape(len(seeds), -1)[0, :n]
-        with np.errstate(all="ignore"):
-            st.plotly_chart(
-                figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
-                width="stretch",
-                key=f"{key}_costs",
-            )
+        cost_panel(cell, seeds, names, cost, emp, key)
     with tabs[3]:
         attention_panel(one, ran, names, key=key, path=path, ds=ds)
+
+
+def cost_panel(cell, seeds, names: list[str], cost, emp, key: str) -> None:
+    """Mean material and empathetic cost per agent (population) over seeds, against the closed form."""
+    n = len(names)
+    ref = None
+    if "reference_cost" in cell:
+        ref = np.asarray(cell["reference_cost"].values, float).reshape(len(seeds), -1)[0, :n]
+    with np.errstate(all="ignore"):
+        st.plotly_chart(
+            figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
+            width="stretch",
+            key=f"{key}_costs",
+        )
 
 
 def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) -> None:
@@ -355,15 +361,11 @@ def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) 
     tabs = st.tabs(["Distribution of states", "Learning", "Costs", "Attention"])
     with tabs[0]:
         times = np.asarray(one["times"].values, float)
-        summary = np.asarray(one["trajectory"].values, float)
         keep = np.isfinite(times)
-        summary, samples = summary[keep][:, : 4 * n], summary[keep][:, 4 * n :]
-        samples = samples[:, np.isfinite(samples).all(0)] if samples.size else samples
-        if samples.shape[-1] % max(n, 1):
-            samples = samples[:, :0]  # not a whole sample per population: not drawn
-        if summary.shape[-1] == 4 * n and np.isfinite(summary).any():
+        parts = rollout_parts(np.asarray(one["trajectory"].values, float)[keep], n)
+        if parts is not None and np.isfinite(parts[0]).any():
             st.plotly_chart(
-                figures.quantile_bands(times[keep], summary, names, samples=samples),
+                figures.quantile_bands(times[keep], parts[0], names, paths=parts[1]),
                 width="stretch",
                 key=f"{key}_bands",
             )
@@ -389,15 +391,7 @@ def population_results(ds, cell, seed, seeds, names, cost, emp, ran, key, path) 
             key=f"{key}_learn",
         )
     with tabs[2]:
-        ref = None
-        if "reference_cost" in cell:
-            ref = np.asarray(cell["reference_cost"].values, float).reshape(len(seeds), -1)[0, :n]
-        with np.errstate(all="ignore"):
-            st.plotly_chart(
-                figures.cost_bars(names, np.nanmean(cost, 0), np.nanmean(emp, 0), ref),
-                width="stretch",
-                key=f"{key}_costs",
-            )
+        cost_panel(cell, seeds, names, cost, emp, key)
         idx = state.cell_of(ds, one)
         if path is not None and idx is not None and state.has_weights(ds, idx):
             try:

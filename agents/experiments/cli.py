@@ -27,6 +27,7 @@ from rich.table import Table
 
 from control.errors import ValidationError, choice, number
 
+from ..population import rollout_parts
 from ..scenarios import SCENARIOS
 from ..status import FAILED, PLAYED, STATUSES
 from . import jobs
@@ -697,22 +698,17 @@ def _bands(d, okd) -> dict | None:
     if not played:
         return None
     one = d.stack(cell=("Lambda", "law", "seed")).isel(cell=played[0])
-    times, summary = (
-        np.asarray(one["times"].values, float),
-        np.asarray(one["trajectory"].values, float),
-    )
+    times = np.asarray(one["times"].values, float)
     names = [str(x) for x in one["agent_name"].values if str(x)]
-    K = len(names)
     keep = np.isfinite(times)
-    summary = summary[keep]
-    summary = summary[:, np.isfinite(summary).all(0)] if summary.size else summary
-    if K == 0 or summary.shape[-1] < 4 * K or (summary.shape[-1] - 4 * K) % K:
+    parts = rollout_parts(np.asarray(one["trajectory"].values, float)[keep], len(names))
+    if parts is None:
         return None  # e.g. routing's flows: no per-agent states
     lam, law, seed = (str(one[c].item()) for c in ("Lambda", "law", "seed"))
     return {
         "times": times[keep],
-        "stats": summary[:, : 4 * K].reshape(-1, K, 4),
-        "paths": summary[:, 4 * K :].reshape(len(summary), K, -1),
+        "stats": parts[0],
+        "paths": parts[1],
         "names": names,
         "cell": f"Λ {lam}, {law}, seed {seed}",
     }

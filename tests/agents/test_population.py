@@ -352,3 +352,22 @@ def test_attention_of_a_populations_shared_mftt_reads_the_agent_and_its_sample()
     x = states[2][0, 0, :, 0].numpy()
     m = x.mean()
     np.testing.assert_allclose(r["tokens"][0], [x[0] - m, m, r["times"][2]], rtol=1e-12)
+
+
+def test_rollout_parts_splits_statistics_and_paths_and_drops_padding():
+    from agents import rollout_parts
+
+    g = get_scenario("lq_populations")(20, **K3, n_steps=4).game(
+        Lambda=np.eye(3), law="time", policy="linear", seed=0
+    )
+    _, summary = g.rollout()  # [T, 4·3 + 8·3]
+    stats, paths = rollout_parts(summary, 3)
+    T = len(summary)
+    assert stats.shape == (T, 3, 4) and paths.shape == (T, 3, 8)
+    np.testing.assert_array_equal(stats.reshape(T, -1), summary[:, :12])
+    np.testing.assert_array_equal(paths.reshape(T, -1), summary[:, 12:])
+    padded = np.concatenate([summary, np.full((T, 5), np.nan)], 1)  # a results file's state padding
+    for a, b in zip(rollout_parts(padded, 3), (stats, paths), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert rollout_parts(summary[:, :13], 3) is None  # not a whole sample per population
+    assert rollout_parts(np.zeros((T, 5)), 2) is None  # routing's flows: no per-agent statistics
